@@ -1,0 +1,1 @@
+"""Doors through which a card is exposed: in-process and the vpcd virtual reader."""

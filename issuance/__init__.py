@@ -1,0 +1,1 @@
+"""The TEST back office: policy, CAs and certificate profiles, keys, personalisation, workflow, store, CRL/OCSP."""
