@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
 from .apdu import ApduFormatError, Command
-from .image import BinaryEF, CardImage, FREE, KeyEF, NEVER, PinEF, RecordEF
+from .image import BinaryEF, CardImage, FREE, KeyEF, NEVER, PinEF, RecordEF, atr_bytes
 from .redact import redact_command
 from .status import SW, retries
 
@@ -68,8 +68,9 @@ class Card:
     random: bytes source for GET CHALLENGE and PSS salts (default os.urandom).
     """
 
-    def __init__(self, image: CardImage, *, persist=None, random=os.urandom):
+    def __init__(self, image: CardImage, *, persist=None, random=os.urandom, atr: str | None = None):
         self.image = image
+        self._atr = atr_bytes(atr) if atr else None   # a door's override, never persisted
         self.options = image.options
         self._persist = persist
         self._random = random
@@ -88,7 +89,7 @@ class Card:
 
     @property
     def atr(self) -> bytes:
-        return self.image.atr_bytes
+        return self._atr or self.image.atr_bytes
 
     def power_on(self) -> bytes:
         with self._lock:

@@ -1,12 +1,181 @@
-"""The `mynaemu` command line (click): card, issue, kiosk and demo groups."""
+"""The `mynaemu` command line (click): card, issue, kiosk and demo groups.
+
+Exit codes (all commands): 0 success; 1 the operation was refused or failed (one line on
+stderr saying why); 2 bad usage or bad arguments (click's own code). Groups may document
+finer codes of their own (the kiosk does).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
 import click
+
+from mynaemu.card.image import ATR_PROFILES, CardImageError
+
+EXIT_REFUSED = 1
+
+
+class Refused(click.ClickException):
+    """A one-line refusal with a chosen exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_REFUSED):
+        super().__init__(message)
+        self.exit_code = code
+
+    def show(self, file=None):
+        click.echo(f"mynaemu: {self.format_message()}", err=True)
+
+
+def one_line_errors(func):
+    """Turn the project's expected failures into one-line messages with exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (CardImageError, ValueError, OSError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise Refused(text) from None
+
+    return wrapper
+
+
+def parse_hex_apdu(text: str) -> bytes:
+    cleaned = text.replace(" ", "").replace(":", "")
+    try:
+        raw = bytes.fromhex(cleaned)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not hex") from None
+    if len(raw) < 4:
+        raise click.BadParameter(f"{text!r}: an APDU has at least 4 bytes")
+    return raw
 
 
 @click.group()
-def main():
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv APDU trace, redacted).")
+def main(verbose):
     """mynaemu: a software Individual Number Card and its TEST back office."""
+    level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
+
+# -- card --------------------------------------------------------------------------------------
 
 @main.group()
 def card():
-    """Create, inspect and serve virtual cards."""
+    """Create, inspect, talk to and serve virtual cards."""
+
+
+@card.command("personas")
+def card_personas():
+    """List the personas `card create` can build, with their test PINs."""
+    from mynaemu.issuance.personas import PERSONAS
+
+    for name, spec in PERSONAS.items():
+        click.echo(f"{name:18s} {spec.description}")
+    click.echo("")
+    click.echo("Test PINs: auth 1234, signing ABC123, 券面事項入力補助 1234, 住基 1234 "
+               "(照合番号A = the 個人番号; 照合番号B = era YYMMDD + expiry year + security code;"
+               " `card info FILE --reveal` shows them).")
+
+
+@card.command("create")
+@click.option("--persona", required=True, help="Persona name (see `mynaemu card personas`).")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=None, help="Reproducible identity and keys.")
+@click.option("--atr", type=click.Choice(sorted(ATR_PROFILES)), default=None, help="ATR profile.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@one_line_errors
+def card_create(persona, output, seed, atr, force):
+    """Build a persona's card image into FILE."""
+    from mynaemu.issuance.personas import PERSONAS, build_persona
+
+    if persona not in PERSONAS:
+        raise click.BadParameter(f"unknown persona {persona!r}; choose from: {', '.join(PERSONAS)}",
+                                 param_hint="--persona")
+    if output.exists() and not force:
+        raise Refused(f"{output}: exists (use --force to overwrite)")
+    image, info = build_persona(persona, seed=seed)
+    if atr:
+        image.atr = atr
+    image.save(output)
+    click.echo(f"{output}: {persona} card for {info.identity.name} "
+               f"(expires {info.card_expiry.isoformat()})")
+
+
+@card.command("info")
+@click.argument("file", type=click.Path(exists=False, dir_okay=False, path_type=Path))
+@click.option("--reveal", is_flag=True, help="Show PINs and the 個人番号 (hidden by default).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@one_line_errors
+def card_info(file, reveal, as_json):
+    """Describe a card image: holder, applications, PIN states, certificates."""
+    import json as _json
+
+    from mynaemu.card.describe import describe_image
+    from mynaemu.card.image import CardImage
+
+    summary = describe_image(CardImage.load(file), reveal=reveal)
+    if as_json:
+        click.echo(_json.dumps(summary, ensure_ascii=False, indent=1))
+        return
+    for key, value in summary.items():
+        if isinstance(value, list):
+            click.echo(f"{key}:")
+            for row in value:
+                click.echo(f"  {row}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@card.command("apdu")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("apdus", nargs=-1, required=True)
+@one_line_errors
+def card_apdu(file, apdus):
+    """Send APDUs (hex) to the card in FILE in-process; print `DATA SW` per response.
+
+    The card is powered on once for the whole list (so security status carries from one APDU
+    to the next) and its PIN state is saved to FILE as it changes.
+    """
+    from mynaemu.card.core import Card
+
+    raws = [parse_hex_apdu(a) for a in apdus]
+    the_card = Card.from_file(file)
+    the_card.power_on()
+    try:
+        for raw in raws:
+            response = the_card.transmit(raw)
+            data, sw = response[:-2].hex().upper(), response[-2:].hex().upper()
+            click.echo(f"{data} {sw}" if data else sw)
+    finally:
+        the_card.power_off()
+
+
+@card.command("serve")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where vpcd (pcscd) listens.")
+@click.option("--port", default=35963, show_default=True, type=click.IntRange(1, 65535),
+              help="35963 = reader 'Virtual PCD 00 00', 35964 = '... 00 01'.")
+@click.option("--atr", type=click.Choice(sorted(ATR_PROFILES)), default=None,
+              help="Override the image's ATR profile for this session.")
+@one_line_errors
+def card_serve(file, host, port, atr):
+    """Serve the card in FILE as a PC/SC reader through pcscd's vpcd driver.
+
+    Reconnects when pcscd restarts; PIN state is written to FILE as it changes. Stop with
+    Ctrl-C or SIGTERM.
+    """
+    from mynaemu.card.core import Card
+    from mynaemu.card.transport.vpcd import run
+
+    the_card = Card.from_file(file, atr=atr)
+    click.echo(f"serving {file} on vpcd {host}:{port} (ATR {the_card.atr.hex().upper()})", err=True)
+    run(the_card, host=host, port=port)
+
+
+if __name__ == "__main__":  # python -m mynaemu.tools.cli
+    main()
