@@ -376,10 +376,8 @@ def start_card_server(path, *, port: int = VPCD_PORT, timeout: float = 20.0, in_
 def load_card(path):
     """A Card on the image at `path` that saves its PIN state back to the same file."""
     from mynaemu.card.core import Card
-    from mynaemu.card.image import CardImage
 
-    image = CardImage.load(path)
-    return Card(image, persist=lambda *_args: image.save(path))
+    return Card.from_file(path)
 
 
 # -- command line ------------------------------------------------------------------------------

@@ -1,0 +1,200 @@
+"""APDU throughput benchmark (not a test): the card called in-process vs through pcscd + vpcd.
+
+One run measures both paths on the same persona card with the same loop - SELECT EF 000A
+(`00 A4 02 0C 02 00 0A`) then READ BINARY of 256 bytes (`00 B0 00 00 00`) in the JPKI AP - and
+prints APDU/s for each and the ratio PC/SC / in-process, then writes bench/results/apdu.md.
+
+The PC/SC path is what any real client sees: pyscard -> pcscd -> vpcd driver -> TCP -> the
+`card serve` process. pcsc.md measured 21 APDU/s there without the TCP_QUICKACK fix and
+4,900-7,200 APDU/s with it (trivial card), so the result also guards the 40 ms stall fix.
+
+Run from the repository root: `python -m bench.bench_apdu` or `python bench/bench_apdu.py`
+(`--seconds N` per path, default 3). It starts and stops what it needs: a pcscd (only if none
+with vpcd is running) and a `card serve` subprocess, both stopped by PID afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+AID_JPKI = bytes.fromhex("D392F000260100000001")
+SELECT_JPKI = bytes.fromhex("00A4040C0A") + AID_JPKI
+SELECT_EF = bytes.fromhex("00A4020C02000A")        # user-authentication certificate (spec §3.1)
+READ_256 = bytes.fromhex("00B0000000")             # Le=00: 256 bytes from offset 0 (spec §6)
+RESULTS = Path(__file__).resolve().parent / "results" / "apdu.md"
+PERSONA = "adult"
+
+
+def make_image(folder: Path) -> Path:
+    """A persona card image from the project's own CLI (the same file `card serve` uses)."""
+    path = folder / f"{PERSONA}.json"
+    done = subprocess.run([sys.executable, "-m", "mynaemu.tools.cli", "card", "create", "--persona", PERSONA,
+                           "-o", str(path), "--force"], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise SystemExit(f"bench_apdu: card create failed: {lines[-1] if lines else done.returncode}")
+    return path
+
+
+def _check(resp: bytes, what: str) -> None:
+    if resp[-2:] != b"\x90\x00":
+        raise SystemExit(f"bench_apdu: {what} answered {resp[-2:].hex().upper()}, expected 9000")
+
+
+def loop(transmit, seconds: float) -> tuple:
+    """Run SELECT EF + READ BINARY pairs for `seconds`; return (APDUs sent, elapsed seconds)."""
+    _check(transmit(SELECT_JPKI), "SELECT JPKI AP")
+    _check(transmit(SELECT_EF), "SELECT EF 000A")
+    first = transmit(READ_256)
+    _check(first, "READ BINARY")
+    if len(first) != 258:
+        raise SystemExit(f"bench_apdu: READ BINARY returned {len(first) - 2} bytes, expected 256")
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(50):               # check the clock every 100 APDUs, not every one
+            transmit(SELECT_EF)
+            transmit(READ_256)
+        count += 100
+        now = time.perf_counter()
+        if now >= deadline:
+            return count, now - start
+
+
+def bench_in_process(path: Path, seconds: float) -> tuple:
+    from mynaemu.card.core import Card
+
+    card = Card.from_file(path)
+    card.power_on()
+    return loop(card.transmit, seconds)
+
+
+def bench_pcsc(path: Path, seconds: float) -> tuple:
+    """Through pcscd + vpcd with pyscard; raises RuntimeError with the reason if unavailable."""
+    from mynaemu.tools import pcscd_ctl
+
+    missing = pcscd_ctl.missing_tools()
+    if missing:
+        raise RuntimeError("PC/SC stack not installed: " + ", ".join(missing))
+    pcscd = pcscd_ctl.ensure_pcscd()
+    server = None
+    try:
+        server = pcscd_ctl.start_card_server(path, in_process=False)
+        from smartcard.System import readers
+
+        reader = next((r for r in readers() if str(r) == pcscd_ctl.READER), None)
+        if reader is None:
+            raise RuntimeError(f"reader {pcscd_ctl.READER!r} not found")
+        conn = reader.createConnection()
+        conn.connect()
+        try:
+            def transmit(apdu: bytes) -> bytes:
+                data, sw1, sw2 = conn.transmit(list(apdu))
+                return bytes(data) + bytes((sw1, sw2))
+
+            return loop(transmit, seconds)
+        finally:
+            conn.disconnect()
+            # Release the PC/SC context now, while pcscd is still up (else __del__ complains).
+            getattr(conn, "release", lambda: None)()
+    finally:
+        if server is not None:
+            server.stop()
+        pcscd.stop()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per path (default 3)")
+    parser.add_argument("--image", type=Path, default=None,
+                        help=f"card image to use (default: a fresh `{PERSONA}` persona); only read, never written")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"Markdown result file (default {RESULTS})")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0:
+        parser.error("--seconds must be positive")
+
+    with tempfile.TemporaryDirectory(prefix="mynaemu-bench-") as tmp:
+        if args.image is not None:
+            # A copy: the loop changes no PIN state, but `card serve` owns the file it serves.
+            path = Path(tmp) / "card.json"
+            try:
+                shutil.copyfile(args.image, path)
+            except OSError as exc:
+                parser.error(f"--image {args.image}: {exc.strerror or exc}")
+        else:
+            path = make_image(Path(tmp))
+        rows = []
+        n, t = bench_in_process(path, args.seconds)
+        rows.append(("in-process (Card.transmit)", n, t))
+        pcsc_error = None
+        try:
+            n, t = bench_pcsc(path, args.seconds)
+            rows.append(("PC/SC (pyscard -> pcscd -> vpcd -> card serve)", n, t))
+        except RuntimeError as exc:
+            pcsc_error = str(exc)
+
+    lines = [
+        "| path | APDUs | seconds | APDU/s | per APDU |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, n, t in rows:
+        per = t / n
+        per_text = f"{per * 1e6:.1f} µs" if per < 1e-3 else f"{per * 1e3:.2f} ms"
+        lines.append(f"| {name} | {n:,} | {t:.2f} | {n / t:,.0f} | {per_text} |")
+    ratio_line = ""
+    if len(rows) == 2:
+        ratio = rows[1][1] / rows[1][2] / (rows[0][1] / rows[0][2])
+        ratio_line = f"Ratio PC/SC / in-process: **{ratio:.4f}** (in-process is {1 / ratio:,.0f}× faster)"
+    else:
+        ratio_line = f"PC/SC not measured: {pcsc_error}"
+
+    table = "\n".join(lines)
+    print(table)
+    print(ratio_line)
+
+    doc = [
+        "# APDU throughput: in-process vs PC/SC",
+        "",
+        f"Measured {datetime.datetime.now().astimezone().isoformat(timespec='seconds')} by "
+        f"`python -m bench.bench_apdu --seconds {args.seconds:g}` on {machine()}.",
+        "",
+        f"Loop: SELECT EF 000A (`00A4020C02000A`) + READ BINARY 256 bytes (`00B0000000`) in the JPKI AP "
+        f"of {'the card ' + args.image.name if args.image else 'a `' + PERSONA + '` persona card'}, for {args.seconds:g} s per path.",
+        "",
+        table,
+        "",
+        ratio_line,
+        "",
+        "pcsc.md reference: 21 APDU/s through vpcd without TCP_QUICKACK, 4,900–7,200 APDU/s with it "
+        "(trivial card).",
+        "",
+    ]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(doc), encoding="utf-8")
+    print(f"written {args.output}")
+    return 0 if pcsc_error is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
