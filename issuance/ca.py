@@ -8,9 +8,9 @@
   Its key id starts with ASCII "TESTCVCA" so it can never be taken for a production id.
 - TestPKI / default_test_pki(): the project's fixed TEST hierarchy, derived deterministically
   from PROJECT_SEED (so vectors/certs/*.pem can be reproduced byte for byte), cached per process
-  and on disk under platformdirs.user_cache_dir("mynaemu") so a new process does not spend
-  about a second regenerating keys. A cache file that is unreadable or inconsistent is ignored
-  and rewritten.
+  and on disk under platformdirs.user_cache_dir("mynaemu") (file name keyed by the cache format
+  version and a hash of the shaping modules) so a new process does not spend about a second
+  regenerating keys. A cache file that is unreadable or inconsistent is ignored and rewritten.
 
 Revocation (CRL/OCSP) is built elsewhere on top of TestCA.key / TestCA.certificate.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -44,9 +45,11 @@ PROJECT_SEED = "mynaemu-test-pki-v1"
 DEFAULT_NOT_BEFORE = _dt.datetime(2025, 1, 1, tzinfo=_dt.timezone.utc)
 DEFAULT_YEARS = 10
 DEFAULT_GENERATION = "2025"  # named after the year of issue, like the production generations (§7.1)
-# Bump whenever anything that shapes the default PKI changes (seed, profile, key generation):
-# the disk cache is keyed by it, so a stale cache is never used.
+# Bump when the cache document's layout changes. The cache file name also carries a hash of
+# the modules that shape the default PKI (seed, profiles, key generation), so editing any of
+# them can never let a process reuse a PKI built by older code.
 PKI_CACHE_VERSION = 1
+_SHAPING_MODULES = ("ca.py", "profiles.py", "keys.py", "identity.py")
 CACHE_FORMAT = "mynaemu-test-pki"
 
 CVC_KEY_ID_PREFIX = b"TESTCVCA"
@@ -77,7 +80,7 @@ class TestCA:
     kind: str
     key: rsa.RSAPrivateKey
     certificate: x509.Certificate
-    generation: str = DEFAULT_GENERATION
+    generation: str = "2026"
 
     def __post_init__(self):
         profiles._kind(self.kind)
@@ -112,7 +115,9 @@ class TestCA:
         profiles._kind(kind)
         if key is None:
             key = generate_rsa_key(2048, rng)
-        _check_rsa_2048(key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key, "CA key")
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise TypeError(f"key must be an RSA private key, got {type(key).__name__}")
+        _check_rsa_2048(key.public_key(), "CA key")
         start, end = profiles.ca_validity(not_before, years)
         serial = profiles.random_serial(_serial_source(rng))
         name = profiles.ca_name(kind)
@@ -331,8 +336,21 @@ def build_default_test_pki() -> TestPKI:
     return TestPKI(ca(AUTH), ca(SIGN), cvc)
 
 
+def _source_fingerprint() -> str:
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in _SHAPING_MODULES:
+        try:
+            digest.update(name.encode() + b"\0" + (here / name).read_bytes())
+        except OSError:  # e.g. run from a zip: fall back to the format version alone
+            digest.update(name.encode() + b"\0unreadable")
+    return digest.hexdigest()[:16]
+
+
 def default_cache_file() -> Path:
-    return Path(platformdirs.user_cache_dir("mynaemu")) / f"test-pki-v{PKI_CACHE_VERSION}.json"
+    """user_cache_dir("mynaemu")/test-pki-v<format version>-<source hash>.json"""
+    name = f"test-pki-v{PKI_CACHE_VERSION}-{_source_fingerprint()}.json"
+    return Path(platformdirs.user_cache_dir("mynaemu")) / name
 
 
 def load_or_build_test_pki(cache_file: Path | None) -> TestPKI:

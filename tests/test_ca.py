@@ -505,4 +505,10 @@ def test_default_cache_location():
 
     path = ca_mod.default_cache_file()
     assert path.parent == Path(platformdirs.user_cache_dir("mynaemu"))
-    assert f"v{ca_mod.PKI_CACHE_VERSION}" in path.name
+    assert path.name.startswith(f"test-pki-v{ca_mod.PKI_CACHE_VERSION}-") and path.suffix == ".json"
+    assert path == ca_mod.default_cache_file()  # stable within one source tree
+
+
+def test_create_rejects_a_public_key_as_ca_key(ee_key):
+    with pytest.raises(TypeError, match="private key"):
+        TestCA.create("auth", key=ee_key.public_key(), not_before=NOT_BEFORE)
