@@ -1,0 +1,94 @@
+"""共通カードAP (common card AP): the card-info record, key reference, key 0019 and PIN 001C.
+
+Spec §3.4: EF 0001 is a record EF whose record 1 is the JICSAP simple-TLV `01 1C` + 28 ASCII
+digits (15-digit card serial, 5-digit 全国地方公共団体コード, expiry YYYYMMDD); MYNA-RS reads it
+with no PIN, so it is free to read. EF 0002 is a 16-byte key reference, the same in both this
+AP and the 住基AP. Key 0019 answers INTERNAL AUTHENTICATE with no credential. PIN 001C has
+4 digits and 3 tries and is changed with JICSAP CHANGE KEY (80 32, spec §4.4).
+
+The helpers here are shared with the 住基AP module (juki.py), which has the same layout plus
+the 住民票コード.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mynaemu.card import tlv
+from mynaemu.card.apps.kenhojo import check_rsa2048, key_pem
+from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, PinEF, RecordEF
+
+AID = bytes.fromhex("D3921000310001010100")
+NAME = "common"
+
+EF_CARD_INFO = 0x0001     # record EF, record 1 = card info
+EF_KEY_REFERENCE = 0x0002 # 16-byte key reference
+KEY_AUTH = 0x0019         # INTERNAL AUTHENTICATE key
+PIN = 0x001C              # 住民基本台帳用暗証番号 (and its twin in the 住基AP)
+
+PIN_PATTERN = "[0-9]{4}"
+PIN_TRIES = 3
+TAG_CARD_INFO = 0x01
+KEY_REFERENCE_LEN = 16
+
+
+def _digits(value, n: int, what: str) -> str:
+    if not isinstance(value, str) or len(value) != n or not value.isascii() or not value.isdigit():
+        raise ValueError(f"{what} must be {n} ASCII digits")
+    return value
+
+
+def encode_card_info(*, card_serial: str, municipality_code: str, expiry: _dt.date) -> bytes:
+    """Record 1 of EF 0001: `01 1C` + serial(15) + municipality(5) + expiry YYYYMMDD (§3.4)."""
+    _digits(card_serial, 15, "card serial")
+    _digits(municipality_code, 5, "municipality code")
+    if not isinstance(expiry, _dt.date):
+        raise TypeError("expiry must be a datetime.date")
+    text = f"{card_serial}{municipality_code}{expiry.year:04d}{expiry.month:02d}{expiry.day:02d}"
+    return tlv.encode_simple(TAG_CARD_INFO, text.encode("ascii"))
+
+
+def parse_card_info(record: bytes) -> dict:
+    """{'serial', 'municipality_code', 'expiry' (YYYYMMDD)}; ValueError when malformed."""
+    item = tlv.decode_simple(record)
+    if item.tag != TAG_CARD_INFO:
+        raise ValueError(f"card info record has tag {item.tag:02X}, expected 01")
+    text = item.value.decode("ascii", errors="replace")
+    if not re.fullmatch(r"[0-9]{28}", text):
+        raise ValueError("card info must be 28 ASCII digits")
+    return {"serial": text[:15], "municipality_code": text[15:20], "expiry": text[20:]}
+
+
+def check_key_reference(key_reference: bytes) -> bytes:
+    if not isinstance(key_reference, (bytes, bytearray)) or len(key_reference) != KEY_REFERENCE_LEN:
+        raise ValueError(f"key reference must be {KEY_REFERENCE_LEN} bytes")
+    return bytes(key_reference)
+
+
+def populate(app: Application, *, card_serial: str, municipality_code: str, expiry: _dt.date,
+             key_reference: bytes, auth_key, pin: str) -> Application:
+    """Add the EFs the 共通カードAP and the 住基AP share (spec §3.4)."""
+    check_rsa2048(auth_key, "key 0019")
+    if not isinstance(auth_key, rsa.RSAPrivateKey):
+        raise TypeError("auth_key must be a private key")
+    if not isinstance(pin, str) or re.fullmatch(PIN_PATTERN, pin) is None:
+        raise ValueError(f"PIN 001C does not match {PIN_PATTERN}")
+    record = encode_card_info(card_serial=card_serial, municipality_code=municipality_code,
+                              expiry=expiry)
+    app.add(RecordEF(EF_CARD_INFO, [record], FREE, "card info"))
+    app.add(BinaryEF(EF_KEY_REFERENCE, check_key_reference(key_reference), FREE, "key reference"))
+    app.add(KeyEF(KEY_AUTH, key_pem(auth_key), FREE, ("internal_auth",), False,
+                  "INTERNAL AUTHENTICATE key"))
+    app.add(PinEF(PIN, pin.encode("ascii"), PIN_TRIES, PIN_TRIES, PIN_PATTERN, "jicsap",
+                  "住民基本台帳用暗証番号"))
+    return app
+
+
+def build(*, card_serial: str, municipality_code: str, expiry: _dt.date, key_reference: bytes,
+          auth_key, pin: str) -> Application:
+    """The 共通カードAP DF (spec §3.4)."""
+    return populate(Application(NAME, AID, {}), card_serial=card_serial,
+                    municipality_code=municipality_code, expiry=expiry,
+                    key_reference=key_reference, auth_key=auth_key, pin=pin)

@@ -1,0 +1,490 @@
+"""券面事項入力補助AP (kenhojo, the text AP): layout, EF formats, verifiers and the DF builder.
+
+Spec §3.2 gives the EFs, §4.1 the PINs and §4.3 which secret opens which EF. The signed
+structures shared with the 券面事項確認AP live here too: the card-verifiable certificate
+(CVC) of EF 0004 and the RSA/PKCS#1 v1.5 helpers (kenkaku imports them).
+
+Keys involved (all RSA-2048, e=65537):
+- the CVC issuer key, held by the TEST back office, signs the CVC body of EF 0004;
+- the signer key, certified by that CVC, signs the integrity record (0003) and the AP's
+  public key record (0007);
+- key 0013, the AP's own key on the card, signs challenges without a PIN (§3.3 end);
+- the session-key public key of EF 0006 (SET SESSION KEY is out of scope; only the public
+  half is on the card).
+
+Decisions on [U] points (spec §4.1, §12):
+- 照合番号A (0014) and 照合番号B (0015) allow 10 tries, like the kenkaku 照合番号B.
+- Key reference 0012 is blocked as issued (remaining 0, §3.2 [S]); its format is unknown, so
+  it is given 3 tries and a 4-digit pattern that nothing can ever present.
+- EF 0002's outer length stays in the short form; content of 128 bytes or more is refused
+  unless the caller asks for the long form (`81 xx` / `82 xx xx`), since clients reading only
+  byte 2 as the length would misparse it (§3.2 "Open points").
+- EF 0005 is written `FF 40 82 00 9F` with DF43 as `82 00 80` (the header §3.2 marks [U]),
+  DF43 = SHA-256 of the DF42 key id + 96 FF, then FF filler to 256 bytes.
+- EF 0008 (16 FF, purpose unknown) is readable without a credential.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import re
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from mynaemu.card import tlv
+from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, PinEF
+
+AID = bytes.fromhex("D3921000310001010408")
+NAME = "kenhojo"
+
+EF_MY_NUMBER = 0x0001        # 個人番号
+EF_BASIC4 = 0x0002           # 基本4情報
+EF_INTEGRITY = 0x0003        # digests + signature
+EF_CVC = 0x0004              # this AP's card-verifiable certificate
+EF_AP_INFO = 0x0005          # AP basic info
+EF_SESSION_KEY = 0x0006      # session-key encryption public key
+EF_AP_PUBLIC_KEY = 0x0007    # public half of key 0013, signed
+EF_0008 = 0x0008             # 16 x FF, purpose unknown
+PIN_MAIN = 0x0011            # 券面事項入力補助用暗証番号
+PIN_BLOCKED = 0x0012         # blocked as issued
+KEY_AP = 0x0013              # the AP's own signing key (no PIN)
+PIN_A = 0x0014               # 照合番号A (= 個人番号)
+PIN_B = 0x0015               # 照合番号B (14 digits)
+
+# spec §4.3 table, kenhojo column: which PIN EFs open which data EF.
+ACCESS = {
+    EF_MY_NUMBER: (PIN_MAIN, PIN_A),
+    EF_BASIC4: (PIN_MAIN, PIN_B),
+    EF_INTEGRITY: (PIN_MAIN, PIN_A, PIN_B),
+    EF_CVC: FREE,
+    EF_AP_INFO: FREE,
+    EF_SESSION_KEY: (PIN_MAIN, PIN_A, PIN_B),
+    EF_AP_PUBLIC_KEY: (PIN_MAIN, PIN_A, PIN_B),
+    EF_0008: FREE,
+}
+
+PIN_PATTERN = "[0-9]{4}"
+PIN_A_PATTERN = "[0-9]{12}"
+PIN_B_PATTERN = "[0-9]{14}"
+PIN_MAX_TRIES = 3
+COLLATION_MAX_TRIES = 10     # [U] §4.1: "10 is likely"
+
+AP_INFO_ID = bytes.fromhex("01030E01")   # DF41 as seen on cards (§3.2)
+AP_INFO_SIZE = 256
+DEFAULT_INFO_KEY_ID = b"TEST-KENHOJO-034"  # DF42: synthetic 16-byte key id
+
+SHA256_DIGESTINFO_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
+
+# BER tags
+T_MY_NUMBER = 0xFF10
+T_BASIC4 = 0xFF20
+T_OFFSETS, T_NAME, T_ADDRESS, T_BIRTH, T_SEX = 0xDF21, 0xDF22, 0xDF23, 0xDF24, 0xDF25
+T_INTEGRITY = 0xFF30
+T_DIGEST_NUMBER, T_DIGEST_BASIC4, T_INTEGRITY_SIG = 0xDF31, 0xDF32, 0xDF33
+T_CVC, T_CVC_BODY, T_CVC_SIG = 0x7F21, 0x5F4E, 0x5F37
+T_AP_INFO, T_AP_INFO_ID, T_AP_INFO_KEY_ID, T_AP_INFO_DATA = 0xFF40, 0xDF41, 0xDF42, 0xDF43
+T_SESSION_KEY = 0xA1
+T_SIGNED_KEY, T_SIGNED_KEY_KEY, T_SIGNED_KEY_SIG = 0xFF50, 0xDF51, 0xDF52
+
+SIZE_MY_NUMBER = 17
+SIZE_INTEGRITY = 336
+SIZE_CVC = 568
+KEY_ID_LEN = 16
+CVC_BODY_LEN = 297
+
+
+# -- keys and signatures (shared with kenkaku) ------------------------------------------------
+
+def check_rsa2048(key, what: str) -> None:
+    """Keys on and around the card are RSA-2048 with e = 65537 (spec §5.1)."""
+    if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        raise TypeError(f"{what}: expected an RSA key object, got {type(key).__name__}")
+    if key.key_size != 2048:
+        raise ValueError(f"{what}: RSA-{key.key_size}, the card uses RSA-2048")
+    pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    if pub.public_numbers().e != 65537:
+        raise ValueError(f"{what}: public exponent must be 65537")
+
+
+def public_of(key) -> rsa.RSAPublicKey:
+    return key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+
+
+def same_public_key(a, b) -> bool:
+    return public_of(a).public_numbers() == public_of(b).public_numbers()
+
+
+def key_pem(private_key) -> bytes:
+    """PKCS#8 PEM, unencrypted, as KeyEF stores it."""
+    return private_key.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+
+
+def sign_sha256(private_key, data: bytes) -> bytes:
+    """RSASSA-PKCS1-v1_5 with SHA-256 (the card's signed records, spec §3.2/§3.3)."""
+    return private_key.sign(bytes(data), padding.PKCS1v15(), hashes.SHA256())
+
+
+def verify_sha256(public_key, signature: bytes, data: bytes) -> bool:
+    try:
+        public_of(public_key).verify(bytes(signature), bytes(data), padding.PKCS1v15(),
+                                     hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def sign_pkcs1_raw(private_key, payload: bytes) -> bytes:
+    """PKCS#1 v1.5 type-1 padding over `payload` as given, then RSA (no hashing).
+
+    Needed where the card signs a DigestInfo that is not a standard hash, e.g. the 96-byte
+    OCTET STRING of kenkaku DF28 (spec §3.3).
+    """
+    numbers = private_key.private_numbers()
+    pub = numbers.public_numbers
+    k = (private_key.key_size + 7) // 8
+    payload = bytes(payload)
+    if len(payload) > k - 11:
+        raise ValueError(f"payload of {len(payload)} bytes too long for PKCS#1 v1.5 (max {k - 11})")
+    em = b"\x00\x01" + b"\xff" * (k - 3 - len(payload)) + b"\x00" + payload
+    m = int.from_bytes(em, "big")
+    # CRT: the same result as pow(m, d, n), several times faster.
+    s1 = pow(m, numbers.dmp1, numbers.p)
+    s2 = pow(m, numbers.dmq1, numbers.q)
+    h = (numbers.iqmp * (s1 - s2)) % numbers.p
+    s = s2 + h * numbers.q
+    if pow(s, pub.e, pub.n) != m:  # guard against a fault giving away the key
+        raise ValueError("RSA signature self-check failed")
+    return s.to_bytes(k, "big")
+
+
+def verify_pkcs1_raw(public_key, signature: bytes, payload: bytes) -> bool:
+    """True when `signature` is PKCS#1 v1.5 type 1 over exactly `payload`."""
+    try:
+        recovered = public_of(public_key).recover_data_from_signature(
+            bytes(signature), padding.PKCS1v15(), None)
+    except (InvalidSignature, ValueError):
+        return False
+    return recovered == bytes(payload)
+
+
+# -- card-verifiable certificate (EF 0004, also kenkaku 0004 and MF 00F8/7F21) ----------------
+
+@dataclasses.dataclass(frozen=True)
+class CVC:
+    issuer_key_id: bytes      # 証明者鍵ID
+    subject_key_id: bytes     # 被証明者鍵ID
+    public_key: rsa.RSAPublicKey
+    body: bytes               # the 297-byte 5F4E value that is signed
+    signature: bytes
+
+
+def encode_cvc(*, issuer_key_id: bytes, subject_key_id: bytes, subject_public_key,
+               issuer_key) -> bytes:
+    """`7F21 { 5F4E body, 5F37 signature }`, 568 bytes (spec §3.2 EF 0004).
+
+    body = issuer key id (16) + subject key id (16) + `90 03 010001 91 82 0100 <256>`; the
+    signature is PKCS#1 v1.5/SHA-256 over the body by the CVC issuer key.
+    """
+    for value, what in ((issuer_key_id, "issuer_key_id"), (subject_key_id, "subject_key_id")):
+        if not isinstance(value, (bytes, bytearray)) or len(value) != KEY_ID_LEN:
+            raise ValueError(f"{what} must be {KEY_ID_LEN} bytes")
+    check_rsa2048(subject_public_key, "CVC subject key")
+    check_rsa2048(issuer_key, "CVC issuer key")
+    if not isinstance(issuer_key, rsa.RSAPrivateKey):
+        raise TypeError("issuer_key must be a private key (it signs the CVC)")
+    body = bytes(issuer_key_id) + bytes(subject_key_id) + tlv.encode_rsa_public_key(subject_public_key)
+    assert len(body) == CVC_BODY_LEN
+    out = tlv.encode(T_CVC, tlv.encode(T_CVC_BODY, body) +
+                     tlv.encode(T_CVC_SIG, sign_sha256(issuer_key, body)))
+    assert len(out) == SIZE_CVC
+    return out
+
+
+def parse_cvc(data: bytes) -> CVC:
+    """Decode a CVC (trailing filler allowed); raises tlv.TLVError on a malformed one."""
+    outer = tlv.expect(data, T_CVC)
+    items = outer.children()
+    if [i.tag for i in items] != [T_CVC_BODY, T_CVC_SIG]:
+        raise tlv.TLVError("CVC must hold 5F4E then 5F37")
+    body = items[0].value
+    if len(body) != CVC_BODY_LEN:
+        raise tlv.TLVError(f"CVC body is {len(body)} bytes, expected {CVC_BODY_LEN}")
+    key = tlv.decode_rsa_public_key(body[2 * KEY_ID_LEN:])
+    return CVC(body[:KEY_ID_LEN], body[KEY_ID_LEN:2 * KEY_ID_LEN], key, body, items[1].value)
+
+
+def verify_cvc(ef0004: bytes, issuer_public_key) -> bool:
+    """True when the CVC is well formed and signed by `issuer_public_key`."""
+    try:
+        cvc = parse_cvc(ef0004)
+    except (tlv.TLVError, ValueError):
+        return False
+    return verify_sha256(issuer_public_key, cvc.signature, cvc.body)
+
+
+def cvc_public_key(ef0004: bytes) -> rsa.RSAPublicKey:
+    return parse_cvc(ef0004).public_key
+
+
+# -- EF 0001: 個人番号 -------------------------------------------------------------------------
+
+def _check_digits(value: str, n: int, what: str) -> str:
+    if not isinstance(value, str) or len(value) != n or not value.isascii() or not value.isdigit():
+        raise ValueError(f"{what} must be {n} ASCII digits")
+    return value
+
+
+def encode_my_number(individual_number: str) -> bytes:
+    """`FF 10 0C` + 12 ASCII digits + `FF FF` filler: 17 bytes (spec §3.2)."""
+    _check_digits(individual_number, 12, "individual number")
+    out = tlv.encode(T_MY_NUMBER, individual_number.encode("ascii")) + b"\xff\xff"
+    assert len(out) == SIZE_MY_NUMBER
+    return out
+
+
+def parse_my_number(ef0001: bytes) -> str:
+    item = tlv.expect(ef0001, T_MY_NUMBER)
+    text = item.value.decode("ascii", errors="replace")
+    return _check_digits(text, 12, "EF 0001 content")
+
+
+# -- EF 0002: 基本4情報 -------------------------------------------------------------------------
+
+def _yyyymmdd(day: _dt.date) -> bytes:
+    if not isinstance(day, _dt.date):
+        raise TypeError("dates must be datetime.date")
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}".encode("ascii")
+
+
+def _check_sex(sex: str) -> bytes:
+    if sex not in ("0", "1", "2", "9"):  # JIS X 0303 (spec §3.2)
+        raise ValueError(f"sex must be '0', '1', '2' or '9', got {sex!r}")
+    return sex.encode("ascii")
+
+
+def encode_basic4(*, name: str, address: str, birth: _dt.date, sex: str,
+                  long_form: bool = False) -> bytes:
+    """`FF 20 LL { DF21 offsets, DF22 name, DF23 address, DF24 YYYYMMDD, DF25 sex }`.
+
+    The DF21 offsets are big-endian u16 from the start of the file to each field's tag
+    (spec §3.2). The outer length is short; content of 128+ bytes raises ValueError unless
+    long_form, which writes `81 xx` (or `82 xx xx`).
+    """
+    if not name or not address:
+        raise ValueError("name and address must not be empty")
+    fields = [
+        tlv.encode(T_NAME, name.encode("utf-8")),
+        tlv.encode(T_ADDRESS, address.encode("utf-8")),
+        tlv.encode(T_BIRTH, _yyyymmdd(birth)),
+        tlv.encode(T_SEX, _check_sex(sex)),
+    ]
+    offsets_tlv_len = 2 + 1 + 8
+    content_len = offsets_tlv_len + sum(len(f) for f in fields)
+    if content_len >= 0x80 and not long_form:
+        raise ValueError(f"基本4情報 content is {content_len} bytes; 128 or more needs the long "
+                         "length form, which clients reading byte 2 misparse (pass long_form=True)")
+    width = None if not long_form else (1 if content_len < 0x100 else 2)
+    header_len = 2 + len(tlv.encode_length(content_len, width))
+    pos = header_len + offsets_tlv_len
+    offsets = b""
+    for f in fields:
+        offsets += pos.to_bytes(2, "big")
+        pos += len(f)
+    content = tlv.encode(T_OFFSETS, offsets) + b"".join(fields)
+    return tlv.encode(T_BASIC4, content, length_width=width)
+
+
+def _basic4_fields(ef0002: bytes):
+    outer = tlv.expect(ef0002, T_BASIC4)
+    items = tlv.decode_all(outer.value, stop_at_filler=False)
+    tags = [i.tag for i in items]
+    if tags != [T_OFFSETS, T_NAME, T_ADDRESS, T_BIRTH, T_SEX]:
+        raise ValueError(f"EF 0002 fields are {[f'{t:X}' for t in tags]}, expected DF21..DF25")
+    offsets_raw = items[0].value
+    if len(offsets_raw) != 8:
+        raise ValueError("DF21 must hold 4 offsets (8 bytes)")
+    offsets = [int.from_bytes(offsets_raw[i:i + 2], "big") for i in range(0, 8, 2)]
+    base = outer.header_len
+    for off, item in zip(offsets, items[1:]):
+        if off != base + item.offset:
+            raise ValueError(f"DF21 offset {off} does not point at tag {item.tag:X} "
+                             f"(found at {base + item.offset})")
+    return outer, offsets, items
+
+
+def parse_basic4(ef0002: bytes) -> dict:
+    """{'name', 'address', 'birth' (YYYYMMDD), 'sex', 'offsets'}; ValueError when malformed."""
+    _, offsets, items = _basic4_fields(ef0002)
+    try:
+        name = items[1].value.decode("utf-8")
+        address = items[2].value.decode("utf-8")
+        birth = items[3].value.decode("ascii")
+        sex = items[4].value.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"EF 0002 text is not UTF-8/ASCII: {exc}") from None
+    if not re.fullmatch(r"[0-9]{8}", birth):
+        raise ValueError("DF24 must be YYYYMMDD")
+    return {"name": name, "address": address, "birth": birth, "sex": sex, "offsets": offsets}
+
+
+def basic4_signed_range(ef0002: bytes) -> bytes:
+    """The bytes DF32 digests: from the DF22 tag to the end of the outer value (spec §3.2)."""
+    outer, offsets, _ = _basic4_fields(ef0002)
+    return bytes(ef0002[offsets[0]:outer.end])
+
+
+# -- EF 0003: integrity record ----------------------------------------------------------------
+
+def encode_integrity(ef0001: bytes, ef0002: bytes, signer_key) -> bytes:
+    """`FF30 { DF31 SHA-256(EF 0001), DF32 SHA-256(EF 0002 DF22..end), DF33 signature }`.
+
+    The signature is PKCS#1 v1.5/SHA-256 over the 70 bytes of the DF31 and DF32 TLVs, by the
+    key certified in EF 0004 (spec §3.2). 336 bytes.
+    """
+    check_rsa2048(signer_key, "signer key")
+    digests = (tlv.encode(T_DIGEST_NUMBER, hashlib.sha256(bytes(ef0001)).digest()) +
+               tlv.encode(T_DIGEST_BASIC4, hashlib.sha256(basic4_signed_range(ef0002)).digest()))
+    out = tlv.encode(T_INTEGRITY, digests + tlv.encode(T_INTEGRITY_SIG, sign_sha256(signer_key, digests)))
+    assert len(out) == SIZE_INTEGRITY
+    return out
+
+
+def verify_integrity(ef0001: bytes, ef0002: bytes, ef0003: bytes, ef0004: bytes) -> bool:
+    """Digests of 0001/0002 match and DF33 verifies with the key of the CVC in 0004.
+
+    This does not check the CVC's own signature (that needs the issuer key; see verify_cvc).
+    """
+    try:
+        outer = tlv.expect(ef0003, T_INTEGRITY)
+        items = outer.children()
+        if [i.tag for i in items] != [T_DIGEST_NUMBER, T_DIGEST_BASIC4, T_INTEGRITY_SIG]:
+            return False
+        if items[0].value != hashlib.sha256(bytes(ef0001)).digest():
+            return False
+        if items[1].value != hashlib.sha256(basic4_signed_range(ef0002)).digest():
+            return False
+        signed = items[0].raw + items[1].raw
+        return verify_sha256(cvc_public_key(ef0004), items[2].value, signed)
+    except (tlv.TLVError, ValueError):
+        return False
+
+
+# -- EF 0005, 0006, 0007 ----------------------------------------------------------------------
+
+def encode_ap_info(key_id: bytes) -> bytes:
+    """`FF 40 82 00 9F { DF41 01030E01, DF42 key id, DF43 82 0080 <128> }` + FF to 256 bytes."""
+    if len(key_id) != KEY_ID_LEN:
+        raise ValueError(f"AP info key id must be {KEY_ID_LEN} bytes")
+    data43 = hashlib.sha256(bytes(key_id)).digest() + b"\xff" * 96
+    content = (tlv.encode(T_AP_INFO_ID, AP_INFO_ID) + tlv.encode(T_AP_INFO_KEY_ID, key_id) +
+               tlv.encode(T_AP_INFO_DATA, data43, length_width=2))
+    body = tlv.encode(T_AP_INFO, content, length_width=2)
+    return body + b"\xff" * (AP_INFO_SIZE - len(body))
+
+
+def parse_ap_info(ef0005: bytes) -> dict:
+    outer = tlv.expect(ef0005, T_AP_INFO)
+    items = {i.tag: i.value for i in outer.children()}
+    for tag in (T_AP_INFO_ID, T_AP_INFO_KEY_ID, T_AP_INFO_DATA):
+        if tag not in items:
+            raise ValueError(f"EF 0005 lacks {tag:X}")
+    return {"id": items[T_AP_INFO_ID], "key_id": items[T_AP_INFO_KEY_ID],
+            "data": items[T_AP_INFO_DATA]}
+
+
+def encode_session_key(public_key) -> bytes:
+    """`A1 82 01 09 90 03 010001 91 82 0100 <256>` (spec §3.2 EF 0006)."""
+    check_rsa2048(public_key, "session key")
+    return tlv.encode(T_SESSION_KEY, tlv.encode_rsa_public_key(public_key))
+
+
+def encode_signed_public_key(ap_public_key, signer_key) -> bytes:
+    """`FF50 { DF51 key 0013's public key, DF52 signature over the DF51 TLV }` (spec §3.2)."""
+    check_rsa2048(ap_public_key, "AP key")
+    check_rsa2048(signer_key, "signer key")
+    key_tlv = tlv.encode(T_SIGNED_KEY_KEY, tlv.encode_rsa_public_key(ap_public_key))
+    return tlv.encode(T_SIGNED_KEY, key_tlv + tlv.encode(T_SIGNED_KEY_SIG, sign_sha256(signer_key, key_tlv)))
+
+
+def parse_signed_public_key(ef0007: bytes) -> rsa.RSAPublicKey:
+    """The AP public key of EF 0007 (not verified; see verify_signed_public_key)."""
+    items = tlv.expect(ef0007, T_SIGNED_KEY).children()
+    return tlv.decode_rsa_public_key(tlv.find(items, T_SIGNED_KEY_KEY).value)
+
+
+def verify_signed_public_key(ef0007: bytes, ef0004: bytes) -> bool:
+    """DF52 verifies over the DF51 TLV with the key certified in EF 0004."""
+    try:
+        items = tlv.expect(ef0007, T_SIGNED_KEY).children()
+        if [i.tag for i in items] != [T_SIGNED_KEY_KEY, T_SIGNED_KEY_SIG]:
+            return False
+        tlv.decode_rsa_public_key(items[0].value)
+        return verify_sha256(cvc_public_key(ef0004), items[1].value, items[0].raw)
+    except (tlv.TLVError, ValueError):
+        return False
+
+
+# -- the DF -----------------------------------------------------------------------------------
+
+def _pin(value: str, pattern: str, what: str) -> bytes:
+    if not isinstance(value, str) or re.fullmatch(pattern, value) is None:
+        raise ValueError(f"{what} does not match {pattern}")
+    return value.encode("ascii")
+
+
+def build(*, individual_number: str, name: str, address: str, birth: _dt.date, sex: str,
+          pin: str, collation_b: str, cvc: bytes, signer_key, ap_key, session_public_key,
+          info_key_id: bytes = DEFAULT_INFO_KEY_ID, long_form: bool = False) -> Application:
+    """The kenhojo DF with the EFs of spec §3.2 and the access rules of §4.3.
+
+    cvc: EF 0004 as made by encode_cvc; signer_key: the private key it certifies (signs
+    0003 and 0007); ap_key: key 0013 (stored on the card); session_public_key: EF 0006.
+    collation_b: 照合番号B, 14 digits (era YYMMDD + expiry year + security code, §4.3).
+    """
+    _check_digits(individual_number, 12, "individual number")
+    pin_b = _pin(collation_b, PIN_B_PATTERN, "照合番号B")
+    pin_main = _pin(pin, PIN_PATTERN, "kenhojo PIN")
+    check_rsa2048(signer_key, "signer key")
+    check_rsa2048(ap_key, "AP key 0013")
+    if not isinstance(ap_key, rsa.RSAPrivateKey) or not isinstance(signer_key, rsa.RSAPrivateKey):
+        raise TypeError("ap_key and signer_key must be private keys")
+    try:
+        certified = cvc_public_key(cvc)
+    except (tlv.TLVError, ValueError) as exc:
+        raise ValueError(f"cvc is not a card-verifiable certificate: {exc}") from None
+    if len(cvc) != SIZE_CVC:
+        raise ValueError(f"cvc is {len(cvc)} bytes, EF 0004 holds {SIZE_CVC}")
+    if not same_public_key(certified, signer_key):
+        raise ValueError("signer_key is not the key certified by the CVC")
+
+    ef1 = encode_my_number(individual_number)
+    ef2 = encode_basic4(name=name, address=address, birth=birth, sex=sex, long_form=long_form)
+    app = Application(NAME, AID, {})
+    contents = {
+        EF_MY_NUMBER: (ef1, "個人番号"),
+        EF_BASIC4: (ef2, "基本4情報"),
+        EF_INTEGRITY: (encode_integrity(ef1, ef2, signer_key), "integrity record"),
+        EF_CVC: (bytes(cvc), "CVC"),
+        EF_AP_INFO: (encode_ap_info(info_key_id), "AP basic info"),
+        EF_SESSION_KEY: (encode_session_key(session_public_key), "session-key public key"),
+        EF_AP_PUBLIC_KEY: (encode_signed_public_key(ap_key.public_key(), signer_key),
+                           "AP public key, signed"),
+        EF_0008: (b"\xff" * 16, "unknown (16 x FF)"),
+    }
+    for fid, (data, label) in contents.items():
+        app.add(BinaryEF(fid, data, ACCESS[fid], label))
+    app.add(PinEF(PIN_MAIN, pin_main, PIN_MAX_TRIES, PIN_MAX_TRIES, PIN_PATTERN, "iso",
+                  "券面事項入力補助用暗証番号"))
+    # §3.2 [S]: 0012 answers 63C0 / 6984 from issue; nothing ever sets a value.
+    app.add(PinEF(PIN_BLOCKED, b"", PIN_MAX_TRIES, 0, PIN_PATTERN, "none", "blocked key reference"))
+    app.add(KeyEF(KEY_AP, key_pem(ap_key), FREE, ("sign",), True, "AP signing key"))
+    app.add(PinEF(PIN_A, individual_number.encode("ascii"), COLLATION_MAX_TRIES,
+                  COLLATION_MAX_TRIES, PIN_A_PATTERN, "none", "照合番号A"))
+    app.add(PinEF(PIN_B, pin_b, COLLATION_MAX_TRIES, COLLATION_MAX_TRIES, PIN_B_PATTERN, "none",
+                  "照合番号B"))
+    return app
