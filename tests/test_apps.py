@@ -560,3 +560,34 @@ def test_built_applications_survive_the_card_image_json(keys, hojo, kaku, jp, jp
             assert other.efs[fid] == ef, (app.name, hex(fid))
     child = CardImage(applications=[jp_child])
     assert CardImage.from_json(child.to_json()).pin("jpki", 0x001B).blocked
+
+
+# -- through the card interpreter ----------------------------------------------------------------
+
+def test_clients_read_and_verify_through_the_card(keys, hojo, kaku, jp_child):
+    core = pytest.importorskip("mynaemu.card.core")
+    card = core.Card(CardImage(applications=[jp_child, hojo, kaku]))
+    card.power_on()
+
+    def tx(hexstr):
+        r = card.transmit(bytes.fromhex(hexstr))
+        return r[:-2], r[-2:].hex().upper()
+
+    # OpenSC bind on a card without a signing certificate: both retry queries answer 63Cn (§10.1).
+    assert tx("00A4040C0AD392F000260100000001")[1] == "9000"
+    assert tx("00A4020C020018")[1] == "9000" and tx("00200080")[1] == "63C3"
+    assert tx("00A4020C02001B")[1] == "9000" and tx("00200080")[1] == "63C0"
+    assert tx("00A4020C020001")[1] == "6A82"
+    # kenhojo with the PIN by SFI (JSAPDU form), whole EFs with extended Le (§10.4).
+    assert tx("00A4040C0AD3921000310001010408")[1] == "9000"
+    assert tx("002000910431323334")[1] == "9000"
+    efs = [tx(f"00B0{0x80 | f:02X}00000000")[0] for f in (1, 2, 3, 4)]
+    assert [len(e) for e in efs[::2]] == [17, 336]
+    assert kenhojo.verify_integrity(*efs)
+    # kenkaku card face with 照合番号A (MYNA-RS flow, §10.2).
+    assert tx("00A4040C0AD3921000310001010402")[1] == "9000"
+    assert tx("00A4020C020013")[1] == "9000"
+    assert tx("002000800C" + NUMBER.encode().hex())[1] == "9000"
+    face, sw = tx("00B08200000000")
+    assert sw == "9000" and kenkaku.verify_face(face, tx("00B08400000000")[0])
+    assert tx("00B0810000")[1] == "6982"  # the age record needs the 生年月日 key
