@@ -173,6 +173,7 @@ def main(argv=None) -> int:
     print(table)
     print(ratio_line)
 
+    card_text = f"the card {args.image.name}" if args.image else f"the `{PERSONA}` persona card"
     doc = [
         "# APDU throughput: in-process vs PC/SC",
         "",
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
         f"`python -m bench.bench_apdu --seconds {args.seconds:g}` on {machine()}.",
         "",
         f"Loop: SELECT EF 000A (`00A4020C02000A`) + READ BINARY 256 bytes (`00B0000000`) in the JPKI AP "
-        f"of {'the card ' + args.image.name if args.image else 'a `' + PERSONA + '` persona card'}, for {args.seconds:g} s per path.",
+        f"of {card_text}, for {args.seconds:g} s per path.",
         "",
         table,
         "",

@@ -73,7 +73,7 @@ def card_server(pcscd):
         return handle
 
     yield _start
-    for handle in handles:
+    for handle in reversed(handles):
         handle.stop()
 
 

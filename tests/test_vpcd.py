@@ -423,3 +423,29 @@ def test_run_stops_on_sigterm(fake):
             proc.kill()
             proc.wait()
 
+
+
+# -- pcscd_ctl helpers that need no pcscd ---------------------------------------------------------
+
+def test_listening_ports_read_from_proc_without_connecting():
+    from mynaemu.tools import pcscd_ctl
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    try:
+        assert port in pcscd_ctl.listening_ports()
+        assert pcscd_ctl.vpcd_listening(port)
+    finally:
+        listener.close()
+    assert port not in pcscd_ctl.listening_ports()
+
+
+def test_reader_for_port():
+    from mynaemu.tools import pcscd_ctl
+
+    assert pcscd_ctl.reader_for_port(35963) == "Virtual PCD 00 00"
+    assert pcscd_ctl.reader_for_port(35964) == "Virtual PCD 00 01"
+    with pytest.raises(ValueError):
+        pcscd_ctl.reader_for_port(35965)

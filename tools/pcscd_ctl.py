@@ -293,9 +293,15 @@ class CardServerHandle:
     _popen: Optional[subprocess.Popen] = dataclasses.field(default=None, repr=False)
     _server: object = dataclasses.field(default=None, repr=False)
     _thread: Optional[threading.Thread] = dataclasses.field(default=None, repr=False)
+    _stopped: bool = dataclasses.field(default=False, repr=False)
 
     def stop(self, timeout: float = 10.0, *, wait_removed: bool = True) -> None:
-        """Stop the server (SIGTERM by PID, SIGKILL after `timeout`) and wait for card removal."""
+        """Stop the server (SIGTERM by PID, SIGKILL after `timeout`) and wait for card removal.
+
+        A second call does nothing (the reader may by then hold another server's card)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._popen is not None and self._popen.poll() is None:
             self._popen.send_signal(signal.SIGTERM)
             try:
