@@ -126,7 +126,8 @@ def cert_id_hashes(issuer_cert: x509.Certificate, algorithm: hashes.HashAlgorith
 
 
 # --- responder ------------------------------------------------------------------------------
-def _utc_now() -> _dt.datetime:
+def utc_now() -> _dt.datetime:
+    """The wall clock in UTC: the clock to give a live OcspResponder."""
     return _dt.datetime.now(_dt.timezone.utc)
 
 
@@ -396,7 +397,7 @@ def ocsp_check(url: str, cert: x509.Certificate, issuer_cert: x509.Certificate, 
     except (ValueError, TypeError, InvalidSignature) as exc:
         raise ValueError(f"the certificate was not issued by the given issuer: {exc}") from None
     algorithm = hash_algorithm if hash_algorithm is not None else hashes.SHA256()
-    at = rv.instant(at if at is not None else _utc_now())
+    at = rv.instant(at if at is not None else utc_now())
 
     builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer_cert, algorithm)
     sent_nonce = os.urandom(32) if nonce else None
@@ -473,7 +474,7 @@ def fetch_crl(url: str, issuer_cert: x509.Certificate, *, timeout: float = 5,
     """GET the DER CRL at `url` and return it after `verify_crl` against `issuer_cert` at `at`
     (default: now). Raises CrlUnavailable on transport failure, CrlError if it is not valid."""
     _check_url(url)
-    at = rv.instant(at if at is not None else _utc_now())
+    at = rv.instant(at if at is not None else utc_now())
     try:
         body = _http(urllib.request.Request(url, method="GET"), timeout, CRL_TYPE)
     except _TRANSPORT_ERRORS as exc:

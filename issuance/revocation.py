@@ -41,7 +41,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .profiles import KINDS, utc_time
+from .profiles import KINDS, check_serial, utc_time  # check_serial: RFC 5280 §4.1.2.2
 
 GOOD = "good"
 HOLD = "hold"
@@ -81,15 +81,6 @@ def check_kind(ca_kind: str) -> str:
     if ca_kind not in KINDS:
         raise ValueError(f"ca_kind must be 'auth' or 'sign', got {ca_kind!r}")
     return ca_kind
-
-
-def check_serial(serial: int) -> int:
-    """A certificate serial as RFC 5280 §4.1.2.2 allows it: positive, at most 20 DER octets."""
-    if not isinstance(serial, int) or isinstance(serial, bool):
-        raise TypeError(f"serial must be an int, got {type(serial).__name__}")
-    if serial <= 0 or serial.bit_length() > 159:
-        raise ValueError(f"serial must be positive and fit 20 DER octets, got {serial}")
-    return serial
 
 
 @dataclass(frozen=True)
