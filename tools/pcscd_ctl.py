@@ -63,10 +63,14 @@ def vpcd_listening(port: int = VPCD_PORT) -> bool:
 
 
 def _comm(pid: int) -> Optional[str]:
+    """Command name of a live process, None if gone. A zombie (killed, not yet reaped - e.g.
+    reparented to a container init that never reaps) counts as gone."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
+    name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+    return None if rest.split()[0] in ("Z", "X") else name
 
 
 def _start_time(pid: int) -> Optional[str]:
