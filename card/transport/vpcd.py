@@ -124,7 +124,7 @@ class VpcdServer:
         return self._connected.wait(timeout)
 
     def stop(self) -> None:
-        """Ask serve_forever() to return. Thread-safe and signal-safe: takes no lock, never blocks.
+        """Ask serve_forever() to return. Thread-safe, never blocks (call it from any thread).
 
         Shutting the socket down wakes a recv() blocked in the serving thread at once.
         """
@@ -294,18 +294,27 @@ def run(card, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, log: Log = 
     Returns the process exit status (0). The card is powered off on the way out.
     """
     server = VpcdServer(card, host, port, log=log)
+    if threading.current_thread() is not threading.main_thread():
+        server.serve_forever()            # signals can only be handled on the main thread
+        return 0
+    # The door runs in a worker thread; the signal handler only sets a flag (taking no lock, so
+    # it cannot deadlock on one the interrupted code holds) and this thread calls stop().
+    requested = []
 
     def _on_signal(signum, _frame):
-        server.stop()  # lock-free, safe inside a signal handler
+        requested.append(signum)
 
-    previous = {}
-    on_main = threading.current_thread() is threading.main_thread()
-    if on_main:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, _on_signal)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    worker = threading.Thread(target=server.serve_forever, name="vpcd", daemon=True)
     try:
-        server.serve_forever()
+        worker.start()
+        while worker.is_alive():
+            if requested:
+                server.stop()
+            worker.join(0.1)
     finally:
+        server.stop()
+        worker.join(5)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
