@@ -173,6 +173,9 @@ def card_serve(file, host, port, atr):
     from mynaemu.card.transport.vpcd import run
 
     the_card = Card.from_file(file, atr=atr)
+    door_log = logging.getLogger("mynaemu.vpcd")
+    if door_log.getEffectiveLevel() > logging.INFO:
+        door_log.setLevel(logging.INFO)     # connection events (connect, power, reconnect) by default
     click.echo(f"serving {file} on vpcd {host}:{port} (ATR {the_card.atr.hex().upper()})", err=True)
     run(the_card, host=host, port=port)
 
