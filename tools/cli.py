@@ -180,5 +180,8 @@ def card_serve(file, host, port, atr):
     run(the_card, host=host, port=port)
 
 
+from mynaemu.tools.cli_issue import issue  # noqa: E402
+main.add_command(issue)
+
 if __name__ == "__main__":  # python -m mynaemu.tools.cli
     main()

@@ -1,0 +1,761 @@
+"""The TEST back office's store: one embedded SQLite database under MYNAEMU_HOME.
+
+What it keeps (schema version 1, created by the ordered MIGRATIONS below):
+
+- ``settings``: deployment facts: the rule set (policy.rule_set, chosen once per deployment),
+  the numbering secret of the TEST 個人番号 function (numbering.py, NUM-2), creation time.
+- ``persons``: 住民票コード, 基本4情報 (DATA-1), 代替文字 flags (DATA-5), 成年被後見人
+  (guardianship, ELIG-2), residence status (M10: removed / deceased).
+- ``individual_numbers``: every 個人番号 a person ever had, with validity instants (NUM-7 keeps
+  the history; a number is never reused: UNIQUE over the whole history).
+- ``person_changes``: history of the 基本4情報 and status (異動, MOV-1). Never a 個人番号.
+- ``applications``: the form (FLOW-3): id as on the form's QR (FLOW-4, see make_form_id),
+  kind first/renewal/reissue, the card it replaces, 不要 ticks (M9), 代替文字 confirmation.
+- ``cards``: one per application: lifecycle state (STATE-1, see workflow.py), 交付通知書 id,
+  15-digit card serial, validity, 4-digit security code, the personalised image as JSON.
+- ``card_events``: every state change of a card, with the instant and the audit record.
+- ``deliveries``: what was checked at the counter (STATE-3 item 7), who set the PINs (ELIG-3),
+  proxy details (FLOW-PROXY-*). No PIN is ever stored here.
+- ``certificates`` + ``cert_events``: per CA kind, serials unique per CA, validity, DER, and the
+  status history issued / hold / released / revoked with instants and RFC 5280 reasons
+  (STATE-2). The store answers revocation questions from these tables (RevocationSource).
+- ``keys``: the card's private keys (PKCS#8 PEM) by role. Decision (TEST system only): they are
+  kept while the card is live so that counter work which rewrites the chip (異動 MOV-1/MOV-2,
+  certificate renewal) can re-personalise it, and deleted when the card leaves service
+  (廃止, 失効, or superseded keys). A real 機構 keeps no holder private key after writing the card.
+- ``audit``: operator id, terminal id, instant, operation, target, reason, outcome (SEC-8,
+  DATA-3 操作者ID/操作端末ID). Refused attempts are audited too (SEC-8, SEC-9). Every text
+  written here passes ``scrub()``, which masks any 12-digit run, so no 個人番号 can land in it;
+  PINs are never passed to it.
+
+Concurrency: WAL journal, a busy timeout, and every write inside ``BEGIN IMMEDIATE`` (the write
+lock is taken at the start, so two CLI processes serialise instead of failing on upgrade).
+Reads that must be consistent with a later write happen inside the same transaction.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import secrets
+import sqlite3
+import threading
+from pathlib import Path
+
+import platformdirs
+
+from . import policy
+
+__all__ = [
+    "DB_NAME", "SCHEMA_VERSION", "MIGRATIONS", "Store", "StoreError", "StoreBusy",
+    "default_home", "scrub", "iso", "parse_iso", "make_form_id", "check_form_id", "normalise_form_id",
+    "CARD_STATES", "CERT_EVENTS", "REVOCATION_REASONS", "StoreRevocationSource",
+]
+
+DB_NAME = "issuance.sqlite3"
+BUSY_TIMEOUT_S = 30.0
+
+# STATE-1 card lifecycle codes (Japanese labels live in workflow.py).
+CARD_STATES = ("applied", "received", "issued", "awaiting_delivery", "active", "suspended",
+               "abolished", "collected", "destroyed", "revoked")
+CERT_EVENTS = ("issued", "hold", "released", "revoked")
+# RFC 5280 §5.3.1 reason names used in cert_events.reason for "revoked"
+REVOCATION_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",
+                      "cessationOfOperation", "privilegeWithdrawn")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (one line)."""
+
+
+class StoreBusy(StoreError):
+    """Another process held the write lock longer than the busy timeout."""
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+def default_home() -> Path:
+    """MYNAEMU_HOME, else the user's data directory for mynaemu."""
+    env = os.environ.get("MYNAEMU_HOME")
+    return Path(env) if env else Path(platformdirs.user_data_dir("mynaemu"))
+
+
+_TWELVE_DIGITS = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
+
+
+def scrub(text):
+    """Mask any 12-digit run (a 個人番号, NUM-1) in text destined for the audit or a log."""
+    if text is None:
+        return None
+    return _TWELVE_DIGITS.sub("************", str(text))
+
+
+def iso(instant: _dt.datetime) -> str:
+    """An aware instant as ISO 8601 in UTC, to the second (sortable as text)."""
+    if not isinstance(instant, _dt.datetime) or instant.utcoffset() is None:
+        raise ValueError("instants must be timezone-aware datetimes")
+    return instant.astimezone(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def parse_iso(text: str) -> _dt.datetime:
+    return _dt.datetime.fromisoformat(text)
+
+
+# --- application / notice ids (FLOW-3, FLOW-4) ----------------------------------------------
+# The seeds show a QR on the form and on the 交付通知書 but not its content (gap 9). Decision:
+# 16 characters: 15 random symbols of Crockford's base-32 alphabet (no I, L, O, U, so nothing
+# is misread when typed from paper) and one Luhn mod-32 check symbol, which catches every
+# single-symbol error and every adjacent transposition of distinct symbols.
+FORM_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+FORM_ID_LENGTH = 16
+
+
+def _luhn32_check(body: str) -> str:
+    n = len(FORM_ALPHABET)
+    total = 0
+    factor = 2
+    for ch in reversed(body):
+        addend = factor * FORM_ALPHABET.index(ch)
+        total += addend // n + addend % n
+        factor = 1 if factor == 2 else 2
+    return FORM_ALPHABET[(n - total % n) % n]
+
+
+def make_form_id(rng=None) -> str:
+    """A new 16-character form id (application or 交付通知書)."""
+    pick = (rng or secrets.SystemRandom()).choice
+    body = "".join(pick(FORM_ALPHABET) for _ in range(FORM_ID_LENGTH - 1))
+    return body + _luhn32_check(body)
+
+
+def normalise_form_id(text: str) -> str:
+    """Upper-case, drop spaces and hyphens (as typed from paper)."""
+    if not isinstance(text, str):
+        raise TypeError(f"an id must be a str, got {type(text).__name__}")
+    return text.replace("-", "").replace(" ", "").upper()
+
+
+def check_form_id(text: str) -> str:
+    """The normalised id, or ValueError saying what is wrong with it."""
+    value = normalise_form_id(text)
+    if len(value) != FORM_ID_LENGTH:
+        raise ValueError(f"id {text!r} must have {FORM_ID_LENGTH} characters, got {len(value)}")
+    bad = sorted(set(value) - set(FORM_ALPHABET))
+    if bad:
+        raise ValueError(f"id {text!r} has characters outside {FORM_ALPHABET}: {''.join(bad)}")
+    if _luhn32_check(value[:-1]) != value[-1]:
+        raise ValueError(f"id {text!r}: wrong check character (mistyped?)")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# schema and migrations
+# ---------------------------------------------------------------------------------------------
+
+_V1 = [
+    """CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL)""",
+    f"""CREATE TABLE persons (
+        id INTEGER PRIMARY KEY,
+        juminhyo_code TEXT NOT NULL UNIQUE CHECK (length(juminhyo_code) = 11),
+        name TEXT NOT NULL CHECK (name <> ''),
+        name_kana TEXT NOT NULL DEFAULT '',
+        birth TEXT NOT NULL,
+        sex TEXT NOT NULL CHECK (sex IN ('1', '2', '9')),
+        address TEXT NOT NULL CHECK (address <> ''),
+        name_alt TEXT,
+        address_alt TEXT,
+        guardianship INTEGER NOT NULL DEFAULT 0 CHECK (guardianship IN (0, 1)),
+        municipality_code TEXT NOT NULL CHECK (length(municipality_code) = 5),
+        prefecture_romaji TEXT NOT NULL,
+        city_romaji TEXT NOT NULL,
+        resident_status TEXT NOT NULL DEFAULT 'resident'
+            CHECK (resident_status IN ('resident', 'removed', 'deceased')),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL)""",
+    "CREATE INDEX persons_basic4 ON persons (name, birth, sex, address)",
+    """CREATE TABLE individual_numbers (
+        id INTEGER PRIMARY KEY,
+        person_id INTEGER NOT NULL REFERENCES persons (id),
+        number TEXT NOT NULL UNIQUE CHECK (length(number) = 12),
+        attempt INTEGER NOT NULL,
+        valid_from TEXT NOT NULL,
+        valid_until TEXT,
+        change_reason TEXT)""",
+    # NUM-7: exactly one current number per person
+    "CREATE UNIQUE INDEX individual_numbers_current ON individual_numbers (person_id) "
+    "WHERE valid_until IS NULL",
+    """CREATE TABLE person_changes (
+        id INTEGER PRIMARY KEY,
+        person_id INTEGER NOT NULL REFERENCES persons (id),
+        at TEXT NOT NULL,
+        field TEXT NOT NULL,
+        old_value TEXT,
+        new_value TEXT,
+        reason TEXT,
+        audit_id INTEGER REFERENCES audit (id))""",
+    """CREATE TABLE applications (
+        id TEXT PRIMARY KEY CHECK (length(id) = 16),
+        person_id INTEGER NOT NULL REFERENCES persons (id),
+        kind TEXT NOT NULL CHECK (kind IN ('first', 'renewal', 'reissue')),
+        replaces TEXT REFERENCES applications (id),
+        decline_sign INTEGER NOT NULL CHECK (decline_sign IN (0, 1)),
+        alt_confirmed INTEGER NOT NULL CHECK (alt_confirmed IN (0, 1)),
+        applied_at TEXT NOT NULL,
+        received_at TEXT)""",
+    f"""CREATE TABLE cards (
+        application_id TEXT PRIMARY KEY REFERENCES applications (id),
+        person_id INTEGER NOT NULL REFERENCES persons (id),
+        state TEXT NOT NULL CHECK (state IN ({", ".join(repr(s) for s in CARD_STATES)})),
+        serial TEXT UNIQUE,
+        starts TEXT,
+        expires TEXT,
+        security_code TEXT,
+        notice_id TEXT UNIQUE,
+        personalised_at TEXT,
+        delivered_at TEXT,
+        image TEXT,
+        replaced_by TEXT REFERENCES applications (id),
+        last_change_at TEXT NOT NULL)""",
+    "CREATE INDEX cards_person ON cards (person_id, state)",
+    """CREATE TABLE card_events (
+        id INTEGER PRIMARY KEY,
+        application_id TEXT NOT NULL REFERENCES applications (id),
+        at TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        audit_id INTEGER REFERENCES audit (id))""",
+    """CREATE TABLE deliveries (
+        application_id TEXT PRIMARY KEY REFERENCES applications (id),
+        at TEXT NOT NULL,
+        identity_check TEXT NOT NULL,
+        pins_set_by TEXT NOT NULL CHECK (pins_set_by IN ('holder', 'legal_representative')),
+        proxy TEXT,
+        notification_card_collected INTEGER NOT NULL)""",
+    """CREATE TABLE certificates (
+        id INTEGER PRIMARY KEY,
+        application_id TEXT NOT NULL REFERENCES applications (id),
+        ca_kind TEXT NOT NULL CHECK (ca_kind IN ('auth', 'sign')),
+        serial INTEGER NOT NULL CHECK (serial > 0),
+        issue_id TEXT NOT NULL,
+        not_before TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        der BLOB NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('good', 'hold', 'revoked')),
+        on_card INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (ca_kind, serial))""",
+    "CREATE INDEX certificates_card ON certificates (application_id, ca_kind)",
+    f"""CREATE TABLE cert_events (
+        id INTEGER PRIMARY KEY,
+        cert_id INTEGER NOT NULL REFERENCES certificates (id),
+        at TEXT NOT NULL,
+        event TEXT NOT NULL CHECK (event IN ({", ".join(repr(s) for s in CERT_EVENTS)})),
+        reason TEXT,
+        audit_id INTEGER REFERENCES audit (id))""",
+    "CREATE INDEX cert_events_cert ON cert_events (cert_id, at)",
+    """CREATE TABLE keys (
+        application_id TEXT NOT NULL REFERENCES applications (id),
+        role TEXT NOT NULL,
+        pem TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (application_id, role))""",
+    """CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        terminal TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        target TEXT,
+        reason TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'refused', 'error')),
+        detail TEXT)""",
+]
+
+# Ordered migrations: (version, description, statements). Append, never edit a shipped one.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "initial schema: persons, numbers, applications, cards, certificates, keys, audit", _V1),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+# ---------------------------------------------------------------------------------------------
+# the store
+# ---------------------------------------------------------------------------------------------
+
+class Store:
+    """The SQLite store. Use as a context manager or call close().
+
+    ``Store.open(home)`` creates ``home`` and the database when missing and brings the schema up
+    to SCHEMA_VERSION. One Store object per thread (sqlite3 connections are not shared).
+    """
+
+    def __init__(self, path, *, busy_timeout: float = BUSY_TIMEOUT_S, rule_set: str | None = None,
+                 migrate: bool = True):
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._owner = threading.get_ident()
+        self._in_tx = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit transactions; we issue BEGIN IMMEDIATE ourselves.
+            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the store: {exc}") from None
+        self.conn.row_factory = sqlite3.Row
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self.conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses no commit order
+            if migrate:
+                self._migrate(rule_set)
+            elif self.schema_version() != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {self.schema_version()}, this build "
+                                 f"needs {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(f"{self.path}: not a usable store: {exc}") from None
+
+    @classmethod
+    def open(cls, home=None, **kwargs) -> "Store":
+        home = Path(home) if home is not None else default_home()
+        return cls(home / DB_NAME, **kwargs)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- transactions -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self):
+        """BEGIN IMMEDIATE ... COMMIT; any exception rolls back and propagates."""
+        if self._in_tx:
+            raise RuntimeError("nested transaction")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy(f"{self.path}: the store is busy (another process held it for "
+                                f"{self.busy_timeout:.0f} s); try again") from None
+            raise StoreError(f"{self.path}: {exc}") from None
+        self._in_tx = True
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_tx
+
+    def _migrate(self, rule_set: str | None) -> None:
+        with self.transaction() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                         "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {current} is newer than this build "
+                                 f"({SCHEMA_VERSION}); upgrade mynaemu")
+            now = iso(_dt.datetime.now(_dt.timezone.utc))
+            for version, description, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (version, description, now))
+            self._init_settings(conn, rule_set, now)
+
+    def _init_settings(self, conn, rule_set: str | None, now: str) -> None:
+        have = dict(conn.execute("SELECT key, value FROM settings").fetchall())
+        if "rule_set" not in have:
+            name = rule_set or os.environ.get("MYNAEMU_RULE_SET") or policy.DEFAULT_RULE_SET
+            policy.rule_set(name)  # ValueError on an unknown name
+            conn.execute("INSERT INTO settings VALUES ('rule_set', ?)", (name,))
+        elif rule_set is not None and rule_set != have["rule_set"]:
+            raise StoreError(f"{self.path}: this deployment uses rule set {have['rule_set']!r}, "
+                             f"not {rule_set!r} (chosen once per deployment)")
+        if "numbering_secret" not in have:
+            # NUM-2: the TEST stand-in for 機構's conversion is keyed per deployment.
+            conn.execute("INSERT INTO settings VALUES ('numbering_secret', ?)", (secrets.token_hex(32),))
+        if "created_at" not in have:
+            conn.execute("INSERT INTO settings VALUES ('created_at', ?)", (now,))
+
+    def schema_version(self) -> int:
+        try:
+            return self.conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+        except sqlite3.OperationalError:  # no schema_version table: an empty or foreign file
+            return 0
+
+    def setting(self, key: str) -> str:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise KeyError(key)
+        return row[0]
+
+    @property
+    def rules(self) -> policy.RuleSet:
+        return policy.rule_set(self.setting("rule_set"))
+
+    @property
+    def numbering_secret(self) -> bytes:
+        return bytes.fromhex(self.setting("numbering_secret"))
+
+    # --- audit (SEC-8) ----------------------------------------------------------------------
+    def audit(self, *, at: _dt.datetime, operator: str, terminal: str, operation: str,
+              target: str | None, outcome: str, reason: str | None = None,
+              detail: dict | None = None) -> int:
+        """Append an audit record (inside the caller's transaction, or in one of its own)."""
+        if outcome not in ("ok", "refused", "error"):
+            raise ValueError(f"bad audit outcome {outcome!r}")
+        for what, value in (("operator", operator), ("terminal", terminal)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"the audit needs a non-empty {what} id (SEC-4, SEC-8)")
+        row = (iso(at), iso(_dt.datetime.now(_dt.timezone.utc)), scrub(operator), scrub(terminal),
+               operation, scrub(target), scrub(reason), outcome,
+               scrub(json.dumps(detail, ensure_ascii=False, sort_keys=True)) if detail else None)
+        sql = ("INSERT INTO audit (at, recorded_at, operator, terminal, operation, target, reason,"
+               " outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        if self._in_tx:
+            return self.conn.execute(sql, row).lastrowid
+        with self.transaction() as conn:
+            return conn.execute(sql, row).lastrowid
+
+    def audit_rows(self, target: str | None = None) -> list[dict]:
+        if target is None:
+            rows = self.conn.execute("SELECT * FROM audit ORDER BY id").fetchall()
+        else:
+            rows = self.conn.execute("SELECT * FROM audit WHERE target = ? ORDER BY id", (target,)).fetchall()
+        return [dict(r) for r in rows]
+
+    # --- persons and numbers (NUM-2, NUM-7) ---------------------------------------------------
+    def find_person_by_basic4(self, name: str, birth: _dt.date, sex: str, address: str):
+        return self.conn.execute(
+            "SELECT * FROM persons WHERE name = ? AND birth = ? AND sex = ? AND address = ?",
+            (name, birth.isoformat(), sex, address)).fetchone()
+
+    def person(self, person_id: int):
+        row = self.conn.execute("SELECT * FROM persons WHERE id = ?", (person_id,)).fetchone()
+        if row is None:
+            raise KeyError(person_id)
+        return row
+
+    def new_juminhyo_code(self) -> str:
+        """A fresh 11-digit 住民票コード (the municipality's, AP-6); its own check rule is not modelled."""
+        while True:
+            code = f"{secrets.randbelow(10**11):011d}"
+            if self.conn.execute("SELECT 1 FROM persons WHERE juminhyo_code = ?", (code,)).fetchone() is None:
+                return code
+
+    def insert_person(self, *, juminhyo_code: str, name: str, name_kana: str, birth: _dt.date, sex: str,
+                      address: str, name_alt: str | None, address_alt: str | None, guardianship: bool,
+                      municipality_code: str, prefecture_romaji: str, city_romaji: str,
+                      at: _dt.datetime) -> int:
+        return self.conn.execute(
+            "INSERT INTO persons (juminhyo_code, name, name_kana, birth, sex, address, name_alt,"
+            " address_alt, guardianship, municipality_code, prefecture_romaji, city_romaji,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (juminhyo_code, name, name_kana, birth.isoformat(), sex, address, name_alt, address_alt,
+             int(guardianship), municipality_code, prefecture_romaji, city_romaji, iso(at), iso(at)),
+        ).lastrowid
+
+    def assign_individual_number(self, person_id: int, *, at: _dt.datetime, reason: str | None = None) -> str:
+        """Designate a (new) 個人番号 for the person (NUM-2, NUM-5), closing the current one (NUM-7).
+
+        The number comes from the keyed TEST conversion of the 住民票コード; `attempt` steps past
+        every number this person had and any collision with another person's (past) number.
+        """
+        from .numbering import individual_number_from_juminhyo_code
+
+        person = self.person(person_id)
+        row = self.conn.execute("SELECT max(attempt) FROM individual_numbers WHERE person_id = ?",
+                                (person_id,)).fetchone()
+        attempt = 0 if row[0] is None else row[0] + 1
+        while True:
+            number = individual_number_from_juminhyo_code(person["juminhyo_code"], self.numbering_secret,
+                                                          attempt=attempt)
+            if self.conn.execute("SELECT 1 FROM individual_numbers WHERE number = ?", (number,)).fetchone() is None:
+                break
+            attempt += 1
+        self.conn.execute("UPDATE individual_numbers SET valid_until = ?, change_reason = ? "
+                          "WHERE person_id = ? AND valid_until IS NULL", (iso(at), reason, person_id))
+        self.conn.execute("INSERT INTO individual_numbers (person_id, number, attempt, valid_from) "
+                          "VALUES (?, ?, ?, ?)", (person_id, number, attempt, iso(at)))
+        return number
+
+    def individual_number(self, person_id: int) -> str:
+        row = self.conn.execute("SELECT number FROM individual_numbers WHERE person_id = ? AND "
+                                "valid_until IS NULL", (person_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"person {person_id} has no current individual number")
+        return row[0]
+
+    def number_history(self, person_id: int) -> list[dict]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT number, attempt, valid_from, valid_until, change_reason FROM individual_numbers "
+            "WHERE person_id = ? ORDER BY attempt", (person_id,))]
+
+    def change_person(self, person_id: int, *, at: _dt.datetime, field: str, value, reason: str,
+                      audit_id: int | None) -> None:
+        if field not in ("name", "address", "sex", "birth", "name_alt", "address_alt", "guardianship",
+                         "resident_status"):
+            raise ValueError(f"cannot change person field {field!r}")
+        old = self.person(person_id)[field]
+        self.conn.execute(f"UPDATE persons SET {field} = ?, updated_at = ? WHERE id = ?",
+                          (value, iso(at), person_id))
+        self.conn.execute("INSERT INTO person_changes (person_id, at, field, old_value, new_value, reason,"
+                          " audit_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (person_id, iso(at), field, None if old is None else str(old),
+                           None if value is None else str(value), reason, audit_id))
+
+    # --- applications and cards -------------------------------------------------------------
+    def application(self, app_id: str):
+        return self.conn.execute("SELECT * FROM applications WHERE id = ?", (app_id,)).fetchone()
+
+    def card(self, app_id: str):
+        return self.conn.execute("SELECT * FROM cards WHERE application_id = ?", (app_id,)).fetchone()
+
+    def cards_of_person(self, person_id: int) -> list:
+        return self.conn.execute("SELECT * FROM cards WHERE person_id = ? ORDER BY rowid",
+                                 (person_id,)).fetchall()
+
+    def application_ids(self, states=None) -> list[str]:
+        if states is None:
+            rows = self.conn.execute("SELECT application_id FROM cards ORDER BY rowid")
+        else:
+            marks = ", ".join("?" for _ in states)
+            rows = self.conn.execute(f"SELECT application_id FROM cards WHERE state IN ({marks}) "
+                                     "ORDER BY rowid", tuple(states))
+        return [r[0] for r in rows]
+
+    def new_form_id(self, column: str = "application") -> str:
+        while True:
+            candidate = make_form_id()
+            if column == "application":
+                hit = self.conn.execute("SELECT 1 FROM applications WHERE id = ?", (candidate,)).fetchone()
+            else:
+                hit = self.conn.execute("SELECT 1 FROM cards WHERE notice_id = ?", (candidate,)).fetchone()
+            if hit is None:
+                return candidate
+
+    def new_card_serial(self) -> str:
+        while True:
+            serial = f"{secrets.randbelow(10**15):015d}"
+            if self.conn.execute("SELECT 1 FROM cards WHERE serial = ?", (serial,)).fetchone() is None:
+                return serial
+
+    def set_card_state(self, app_id: str, to_state: str, *, at: _dt.datetime, operation: str,
+                       audit_id: int | None) -> None:
+        if to_state not in CARD_STATES:
+            raise ValueError(f"unknown card state {to_state!r}")
+        row = self.card(app_id)
+        self.conn.execute("UPDATE cards SET state = ?, last_change_at = ? WHERE application_id = ?",
+                          (to_state, iso(at), app_id))
+        self.conn.execute("INSERT INTO card_events (application_id, at, from_state, to_state, operation,"
+                          " audit_id) VALUES (?, ?, ?, ?, ?, ?)",
+                          (app_id, iso(at), row["state"] if row else None, to_state, operation, audit_id))
+
+    def card_events(self, app_id: str) -> list[dict]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT at, from_state, to_state, operation FROM card_events WHERE application_id = ? "
+            "ORDER BY id", (app_id,))]
+
+    # --- keys ---------------------------------------------------------------------------------
+    def put_key(self, app_id: str, role: str, pem: bytes, at: _dt.datetime) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?)",
+                          (app_id, role, pem.decode("ascii"), iso(at)))
+
+    def keys(self, app_id: str) -> dict[str, bytes]:
+        return {r["role"]: r["pem"].encode("ascii")
+                for r in self.conn.execute("SELECT role, pem FROM keys WHERE application_id = ?", (app_id,))}
+
+    def delete_keys(self, app_id: str, roles=None) -> int:
+        if roles is None:
+            return self.conn.execute("DELETE FROM keys WHERE application_id = ?", (app_id,)).rowcount
+        marks = ", ".join("?" for _ in roles)
+        return self.conn.execute(f"DELETE FROM keys WHERE application_id = ? AND role IN ({marks})",
+                                 (app_id, *roles)).rowcount
+
+    # --- certificates (STATE-2) -------------------------------------------------------------
+    def serial_taken(self, ca_kind: str, serial: int) -> bool:
+        return self.conn.execute("SELECT 1 FROM certificates WHERE ca_kind = ? AND serial = ?",
+                                 (ca_kind, serial)).fetchone() is not None
+
+    def new_cert_serial(self, ca_kind: str) -> int:
+        """A random 8-octet serial (top bit clear, next set) unused by this CA."""
+        while True:
+            serial = secrets.randbits(63) | (1 << 62)
+            if not self.serial_taken(ca_kind, serial):
+                return serial
+
+    def insert_certificate(self, app_id: str, ca_kind: str, certificate, issue_id: str, *,
+                           at: _dt.datetime, audit_id: int | None) -> int:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        cert_id = self.conn.execute(
+            "INSERT INTO certificates (application_id, ca_kind, serial, issue_id, not_before, not_after,"
+            " der, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'good')",
+            (app_id, ca_kind, certificate.serial_number, issue_id, iso(certificate.not_valid_before_utc),
+             iso(certificate.not_valid_after_utc), certificate.public_bytes(Encoding.DER)),
+        ).lastrowid
+        self.cert_event(cert_id, "issued", at=at, reason=None, audit_id=audit_id)
+        return cert_id
+
+    def cert_event(self, cert_id: int, event: str, *, at: _dt.datetime, reason: str | None,
+                   audit_id: int | None) -> None:
+        if event not in CERT_EVENTS:
+            raise ValueError(f"unknown certificate event {event!r}")
+        if event == "revoked" and reason not in REVOCATION_REASONS:
+            raise ValueError(f"revocation reason must be one of {', '.join(REVOCATION_REASONS)}")
+        status = {"issued": "good", "hold": "hold", "released": "good", "revoked": "revoked"}[event]
+        self.conn.execute("UPDATE certificates SET status = ? WHERE id = ?", (status, cert_id))
+        self.conn.execute("INSERT INTO cert_events (cert_id, at, event, reason, audit_id) VALUES (?, ?, ?, ?, ?)",
+                          (cert_id, iso(at), event, reason, audit_id))
+
+    def certificates_of(self, app_id: str, *, include_revoked: bool = True) -> list:
+        sql = "SELECT * FROM certificates WHERE application_id = ?"
+        if not include_revoked:
+            sql += " AND status <> 'revoked'"
+        return self.conn.execute(sql + " ORDER BY id", (app_id,)).fetchall()
+
+    def current_certificate(self, app_id: str, ca_kind: str):
+        """The newest certificate of that kind on the card (None when it never had one)."""
+        return self.conn.execute("SELECT * FROM certificates WHERE application_id = ? AND ca_kind = ? "
+                                 "ORDER BY id DESC LIMIT 1", (app_id, ca_kind)).fetchone()
+
+    def certificate_by_serial(self, ca_kind: str, serial: int):
+        return self.conn.execute("SELECT * FROM certificates WHERE ca_kind = ? AND serial = ?",
+                                 (ca_kind, serial)).fetchone()
+
+    def cert_events(self, cert_id: int) -> list[dict]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT at, event, reason FROM cert_events WHERE cert_id = ? ORDER BY id", (cert_id,))]
+
+    def status_at(self, cert_row, at: _dt.datetime) -> dict:
+        """The certificate's status as of instant ``at`` (events later than ``at`` are ignored, so
+        the settable clock can look back): {"status": good|hold|revoked|expired|not_yet_valid,
+        "since": iso or None, "reason": RFC 5280 reason or None, "revoked_at": iso or None}."""
+        when = iso(at)
+        state = {"status": "good", "since": None, "reason": None, "revoked_at": None}
+        events = self.conn.execute("SELECT at, event, reason FROM cert_events WHERE cert_id = ? AND at <= ? "
+                                   "ORDER BY at, id", (cert_row["id"], when)).fetchall()
+        if not events:
+            return {"status": "not_yet_valid" if when < cert_row["not_before"] else "unknown",
+                    "since": None, "reason": None, "revoked_at": None}
+        for ev in events:
+            if ev["event"] in ("issued", "released"):
+                state = {"status": "good", "since": ev["at"], "reason": None, "revoked_at": None}
+            elif ev["event"] == "hold":
+                state = {"status": "hold", "since": ev["at"], "reason": "certificateHold", "revoked_at": ev["at"]}
+            elif ev["event"] == "revoked":
+                state = {"status": "revoked", "since": ev["at"], "reason": ev["reason"], "revoked_at": ev["at"]}
+                break  # STATE-2: revocation is final
+        if state["status"] == "good":
+            if when > cert_row["not_after"]:
+                state = {"status": "expired", "since": cert_row["not_after"], "reason": None, "revoked_at": None}
+            elif when < cert_row["not_before"]:
+                state = {"status": "not_yet_valid", "since": None, "reason": None, "revoked_at": None}
+        return state
+
+    def revoked_rows(self, ca_kind: str, at: _dt.datetime) -> list[tuple]:
+        """(cert row, status dict) of every certificate of ``ca_kind`` on hold or revoked at ``at``.
+        Entries stay after the certificate expires (the CRL decision of revocation.py)."""
+        when = iso(at)
+        out = []
+        rows = self.conn.execute(
+            "SELECT DISTINCT c.* FROM certificates c JOIN cert_events e ON e.cert_id = c.id "
+            "WHERE c.ca_kind = ? AND e.event IN ('hold', 'revoked') AND e.at <= ? "
+            "ORDER BY c.serial", (ca_kind, when)).fetchall()
+        for row in rows:
+            status = self.status_at(row, at)
+            if status["status"] in ("hold", "revoked"):
+                out.append((row, status))
+        return out
+
+    # --- RevocationSource (issuance/revocation.py) ------------------------------------------
+    def certificate_status(self, ca_kind: str, serial: int, at: _dt.datetime):
+        """The protocol's view: good / hold / revoked as of ``at``; "unknown" for a serial this CA
+        never issued or had not issued yet at ``at``. An expired certificate is still "good"
+        here (with its not_after): expiry is the verifier's date check, not revocation."""
+        from . import revocation as rv
+
+        rv.check_kind(ca_kind)
+        rv.check_serial(serial)
+        at = rv.instant(at)
+        row = self.certificate_by_serial(ca_kind, serial)
+        if row is None:
+            return rv.CertStatus(rv.UNKNOWN)
+        status = self.status_at(row, at)
+        not_after = parse_iso(row["not_after"])
+        if status["status"] in ("good", "expired"):
+            return rv.CertStatus(rv.GOOD, not_after=not_after)
+        if status["status"] == "hold":
+            return rv.CertStatus(rv.HOLD, parse_iso(status["revoked_at"]),
+                                 _reason_flag("certificateHold"), not_after)
+        if status["status"] == "revoked":
+            return rv.CertStatus(rv.REVOKED, parse_iso(status["revoked_at"]),
+                                 _reason_flag(status["reason"]), not_after)
+        return rv.CertStatus(rv.UNKNOWN)
+
+    def revoked_certificates(self, ca_kind: str, at: _dt.datetime):
+        from . import revocation as rv
+
+        rv.check_kind(ca_kind)
+        at = rv.instant(at)
+        return [rv.RevokedEntry(row["serial"], parse_iso(status["revoked_at"]), _reason_flag(status["reason"]))
+                for row, status in self.revoked_rows(ca_kind, at)]
+
+    def last_change_at(self, app_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT max(at) FROM (SELECT at FROM card_events WHERE application_id = ? "
+            "UNION ALL SELECT e.at FROM cert_events e JOIN certificates c ON c.id = e.cert_id "
+            "WHERE c.application_id = ?)", (app_id, app_id)).fetchone()
+        return row[0]
+
+
+def _reason_flag(name: str):
+    from cryptography import x509
+
+    return x509.ReasonFlags(name)
+
+
+class StoreRevocationSource:
+    """A thread-safe RevocationSource over the store file, for the OCSP/CRL server threads:
+    each question opens its own short read connection (sqlite3 connections are per thread)."""
+
+    def __init__(self, path, *, busy_timeout: float = BUSY_TIMEOUT_S):
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: no store here")
+
+    def _with_store(self, fn):
+        store = Store(self.path, busy_timeout=self.busy_timeout, migrate=False)
+        try:
+            return fn(store)
+        finally:
+            store.close()
+
+    def certificate_status(self, ca_kind: str, serial: int, at: _dt.datetime):
+        return self._with_store(lambda s: s.certificate_status(ca_kind, serial, at))
+
+    def revoked_certificates(self, ca_kind: str, at: _dt.datetime):
+        return self._with_store(lambda s: s.revoked_certificates(ca_kind, at))

@@ -1,0 +1,642 @@
+"""`mynaemu issue …`: the TEST back office on the command line (store + workflow + CRL/OCSP).
+
+Every command works on the store under --home / MYNAEMU_HOME (default: the user's data
+directory), takes --at (the settable clock; ISO 8601 date or datetime, naive = JST, default now),
+--operator / --terminal for the audit (SEC-8; defaults MYNAEMU_OPERATOR / MYNAEMU_TERMINAL or
+"cli") and --json. Errors are one line on stderr; exit codes are in the group's help.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_BUSY = 4
+
+
+class IssueError(click.ClickException):
+    """A one-line error with the exit code of the group's table."""
+
+    def __init__(self, message: str, code: int = EXIT_REFUSED):
+        super().__init__(message)
+        self.exit_code = code
+
+    def show(self, file=None):
+        click.echo(f"mynaemu issue: {self.format_message()}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# parameter types
+# ---------------------------------------------------------------------------------------------
+
+class InstantType(click.ParamType):
+    """ISO 8601 date or datetime; a naive value is Japan time (policy.JST); a date is 00:00 JST."""
+
+    name = "DATETIME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, _dt.datetime):
+            return value if value.utcoffset() is not None else value.replace(tzinfo=JST)
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                day = _dt.date.fromisoformat(text)
+                return _dt.datetime(day.year, day.month, day.day, tzinfo=JST)
+            instant = _dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError as exc:
+            self.fail(f"{text!r} is not an ISO 8601 date or datetime ({exc})", param, ctx)
+        if instant.utcoffset() is None:
+            instant = instant.replace(tzinfo=JST)
+        return instant
+
+
+class DateType(click.ParamType):
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, _dt.date):
+            return value
+        text = str(value).strip()
+        if len(text) != 10:
+            self.fail(f"{text!r} is not a date in YYYY-MM-DD form", param, ctx)
+        try:
+            return _dt.date.fromisoformat(text)
+        except ValueError as exc:
+            self.fail(f"{text!r} is not a valid date ({exc})", param, ctx)
+
+
+INSTANT = InstantType()
+DATE = DateType()
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(JST).replace(microsecond=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared options and error mapping
+# ---------------------------------------------------------------------------------------------
+
+def common(func):
+    """--at, --json, --operator, --terminal on every command."""
+    func = click.option("--terminal", envvar="MYNAEMU_TERMINAL", default="cli", show_default=True,
+                        help="Terminal id for the audit (DATA-3 操作端末ID).")(func)
+    func = click.option("--operator", envvar="MYNAEMU_OPERATOR", default="cli", show_default=True,
+                        help="Operator id for the audit (SEC-4, DATA-3 操作者ID).")(func)
+    func = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(func)
+    func = click.option("--at", "at", type=INSTANT, default=None,
+                        help="The instant of the operation (ISO 8601; naive = JST; default now).")(func)
+    return func
+
+
+def guarded(func):
+    """Map the back office's exceptions to one-line messages and the documented exit codes."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from mynaemu.card.image import CardImageError
+        from mynaemu.issuance.store import StoreBusy, StoreError
+        from mynaemu.issuance.workflow import WorkflowError
+
+        try:
+            return func(*args, **kwargs)
+        except WorkflowError as exc:
+            raise IssueError(_one_line(exc), exc.exit_code) from None
+        except StoreBusy as exc:
+            raise IssueError(_one_line(exc), EXIT_BUSY) from None
+        except (StoreError, CardImageError, OSError) as exc:
+            raise IssueError(_one_line(exc), EXIT_REFUSED) from None
+
+    return wrapper
+
+
+def _one_line(exc) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _Context:
+    def __init__(self, home):
+        self.home = home
+
+    def workflow(self, operator: str, terminal: str):
+        from mynaemu.issuance.store import Store
+        from mynaemu.issuance.workflow import Workflow
+
+        store = Store.open(self.home)
+        return store, Workflow(store, operator=operator, terminal=terminal)
+
+
+def _emit(as_json: bool, doc, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=1, default=str))
+    elif text is not None:
+        click.echo(text)
+
+
+def _load_card(path: Path):
+    from mynaemu.card.image import CardImage
+
+    return CardImage.load(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the group
+# ---------------------------------------------------------------------------------------------
+
+@click.group("issue")
+@click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Store directory (default: $MYNAEMU_HOME, else the user's data directory).")
+@click.pass_context
+def issue(ctx, home):
+    """The TEST issuance back office: 申請 → 受付 → 鍵ペア生成/証明書発行 → 交付 → 一時停止/解除,
+    異動, 更新, 再発行, 廃止/回収/廃棄, 失効, with CRLs and an OCSP responder from the store.
+
+    \b
+    Exit codes:
+      0  success
+      1  refused: a rule or the card's current state forbids the step (the message names the
+         rule id, e.g. VAL-7, or the state); nothing was changed
+      2  bad usage or bad arguments (impossible dates, malformed ids, bad PIN formats)
+      3  unknown application id
+      4  the store stayed locked by another process beyond the busy timeout; try again
+    """
+    ctx.obj = _Context(home)
+
+
+@issue.command("apply")
+@click.option("--name", required=True, help="氏名 (family and given name separated by U+3000).")
+@click.option("--birth", required=True, type=DATE, help="生年月日, YYYY-MM-DD.")
+@click.option("--sex", required=True, type=click.Choice(["1", "2", "9"]), help="1 male, 2 female, 9 n/a (JIS X 0303).")
+@click.option("--address", required=True, help="住所.")
+@click.option("--guardianship", is_flag=True, help="成年被後見人: no signing certificate (ELIG-2).")
+@click.option("--decline-sign-cert", is_flag=True, help="署名用電子証明書 不要 ticked on the form (M9).")
+@click.option("--name-kana", default="", help="ふりがな.")
+@click.option("--name-alt", default=None, help="代替文字 flags of the name, one 0/1 per character.")
+@click.option("--address-alt", default=None, help="代替文字 flags of the address, one 0/1 per character.")
+@click.option("--alt-unconfirmed", is_flag=True, help="The form came back without the 代替文字 check (FLOW-3).")
+@common
+@click.pass_obj
+@guarded
+def cmd_apply(obj, name, birth, sex, address, guardianship, decline_sign_cert, name_kana, name_alt,
+              address_alt, alt_unconfirmed, at, as_json, operator, terminal):
+    """申請: register a returned application form; prints the application id (FLOW-3/FLOW-4)."""
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        app_id = wf.apply(name=name, birth=birth, sex=sex, address=address, at=at or _now(),
+                          guardianship=guardianship, decline_sign=decline_sign_cert, name_kana=name_kana,
+                          name_alt=name_alt, address_alt=address_alt, alt_confirmed=not alt_unconfirmed)
+    _emit(as_json, {"id": app_id}, app_id)
+
+
+@issue.command("receive")
+@click.argument("app_id", metavar="ID")
+@common
+@click.pass_obj
+@guarded
+def cmd_receive(obj, app_id, at, as_json, operator, terminal):
+    """受付: register the application (generate does this too when needed)."""
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        wf.receive(app_id, at=at or _now())
+        doc = wf.status(app_id, at=at or _now())
+    _emit(as_json, {"id": doc["id"], "state": doc["state"]}, f"{doc['id']}: {doc['state']}")
+
+
+@issue.command("generate")
+@click.argument("app_ids", metavar="[ID]...", nargs=-1)
+@common
+@click.pass_obj
+@guarded
+def cmd_generate(obj, app_ids, at, as_json, operator, terminal):
+    """鍵ペア生成 + 証明書発行 + personalisation + 交付通知書 for IDs (default: every application
+    waiting). A progress bar goes to stderr; one card failing does not stop the batch (exit 1)."""
+    from mynaemu.issuance.workflow import WorkflowError
+
+    store, wf = obj.workflow(operator, terminal)
+    results, failures = [], []
+    with store:
+        ids = list(app_ids) or store.application_ids(("applied", "received"))
+        with click.progressbar(ids, label="generating", file=sys.stderr, show_pos=True) as bar:
+            for app_id in bar:
+                try:
+                    r = wf.generate(app_id, at=at or _now())
+                except WorkflowError as exc:
+                    if exc.exit_code == EXIT_USAGE and len(ids) == 1:
+                        raise
+                    failures.append({"id": app_id, "error": _one_line(exc), "exit_code": exc.exit_code})
+                    continue
+                results.append({"id": r.id, "notice_id": r.notice_id, "card_expires": r.card_expires.isoformat(),
+                                "auth_serial": f"{r.auth_serial:X}",
+                                "sign_serial": f"{r.sign_serial:X}" if r.sign_serial else None,
+                                "sign": r.sign_decision})
+    lines = [f"{r['id']}: notice {r['notice_id']}, card expires {r['card_expires']}, "
+             f"{'auth + sign' if r['sign_serial'] else 'auth only'} ({r['sign']})" for r in results]
+    _emit(as_json, {"generated": results, "failed": failures}, "\n".join(lines) if lines else "nothing to generate")
+    for f in failures:
+        click.echo(f"mynaemu issue: {f['id']}: {f['error']}", err=True)
+    if failures:
+        codes = {f["exit_code"] for f in failures}
+        raise SystemExit(codes.pop() if len(codes) == 1 and not results else EXIT_REFUSED)
+
+
+@issue.command("deliver")
+@click.argument("app_id", metavar="ID")
+@click.option("--auth-pin", required=True, help="利用者証明用暗証番号, 4 digits (AP-4).")
+@click.option("--sign-pin", default=None, help="署名用パスワード, 6-16 of A-Z 0-9 (AP-3); needed with a signing certificate.")
+@click.option("--kenhojo-pin", required=True, help="券面事項入力補助用暗証番号, 4 digits (AP-5).")
+@click.option("--juki-pin", default=None, help="住基 PIN, 4 digits (AP-6; default: the auth PIN, AP-7).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Card image file to write (what `mynaemu card serve` takes).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--identity-check", default="counter photo-ID check (交付時本人確認)", show_default=True,
+              help="The identity check that was made (STATE-3 item 7).")
+@click.option("--pins-set-by", type=click.Choice(["holder", "legal-representative"]), default=None,
+              help="Who registers the PINs (ELIG-3: the legal representative under 15; default: as the rule says).")
+@click.option("--proxy", "proxy_relation", default=None,
+              type=click.Choice(["household-member", "relative", "care-worker", "facility-staff", "neighbour", "agent"]),
+              help="Handover to a 任意代理人 of this relation (FLOW-PROXY-1..6).")
+@click.option("--proxy-reason", default=None,
+              type=click.Choice(["homebound-with-household", "homebound-alone", "facility-resident", "busy"]),
+              help="The principal's condition (FLOW-PROXY-3/4).")
+@click.option("--proxy-doc", "proxy_docs", multiple=True, help="A document the proxy showed (repeat).")
+@click.option("--notice", "notice_id", default=None, help="The 交付通知書 id the proxy brought (FLOW-PROXY-2).")
+@click.option("--seal-cert-issued", type=DATE, default=None,
+              help="Issue date of the principal's 印鑑登録証明書 (FLOW-PROXY-6).")
+@click.option("--no-notification-card", is_flag=True, help="No 通知カード was collected (M4: after May 2020).")
+@common
+@click.pass_obj
+@guarded
+def cmd_deliver(obj, app_id, auth_pin, sign_pin, kenhojo_pin, juki_pin, output, force, identity_check,
+                pins_set_by, proxy_relation, proxy_reason, proxy_docs, notice_id, seal_cert_issued,
+                no_notification_card, at, as_json, operator, terminal):
+    """交付 at the counter: PINs registered, the card image written to -o FILE."""
+    from mynaemu.issuance.workflow import PROXY_DOCUMENTS, ProxyHandover
+
+    if output.exists() and not force:
+        raise IssueError(f"{output}: exists (use --force to overwrite)", EXIT_REFUSED)
+    proxy = None
+    if proxy_relation or proxy_reason or proxy_docs or seal_cert_issued or notice_id:
+        if not (proxy_relation and proxy_reason):
+            raise click.UsageError("a proxy handover needs --proxy and --proxy-reason")
+        bad = sorted(set(proxy_docs) - set(PROXY_DOCUMENTS))
+        if bad:
+            raise click.BadParameter(f"unknown document(s) {', '.join(bad)}; known: {', '.join(PROXY_DOCUMENTS)}",
+                                     param_hint="--proxy-doc")
+        proxy = ProxyHandover(condition=proxy_reason, relation=proxy_relation, documents=frozenset(proxy_docs),
+                              notice_id=notice_id, seal_certificate_issued=seal_cert_issued)
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        image = wf.deliver(app_id, at=at or _now(),
+                           pins={"auth": auth_pin, "sign": sign_pin, "kenhojo": kenhojo_pin, "juki": juki_pin},
+                           identity_check=identity_check,
+                           pins_set_by=pins_set_by.replace("-", "_") if pins_set_by else None,
+                           proxy=proxy, notification_card_collected=not no_notification_card,
+                           write=lambda img: img.save(output))
+    has_sign = image.meta.get("sign_serial") is not None
+    if sign_pin and not has_sign:
+        click.echo("mynaemu issue: note: the card has no signing certificate; --sign-pin was not used", err=True)
+    _emit(as_json, {"id": image.meta.get("application_id"), "card": str(output), "state": "active",
+                    "auth_serial": image.meta.get("auth_serial"), "sign_serial": image.meta.get("sign_serial")},
+          f"{output}: card {image.meta.get('application_id')} handed over")
+
+
+@issue.command("suspend")
+@click.argument("app_id", metavar="ID")
+@click.option("--caller-name", default=None, help="氏名 the caller gives (FLOW-SUSP-3).")
+@click.option("--caller-birth", type=DATE, default=None, help="生年月日 the caller gives.")
+@click.option("--caller-sex", type=click.Choice(["1", "2", "9"]), default=None, help="性別 the caller gives.")
+@click.option("--caller-address", default=None, help="住所 the caller gives.")
+@common
+@click.pass_obj
+@guarded
+def cmd_suspend(obj, app_id, caller_name, caller_birth, caller_sex, caller_address, at, as_json, operator, terminal):
+    """一時停止 + 一時保留 (call centre). With --caller-*, all four 基本4情報 must be given and must
+    match (FLOW-SUSP-3); without them the operator suspends on their own authority (audited)."""
+    from mynaemu.issuance.workflow import Basic4
+
+    given = [caller_name, caller_birth, caller_sex, caller_address]
+    caller = None
+    if any(v is not None for v in given):
+        if not all(v is not None for v in given):
+            raise click.UsageError("FLOW-SUSP-3: give all four of --caller-name, --caller-birth, "
+                                   "--caller-sex and --caller-address")
+        caller = Basic4(caller_name, caller_birth, caller_sex, caller_address)
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        held = wf.suspend(app_id, at=at or _now(), caller=caller)
+    _emit(as_json, {"id": _norm_id(app_id), "state": "suspended", "held": [f"{s:X}" for s in held]},
+          f"{app_id}: suspended; certificates on hold: {', '.join(f'{s:X}' for s in held) or 'none'}")
+
+
+@issue.command("resume")
+@click.argument("app_id", metavar="ID")
+@click.option("--identity-check", default="counter identity check with 一時停止解除申請書", show_default=True)
+@click.option("--channel", type=click.Choice(["counter", "phone"]), default="counter", show_default=True,
+              help="Where the release is asked for (FLOW-SUSP-3: counter only).")
+@common
+@click.pass_obj
+@guarded
+def cmd_resume(obj, app_id, identity_check, channel, at, as_json, operator, terminal):
+    """解除 at the counter: the card and its certificates are usable again (FLOW-SUSP-3)."""
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        released = wf.resume(app_id, at=at or _now(), identity_check=identity_check, channel=channel)
+    _emit(as_json, {"id": _norm_id(app_id), "state": "active", "released": [f"{s:X}" for s in released]},
+          f"{app_id}: released; certificates good again: {', '.join(f'{s:X}' for s in released) or 'none'}")
+
+
+@issue.command("move")
+@click.argument("app_id", metavar="ID")
+@click.option("--address", required=True, help="The new 住所.")
+@click.option("--address-alt", default=None, help="代替文字 flags of the new address.")
+@click.option("--card", "card_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The holder's card file: rewritten with the new signing certificate (MOV-2).")
+@common
+@click.pass_obj
+@guarded
+def cmd_move(obj, app_id, address, address_alt, card_file, at, as_json, operator, terminal):
+    """異動: the signing certificate is revoked (superseded) and reissued up to the
+    user-authentication certificate's expiry, which is kept (MOV-1, VAL-10)."""
+    image = _load_card(card_file) if card_file else None
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        result = wf.move(app_id, at=at or _now(), address=address, address_alt=address_alt, card_image=image)
+        if result["image"] is not None:
+            result["image"].save(card_file)
+    doc = {"id": result["id"], "revoked_sign_serial": _hex(result["revoked_sign_serial"]),
+           "sign_serial": _hex(result["sign_serial"]), "card_written": result["image"] is not None}
+    _emit(as_json, doc, f"{result['id']}: moved; signing certificate {doc['revoked_sign_serial'] or '-'} "
+                        f"→ {doc['sign_serial'] or 'none'}{' (card rewritten)' if doc['card_written'] else ''}")
+
+
+@issue.command("write-card")
+@click.argument("app_id", metavar="ID")
+@click.option("--card", "card_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--sign-pin", default=None, help="A new signing password when the card gets its first signing certificate.")
+@common
+@click.pass_obj
+@guarded
+def cmd_write_card(obj, app_id, card_file, sign_pin, at, as_json, operator, terminal):
+    """Rewrite the holder's card from the store (certificates, keys, 基本4情報), keeping its PINs."""
+    image = _load_card(card_file)
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        new = wf.write_card(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin)
+        new.save(card_file)
+    _emit(as_json, {"id": _norm_id(app_id), "card": str(card_file)}, f"{card_file}: rewritten")
+
+
+@issue.command("renew")
+@click.argument("app_id", metavar="ID")
+@click.option("--card", "card_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The holder's card: rewritten when only the certificates are renewed.")
+@click.option("--sign-pin", default=None, help="Signing password for a first signing certificate.")
+@click.option("--decline-sign-cert/--want-sign-cert", default=None, help="For a card renewal form (M9).")
+@common
+@click.pass_obj
+@guarded
+def cmd_renew(obj, app_id, card_file, sign_pin, decline_sign_cert, at, as_json, operator, terminal):
+    """更新 within the window (VAL-7): a renewal application when the card is in its window, else
+    new certificates when they are; refused outside, with the reason."""
+    image = _load_card(card_file) if card_file else None
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        r = wf.renew(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin, decline_sign=decline_sign_cert)
+        if r.image is not None:
+            r.image.save(card_file)
+    doc = {"kind": r.kind, "id": r.id, "replaces": r.replaces, "reason": r.reason, "card_written": r.image is not None}
+    _emit(as_json, doc, f"{r.id}: {'renewal application for ' + r.replaces if r.kind == 'card' else 'certificates renewed'}"
+                        f" ({r.reason})")
+
+
+@issue.command("reissue")
+@click.argument("app_id", metavar="ID")
+@click.option("--reason", type=click.Choice(["lost", "damaged", "expired"]), default="lost", show_default=True)
+@common
+@click.pass_obj
+@guarded
+def cmd_reissue(obj, app_id, reason, at, as_json, operator, terminal):
+    """再発行: the old card is abolished now (a lost card's certificates revoked as keyCompromise);
+    prints the new application id, which then goes through generate and deliver."""
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        new_id = wf.reissue(app_id, at=at or _now(), reason=reason)
+    _emit(as_json, {"id": new_id, "replaces": _norm_id(app_id)}, new_id)
+
+
+def _state_command(name: str, method: str, help_text: str, reasons: tuple | None = None):
+    @click.argument("app_id", metavar="ID")
+    @common
+    @click.pass_obj
+    @guarded
+    def command(obj, app_id, at, as_json, operator, terminal, reason=None):
+        store, wf = obj.workflow(operator, terminal)
+        with store:
+            kwargs = {"reason": reason} if reasons else {}
+            result = getattr(wf, method)(app_id, at=at or _now(), **kwargs)
+            doc = wf.status(app_id, at=at or _now())
+        out = {"id": doc["id"], "state": doc["state"]}
+        if isinstance(result, dict):
+            out.update({k: v for k, v in result.items() if k != "revoked_serials"})
+            out["revoked_serials"] = [f"{s:X}" for s in result.get("revoked_serials", [])]
+        _emit(as_json, out, f"{doc['id']}: {doc['state']} ({doc['state_label']})")
+
+    command.__doc__ = help_text
+    if reasons:
+        command = click.option("--reason", required=True, type=click.Choice(list(reasons)))(command)
+    return issue.command(name)(command)
+
+
+_state_command("abolish", "abolish", "廃止 (FLOW-ABOL-1): the card leaves service; certificates revoked.",
+               ("holder-request", "other"))
+_state_command("collect", "collect", "回収: the abolished or revoked card is handed in.")
+_state_command("destroy", "destroy", "廃棄: the collected card is destroyed.")
+_state_command("revoke", "revoke", "失効 (M10): death, removal of the resident record (消除), or a change "
+               "of 個人番号 (NUM-7; a new number is designated).", ("death", "removed", "number-change"))
+
+
+@issue.command("status")
+@click.argument("app_id", metavar="ID")
+@click.option("--reveal", is_flag=True, help="Show the full 個人番号 (the access is audited).")
+@common
+@click.pass_obj
+@guarded
+def cmd_status(obj, app_id, reveal, at, as_json, operator, terminal):
+    """The card and its certificates as of --at (status good, hold, revoked or expired)."""
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        doc = wf.status(app_id, at=at or _now(), reveal=reveal)
+    if as_json:
+        _emit(True, doc)
+        return
+    click.echo(f"{doc['id']}: {doc['state']} ({doc['state_label']}), {doc['kind']} card of {doc['holder']['name']}")
+    click.echo(f"  個人番号 {doc['individual_number']}; card {doc['card_serial'] or '-'} "
+               f"valid {doc['card_starts'] or '-'} .. {doc['card_expires'] or '-'}")
+    for cert in doc["certificates"]:
+        click.echo(f"  {cert['kind']:4s} {cert['serial']} {cert['not_before'][:10]} .. {cert['not_after'][:10]} "
+                   f"{cert['status']}{' (' + cert['reason'] + ')' if cert['reason'] else ''}")
+
+
+@issue.command("audit")
+@click.argument("app_id", metavar="[ID]", required=False)
+@common
+@click.pass_obj
+@guarded
+def cmd_audit(obj, app_id, at, as_json, operator, terminal):
+    """The audit trail (SEC-8), all of it or for one card."""
+    from mynaemu.issuance.store import check_form_id
+
+    store, _ = obj.workflow(operator, terminal)
+    with store:
+        target = None
+        if app_id:
+            try:
+                target = check_form_id(app_id)
+            except ValueError as exc:
+                raise IssueError(str(exc), EXIT_USAGE) from None
+        rows = store.audit_rows(target)
+    if as_json:
+        _emit(True, rows)
+        return
+    for r in rows:
+        click.echo(f"{r['at']} {r['operator']}@{r['terminal']} {r['operation']} {r['target'] or '-'} "
+                   f"{r['outcome']}{': ' + r['reason'] if r['reason'] else ''}")
+
+
+@issue.command("crl")
+@click.option("--ca", "kind", required=True, type=click.Choice(["auth", "sign"]))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the DER CRL here (default: PEM on stdout).")
+@common
+@click.pass_obj
+@guarded
+def cmd_crl(obj, kind, output, at, as_json, operator, terminal):
+    """The CA's complete CRL as of --at, from the store (holds as certificateHold)."""
+    from mynaemu.issuance.revocation import build_crl, crl_der, crl_pem
+
+    store, wf = obj.workflow(operator, terminal)
+    at = at or _now()
+    with store:
+        number = _next_crl_number(store, kind, at)
+        crl = build_crl(wf.pki.ca(kind), store, at=at, crl_number=number)
+        store.audit(at=at, operator=operator, terminal=terminal, operation="crl", target=kind, outcome="ok",
+                    reason=f"CRL number {number}, {len(list(crl))} entries")
+    if output is not None:
+        output.write_bytes(crl_der(crl))
+    doc = {"ca": kind, "number": number, "this_update": crl.last_update_utc.isoformat(),
+           "next_update": crl.next_update_utc.isoformat(), "file": str(output) if output else None,
+           "entries": [{"serial": f"{e.serial_number:X}", "revoked_at": e.revocation_date_utc.isoformat(),
+                        "reason": _crl_reason(e)} for e in crl]}
+    if as_json:
+        _emit(True, doc)
+    elif output is None:
+        click.echo(crl_pem(crl).decode("ascii"), nl=False)
+    else:
+        click.echo(f"{output}: {kind} CRL number {number}, {len(doc['entries'])} entries")
+
+
+def _next_crl_number(store, kind: str, at: _dt.datetime) -> int:
+    # RFC 5280 §5.2.3: CRL numbers increase; kept per CA in the settings table.
+    key = f"crl_number_{kind}"
+    with store.transaction() as conn:
+        row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        number = max(int(row[0]) + 1 if row else 1, int(at.timestamp()))
+        conn.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, str(number)))
+    return number
+
+
+def _crl_reason(entry) -> str | None:
+    from cryptography import x509
+
+    try:
+        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+    except x509.ExtensionNotFound:
+        return None
+
+
+@issue.command("ocsp-serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (loopback by default).")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port.")
+@common
+@click.pass_obj
+@guarded
+def cmd_ocsp_serve(obj, host, port, at, as_json, operator, terminal):
+    """Serve OCSP (POST / GET) and /crl/auth.crl, /crl/sign.crl from the store until stopped.
+
+    The responder's clock starts at --at (default now) and runs on, so a demo can live on any
+    date. The first line on stdout is the responder URL (JSON with --json).
+    """
+    from mynaemu.issuance.ca import default_test_pki
+    from mynaemu.issuance.ocsp import OcspResponder, crl_url, serve_ocsp
+    from mynaemu.issuance.store import DB_NAME, Store, StoreRevocationSource, default_home
+
+    home = obj.home or default_home()
+    Store.open(home).close()  # create / migrate the store before the threads read it
+    start = _dt.datetime.now(_dt.timezone.utc)
+    offset = (at - start) if at is not None else _dt.timedelta(0)
+    pki = default_test_pki()
+    responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, StoreRevocationSource(home / DB_NAME),
+                              clock=lambda: _dt.datetime.now(_dt.timezone.utc) + offset)
+    server, thread, url = serve_ocsp(responder, host, port)
+    _emit(as_json, {"url": url, "crl": {k: crl_url(url, k) for k in ("auth", "sign")}}, url)
+    sys.stdout.flush()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@issue.command("persona")
+@click.argument("name")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@common
+@click.pass_obj
+@guarded
+def cmd_persona(obj, name, output, force, at, as_json, operator, terminal):
+    """A pipeline persona (expired, suspended, revoked-after-move, under15, guardianship,
+    not-yet-valid): made by the real workflow, its revocation state left in the store."""
+    from mynaemu.issuance.pipeline_personas import PIPELINE_PERSONAS, build_pipeline_persona
+
+    if name not in PIPELINE_PERSONAS:
+        raise click.BadParameter(f"unknown persona {name!r}; choose from: {', '.join(PIPELINE_PERSONAS)}",
+                                 param_hint="NAME")
+    if output.exists() and not force:
+        raise IssueError(f"{output}: exists (use --force to overwrite)", EXIT_REFUSED)
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        result = build_pipeline_persona(wf, name, at=at or _now())
+        result.image.save(output)
+        doc = wf.status(result.id, at=at or _now())
+    summary = {"persona": name, "id": result.id, "file": str(output), "state": doc["state"],
+               "card_expires": doc["card_expires"], "auth_cert": doc["auth_cert"], "sign_cert": doc["sign_cert"],
+               "pins": result.pins, "description": result.description}
+    _emit(as_json, summary, f"{output}: {name} card {result.id} ({doc['state']}); {result.description}")
+
+
+def _hex(serial):
+    return f"{serial:X}" if serial is not None else None
+
+
+def _norm_id(app_id: str) -> str:
+    from mynaemu.issuance.store import normalise_form_id
+
+    return normalise_form_id(app_id)
