@@ -1,0 +1,756 @@
+"""The 証明書交付センター (certificate issuing centre) of コンビニ交付, and its loopback HTTP service.
+
+Roles (CVS-2, CVS-15): kiosk terminal → **centre** → the resident's municipality (its 証明発行
+サーバ, issuance/municipality.py), with the JPKI centre answering the 有効性の確認 (OCSP, falling
+back to its CRL, issuance/ocsp.py). Three methods (CVS-14):
+
+- **新方式 (shin)**: the kiosk sends the card's user-authentication certificate and the card's
+  signature over a fresh centre nonce. The centre checks (CVS-16), in this order: the
+  certificate parses; it is signed by the TEST JPKI auth CA (chain to the trust anchor, which
+  must itself be valid); the signature over the nonce verifies with the certificate's key
+  (proof that the card holds the key and that its PIN was verified); the validity dates; the
+  JPKI validity service says "good" (OCSP, else the CRL; a hold (一時保留) or a revocation is
+  refused). Only then is the request routed to the municipality of residence (CVS-5), which
+  finds the resident by the certificate serial (CVS-18) and produces the PDF.
+- **変換方式 (henkan)**: the same checks; the centre then converts the certificate to the
+  municipality's 利用者ID (利用者IDへの変換, CVS-15) and sends only that, so the municipality's
+  existing server works unchanged (CVS-14).
+- **現行方式 (genko)**: the kiosk reads the 利用者ID from the card's 条例利用AP behind the
+  document's own PIN (AP-8, card/apps/jorei.py) and sends it with the municipality code.
+
+Kiosk ↔ centre authentication (CVS-4 "secure communications"; the mutual authentication of
+現行方式, 000:10023-10036). Decision: every kiosk holds a TEST HMAC-SHA256 key registered at the
+centre. The kiosk MACs each request (method, path, body); the centre refuses an unknown kiosk or
+a bad MAC, and MACs each response together with the request's MAC, so the kiosk knows the answer
+comes from the centre and belongs to its own request. Together with the single-use nonce this
+stops replays of a captured request.
+
+Nonces: 32 random bytes per session, single use (taken out of the table before anything else is
+checked), bound to the kiosk and the method, and valid for `nonce_lifetime` (60 s) of the
+centre's clock. A replayed nonce or signature is refused as "challenge-replayed", a late one as
+"challenge-expired".
+
+The centre's clock is injectable (every service of a TEST stack shares one, so `--at` moves the
+whole stack). Logs name the kiosk, method, document and outcome; never a PIN (none reaches the
+centre), a 個人番号, a name, or the certificate serial (JPKI-3).
+
+Refusals carry a reason from REASONS; each reason belongs to one class with its own exit code,
+which the kiosk CLI uses (tools/cli_kiosk.py documents them).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as _dt
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Protocol, runtime_checkable
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from . import ocsp as _ocsp
+from . import revocation as rv
+from .documents import DOCUMENTS
+from .identity import Identity
+from .numbering import individual_number_from_juminhyo_code
+from .policy import JST
+
+log = logging.getLogger(__name__)
+
+METHODS = ("shin", "henkan", "genko")
+SERVICE_NAME = "mynaemu-TEST-certificate-centre"
+NONCE_BYTES = 32
+DEFAULT_NONCE_LIFETIME = _dt.timedelta(seconds=60)
+DEFAULT_VALIDITY_TIMEOUT = 2.0
+MAX_BODY = 256 * 1024
+DEFAULT_KIOSK_ID = "TEST-KIOSK-0001"
+
+# --- refusal reasons and their classes (exit codes of `mynaemu kiosk issue`) ----------------
+REASONS = {
+    # the card and its PIN (decided at the kiosk)
+    "pin-wrong": 3,
+    "pin-blocked": 4,
+    "pin-last-try": 4,
+    # 有効性の確認 (CVS-16)
+    "cert-hold": 5,
+    "cert-revoked": 5,
+    "cert-unknown": 5,
+    "cert-expired": 6,
+    "cert-not-yet-valid": 6,
+    "cert-invalid": 7,
+    "chain-invalid": 7,
+    "signature-invalid": 7,
+    "validity-unavailable": 8,
+    # the card went away or answered nonsense (kiosk)
+    "card-removed": 9,
+    "card-error": 9,
+    # CVS-6
+    "outside-hours": 10,
+    # the municipality does not know the person
+    "resident-unknown": 11,
+    # nonce handling
+    "challenge-replayed": 12,
+    "challenge-expired": 12,
+    # kiosk <-> centre authentication
+    "kiosk-auth": 13,
+    "centre-auth": 13,
+    # the centre itself
+    "centre-unavailable": 14,
+    "bad-request": 14,
+    # FEE-4: no payment, no print
+    "fee-unpaid": 15,
+    # the service is not offered for this person / municipality
+    "document-unavailable": 16,
+    "method-unavailable": 16,
+}
+EXIT_CLASSES = {
+    3: "PIN wrong (tries left shown)",
+    4: "PIN blocked, or at its last try without --last-try (the kiosk never sends it)",
+    5: "certificate revoked, on hold (一時保留) or unknown to the CA",
+    6: "certificate expired or not yet valid",
+    7: "certificate, chain or card signature invalid (other CA, key mismatch, truncated)",
+    8: "validity service unreachable (OCSP and CRL both)",
+    9: "card removed or card communication failed",
+    10: "outside service hours (6:30-23:00, CVS-6)",
+    11: "resident unknown to the municipality",
+    12: "challenge replayed or expired",
+    13: "kiosk/centre authentication failed",
+    14: "centre unreachable or protocol error",
+    15: "fee not paid (nothing printed, FEE-4)",
+    16: "document or method not offered for this resident",
+}
+HTTP_STATUS = {3: 403, 4: 403, 5: 403, 6: 403, 7: 403, 8: 503, 9: 400, 10: 403, 11: 404, 12: 409,
+               13: 401, 14: 400, 15: 402, 16: 403}
+
+
+class Refusal(Exception):
+    """A refused transaction: `reason` (a key of REASONS), a one-line message, extra details."""
+
+    def __init__(self, reason: str, message: str, **details):
+        if reason not in REASONS:
+            raise ValueError(f"unknown refusal reason {reason!r}")
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    @property
+    def code(self) -> int:
+        return REASONS[self.reason]
+
+    def to_json(self) -> dict:
+        return {"status": "refused", "reason": self.reason, "code": self.code,
+                "message": self.message, **self.details}
+
+
+# --- clocks ---------------------------------------------------------------------------------
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+class SettableClock:
+    """A clock that starts at `start` and runs in real time from there; `advance` jumps ahead.
+
+    Shared by every service of a TEST stack so that `--at` moves kiosk, centre and OCSP together.
+    """
+
+    def __init__(self, start: _dt.datetime | None = None):
+        start = start or utc_now()
+        if start.tzinfo is None:
+            raise ValueError("the clock's start must be timezone-aware")
+        self._start = start
+        self._t0 = time.monotonic()
+        self._offset = _dt.timedelta(0)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> _dt.datetime:
+        with self._lock:
+            return self._start + _dt.timedelta(seconds=time.monotonic() - self._t0) + self._offset
+
+    def advance(self, delta: _dt.timedelta | float) -> None:
+        if not isinstance(delta, _dt.timedelta):
+            delta = _dt.timedelta(seconds=delta)
+        with self._lock:
+            self._offset += delta
+
+
+# --- residents (住民票 data, synthetic) ------------------------------------------------------
+HONSEKI_PLACEHOLDER = "（記載省略：TEST データには本籍・筆頭者がありません）"
+
+
+@dataclasses.dataclass(frozen=True)
+class HouseholdMember:
+    name: str
+    birth: _dt.date
+    sex: str
+    relation: str                 # 続柄: 世帯主, 妻, 夫, 子, ...
+    became_resident: _dt.date     # 住民となった日
+    individual_number: str
+    remarks: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SealRegistration:
+    """印鑑登録 (a municipal ordinance matter, not in the seeds; synthetic)."""
+
+    number: str
+    registered_on: _dt.date
+    seal_text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Resident:
+    """What the municipality's 住民基本台帳, 印鑑 and 税 systems know about one person (synthetic).
+
+    household lists every member of the person's household, the person included; `self_index`
+    says which one is the person. salary_income is the yearly salary the tax record derives from.
+    """
+
+    juminhyo_code: str
+    name: str
+    birth: _dt.date
+    sex: str
+    address: str
+    individual_number: str
+    municipality_code: str
+    household: tuple
+    self_index: int
+    head_of_household: str
+    honseki: str = HONSEKI_PLACEHOLDER
+    seal: SealRegistration | None = None
+    salary_income: int = 0
+    user_id: str | None = None
+    status: str = "resident"      # resident | removed | deceased (M10)
+
+    def age_on(self, day: _dt.date) -> int:
+        years = day.year - self.birth.year
+        if (day.month, day.day) < (self.birth.month, self.birth.day):
+            years -= 1
+        return years
+
+
+_GIVEN = {"1": ["一郎", "次郎", "健一", "大輔", "翔太"], "2": ["花子", "洋子", "真由美", "結衣", "葵"]}
+SEAL_MIN_AGE = 15  # decision: 印鑑登録 needs age 15 (municipal 印鑑条例 practice, outside the seeds)
+
+
+def _rng_for(*parts: str) -> random.Random:
+    digest = hashlib.sha256("/".join(("mynaemu-resident-v1",) + parts).encode("utf-8")).digest()
+    return random.Random(int.from_bytes(digest[:16], "big"))
+
+
+def _birthday(birth: _dt.date, years: int) -> _dt.date:
+    """The `years`-th birthday; a 29 February birth has it on 1 March in common years."""
+    try:
+        return birth.replace(year=birth.year + years)
+    except ValueError:
+        return _dt.date(birth.year + years, 3, 1)
+
+
+def _member_number(juminhyo_code: str, index: int) -> str:
+    # A household member's synthetic 住民票コード, and a valid 個人番号 from it (rules.md §20 M2).
+    digest = hashlib.sha256(f"mynaemu-household/{juminhyo_code}/{index}".encode()).hexdigest()
+    code = f"{int(digest[:16], 16) % 10**11:011d}"
+    return individual_number_from_juminhyo_code(code, b"mynaemu TEST household numbering")
+
+
+def synthesize_resident(identity: Identity, *, on: _dt.date, user_id: str | None = None,
+                        status: str = "resident") -> Resident:
+    """The municipality's records of `identity`'s holder: household, seal registration, salary.
+
+    Deterministic in the 住民票コード: the same person always gets the same household.
+    Under-15s live in a parent's household; adults head their own, sometimes with a spouse and
+    a child. Only synthetic names (the holder's family name plus invented given names).
+    """
+    rng = _rng_for(identity.juminhyo_code)
+    family = identity.name.split("\u3000")[0]
+    age = identity.age_on(on)
+    became = max(identity.birth, on - _dt.timedelta(days=rng.randrange(200, 4000)))
+    me_rel = "世帯主"
+    members = []
+    if age < 18:
+        psex = rng.choice(["1", "2"])
+        pbirth = identity.birth - _dt.timedelta(days=365 * rng.randrange(25, 40) + rng.randrange(365))
+        members.append(HouseholdMember(f"{family}\u3000{rng.choice(_GIVEN[psex])}", pbirth, psex,
+                                       "世帯主", became, _member_number(identity.juminhyo_code, 1)))
+        me_rel = "子"
+    me = HouseholdMember(identity.name, identity.birth, identity.sex, me_rel, became,
+                         identity.individual_number)
+    members.append(me)
+    self_index = len(members) - 1
+    if age >= 25 and rng.random() < 0.6:
+        ssex = "2" if identity.sex == "1" else "1"
+        sbirth = identity.birth + _dt.timedelta(days=rng.randrange(-1500, 1500))
+        members.append(HouseholdMember(f"{family}\u3000{rng.choice(_GIVEN[ssex])}", sbirth, ssex,
+                                       "妻" if ssex == "2" else "夫", became,
+                                       _member_number(identity.juminhyo_code, 2)))
+        if age >= 30 and rng.random() < 0.7:
+            csex = rng.choice(["1", "2"])
+            cbirth = on - _dt.timedelta(days=365 * rng.randrange(1, min(age - 22, 17)) + rng.randrange(365))
+            members.append(HouseholdMember(f"{family}\u3000{rng.choice(_GIVEN[csex])}", cbirth, csex, "子",
+                                           max(cbirth, became), _member_number(identity.juminhyo_code, 3)))
+    head = members[0].name
+    seal = None
+    if age >= SEAL_MIN_AGE:
+        seal = SealRegistration(f"{rng.randrange(10**6):06d}",
+                                max(became, _birthday(identity.birth, SEAL_MIN_AGE)), family)
+    salary = 0 if age < 18 else rng.randrange(180, 900) * 10_000
+    return Resident(juminhyo_code=identity.juminhyo_code, name=identity.name, birth=identity.birth,
+                    sex=identity.sex, address=identity.address,
+                    individual_number=identity.individual_number,
+                    municipality_code=identity.municipality_code, household=tuple(members),
+                    self_index=self_index, head_of_household=head, seal=seal, salary_income=salary,
+                    user_id=user_id, status=status)
+
+
+@runtime_checkable
+class ResidentDirectory(Protocol):
+    """How the centre and the municipalities find a person (CVS-18: by 利用者ID or by the
+    user-authentication certificate's serial). None when nobody matches."""
+
+    def resident_for_certificate(self, serial: int) -> Resident | None: ...
+
+    def resident_for_user_id(self, user_id: str) -> Resident | None: ...
+
+
+class MemoryResidentDirectory:
+    """A ResidentDirectory kept in memory (tests, the demo before the store)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._by_serial: dict[int, Resident] = {}
+        self._by_user_id: dict[str, Resident] = {}
+
+    def add(self, resident: Resident, *, auth_serials=()) -> Resident:
+        with self._lock:
+            for serial in auth_serials:
+                self._by_serial[int(serial)] = resident
+            if resident.user_id:
+                self._by_user_id[resident.user_id] = resident
+        return resident
+
+    def resident_for_certificate(self, serial: int) -> Resident | None:
+        with self._lock:
+            return self._by_serial.get(serial)
+
+    def resident_for_user_id(self, user_id: str) -> Resident | None:
+        with self._lock:
+            return self._by_user_id.get(user_id)
+
+
+# --- kiosk authentication -------------------------------------------------------------------
+REQUEST_DOMAIN = b"mynaemu-kiosk-request-v1\n"
+RESPONSE_DOMAIN = b"mynaemu-centre-response-v1\n"
+
+
+def request_mac(key: bytes, method: str, path: str, body: bytes) -> bytes:
+    """HMAC-SHA256 of a kiosk request (HTTP method, path, body) with the kiosk's key."""
+    return hmac.new(key, REQUEST_DOMAIN + f"{method} {path}\n".encode("ascii") + body,
+                    hashlib.sha256).digest()
+
+
+def response_mac(key: bytes, req_mac: bytes, status: int, body: bytes) -> bytes:
+    """HMAC-SHA256 of the centre's answer, bound to the request it answers."""
+    return hmac.new(key, RESPONSE_DOMAIN + req_mac + f"\n{status}\n".encode("ascii") + body,
+                    hashlib.sha256).digest()
+
+
+def check_kiosk_key(key) -> bytes:
+    if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
+        raise ValueError("a kiosk key is at least 16 bytes")
+    return bytes(key)
+
+
+# --- the centre -----------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Session:
+    kiosk_id: str
+    method: str
+    expires: _dt.datetime
+
+
+def _b64(value, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise Refusal("bad-request", f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Refusal("bad-request", f"{what} is not valid base64") from None
+
+
+def _iso(t: _dt.datetime) -> str:
+    return t.astimezone(JST).isoformat(timespec="seconds")
+
+
+class Centre:
+    """証明書交付センター: sessions (nonces), certificate verification (CVS-16), routing (CVS-5).
+
+    trust_anchor: the TEST JPKI auth CA certificate. ocsp_url / crl_url: the JPKI validity
+    service (either may be None; with neither, every JPKI request is refused as
+    validity-unavailable). municipalities: 団体コード -> MunicipalityServer.
+    kiosk_keys: kiosk id -> HMAC key (used by the HTTP layer).
+    """
+
+    def __init__(self, *, trust_anchor: x509.Certificate, directory: ResidentDirectory,
+                 municipalities: dict, kiosk_keys: dict, clock: Callable[[], _dt.datetime] = utc_now,
+                 ocsp_url: str | None = None, crl_url: str | None = None,
+                 nonce_lifetime: _dt.timedelta = DEFAULT_NONCE_LIFETIME,
+                 validity_timeout: float = DEFAULT_VALIDITY_TIMEOUT):
+        if not isinstance(trust_anchor, x509.Certificate):
+            raise TypeError("trust_anchor must be an x509.Certificate")
+        if not isinstance(directory, ResidentDirectory):
+            raise TypeError("directory must implement ResidentDirectory")
+        self.trust_anchor = trust_anchor
+        self.directory = directory
+        self.municipalities = dict(municipalities)
+        self.kiosk_keys = {str(k): check_kiosk_key(v) for k, v in kiosk_keys.items()}
+        self.clock = clock
+        self.ocsp_url = ocsp_url
+        self.crl_url = crl_url
+        self.nonce_lifetime = nonce_lifetime
+        self.validity_timeout = validity_timeout
+        self._lock = threading.Lock()
+        self._sessions: dict[bytes, _Session] = {}
+
+    def now(self) -> _dt.datetime:
+        return rv.instant(self.clock(), "clock()")
+
+    # -- sessions ---------------------------------------------------------------------------
+    def open_session(self, kiosk_id: str, method: str) -> dict:
+        """A fresh single-use nonce for this kiosk and method."""
+        if method not in METHODS:
+            raise Refusal("bad-request", f"method must be one of {', '.join(METHODS)}")
+        now = self.clock()
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        with self._lock:
+            # Drop expired sessions so an idle kiosk cannot grow the table without bound.
+            for old in [n for n, s in self._sessions.items() if s.expires < now]:
+                del self._sessions[old]
+            self._sessions[nonce] = _Session(kiosk_id, method, now + self.nonce_lifetime)
+        return {"nonce": base64.b64encode(nonce).decode("ascii"),
+                "expires_at": _iso(now + self.nonce_lifetime), "centre_time": _iso(now)}
+
+    def _take_session(self, nonce: bytes, kiosk_id: str, method: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(nonce, None)  # single use, whatever happens next
+        if session is None:
+            raise Refusal("challenge-replayed", "the challenge is unknown or was already used (replay)")
+        if session.kiosk_id != kiosk_id or session.method != method:
+            raise Refusal("challenge-replayed", "the challenge was issued to another kiosk or method")
+        if self.clock() > session.expires:
+            raise Refusal("challenge-expired", "the challenge expired before the card answered "
+                                               f"(lifetime {self.nonce_lifetime.total_seconds():.0f} s)")
+
+    # -- CVS-16 -------------------------------------------------------------------------------
+    def verify_certificate(self, cert_der: bytes, signature: bytes, nonce: bytes,
+                           checks: list) -> x509.Certificate:
+        """The checked certificate, or Refusal naming the first check that failed."""
+        now = self.now()
+        try:
+            cert = x509.load_der_x509_certificate(cert_der)
+            public_key = cert.public_key()
+            cert.not_valid_after_utc  # noqa: B018  (forces the validity to parse)
+        except (ValueError, TypeError):
+            raise Refusal("cert-invalid", "the user-authentication certificate is truncated or "
+                                          "malformed") from None
+        checks.append({"check": "certificate", "result": "parsed (DER X.509)"})
+        anchor = self.trust_anchor
+        try:
+            if cert.issuer != anchor.subject:
+                raise ValueError("issuer name differs")
+            cert.verify_directly_issued_by(anchor)
+        except (ValueError, TypeError, InvalidSignature):
+            raise Refusal("chain-invalid", "the certificate was not issued by the TEST JPKI "
+                                           "user-authentication CA") from None
+        if not anchor.not_valid_before_utc <= now <= anchor.not_valid_after_utc:
+            raise Refusal("chain-invalid", "the TEST JPKI user-authentication CA certificate is "
+                                           "not valid now")
+        checks.append({"check": "chain", "result": "issued by the TEST JPKI auth CA"})
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise Refusal("cert-invalid", "the certificate does not hold an RSA key")
+        try:
+            public_key.verify(signature, nonce, padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            raise Refusal("signature-invalid", "the card's signature over the challenge does not "
+                                               "verify with its certificate (key mismatch)") from None
+        checks.append({"check": "signature", "result": "card signed the centre's challenge"})
+        if now < cert.not_valid_before_utc:
+            raise Refusal("cert-not-yet-valid", "the certificate is not yet valid (from "
+                                                f"{_iso(cert.not_valid_before_utc)})")
+        if now > cert.not_valid_after_utc:
+            raise Refusal("cert-expired", f"the certificate expired on {_iso(cert.not_valid_after_utc)}")
+        checks.append({"check": "dates", "result": f"valid until {_iso(cert.not_valid_after_utc)}"})
+        status, source = self._validity(cert, now)
+        checks.append({"check": "validity", "result": status.status, "source": source})
+        if status.status == rv.HOLD:
+            raise Refusal("cert-hold", "the certificate is on hold (一時保留): the card is suspended",
+                          source=source)
+        if status.status == rv.REVOKED:
+            raise Refusal("cert-revoked", "the certificate is revoked (失効)", source=source)
+        if status.status != rv.GOOD:
+            raise Refusal("cert-unknown", "the CA does not know this certificate", source=source)
+        return cert
+
+    def _validity(self, cert: x509.Certificate, now: _dt.datetime):
+        """(CertStatus, "ocsp"|"crl"): OCSP first, the CRL when OCSP gives no trustworthy answer."""
+        problems = []
+        if self.ocsp_url:
+            try:
+                return _ocsp.ocsp_check(self.ocsp_url, cert, self.trust_anchor, at=now,
+                                        timeout=self.validity_timeout), "ocsp"
+            except _ocsp.OcspUnavailable as exc:
+                problems.append(f"OCSP: {exc}")
+                log.warning("OCSP unavailable, falling back to the CRL: %s", exc)
+        if self.crl_url:
+            try:
+                crl = _ocsp.fetch_crl(self.crl_url, self.trust_anchor, at=now, timeout=self.validity_timeout)
+                return rv.status_from_crl(crl, cert), "crl"
+            except rv.CrlError as exc:
+                problems.append(f"CRL: {exc}")
+        raise Refusal("validity-unavailable", "the JPKI validity service cannot be reached ("
+                      + ("; ".join(problems) or "no OCSP or CRL configured") + ")")
+
+    # -- the transaction ----------------------------------------------------------------------
+    def issue(self, kiosk_id: str, request: dict) -> dict:
+        """Verify and route one request; the answer dict, or Refusal."""
+        t0 = time.perf_counter()
+        if not isinstance(request, dict):
+            raise Refusal("bad-request", "the request must be a JSON object")
+        method = request.get("method")
+        document = request.get("document")
+        with_number = request.get("with_number", False)
+        if method not in METHODS:
+            raise Refusal("bad-request", f"method must be one of {', '.join(METHODS)}")
+        if document not in DOCUMENTS:
+            raise Refusal("bad-request", f"document must be one of {', '.join(DOCUMENTS)}")
+        if not isinstance(with_number, bool):
+            raise Refusal("bad-request", "with_number must be true or false")
+        if with_number and document != "juminhyo":
+            raise Refusal("bad-request", "the 個人番号 can be printed only on a 住民票 (NUM-13)")
+        nonce = _b64(request.get("nonce"), "nonce")
+        self._take_session(nonce, kiosk_id, method)
+        checks = [{"check": "challenge", "result": "fresh, single use"}]
+        if method in ("shin", "henkan"):
+            cert = self.verify_certificate(_b64(request.get("certificate"), "certificate"),
+                                           _b64(request.get("signature"), "signature"), nonce, checks)
+            t_verified = time.perf_counter()
+            resident = self.directory.resident_for_certificate(cert.serial_number)
+            if resident is None:
+                raise Refusal("resident-unknown", "no resident is registered for this certificate")
+            muni = self._municipality(resident.municipality_code)
+            if method == "shin":
+                checks.append({"check": "route", "result": f"municipality {muni.code} by certificate"})
+                produced = muni.produce_for_certificate(cert.serial_number, document, with_number=with_number,
+                                                        at=self.now(), method=method)
+            else:
+                if not resident.user_id:
+                    raise Refusal("resident-unknown", "the resident has no 利用者ID for 変換方式")
+                checks.append({"check": "convert", "result": "certificate converted to the 利用者ID"})
+                checks.append({"check": "route", "result": f"municipality {muni.code} by 利用者ID"})
+                produced = muni.produce_for_user_id(resident.user_id, document, with_number=with_number,
+                                                    at=self.now(), method=method)
+        else:
+            user_id = request.get("user_id")
+            code = request.get("municipality_code")
+            if not isinstance(user_id, str) or not isinstance(code, str):
+                raise Refusal("bad-request", "現行方式 needs user_id and municipality_code")
+            t_verified = time.perf_counter()
+            muni = self._municipality(code)
+            checks.append({"check": "route", "result": f"municipality {muni.code} by 利用者ID"})
+            produced = muni.produce_for_user_id(user_id, document, with_number=with_number,
+                                                at=self.now(), method=method)
+        log.info("issued kiosk=%s method=%s document=%s municipality=%s", kiosk_id, method, document, muni.code)
+        return {
+            "status": "issued",
+            "document": document,
+            "method": method,
+            "municipality": {"code": muni.code, "name": muni.name},
+            "pdf": base64.b64encode(produced.pdf).decode("ascii"),
+            "fee": produced.fee,
+            "verification_code": produced.verification_code,
+            "key_id": produced.key_id,
+            "issued_at": produced.issued_at,
+            "serial": produced.serial,
+            "checks": checks,
+            "timing": {"verify_s": t_verified - t0, "render_s": produced.render_seconds,
+                       "total_s": time.perf_counter() - t0},
+        }
+
+    def _municipality(self, code: str):
+        muni = self.municipalities.get(code)
+        if muni is None:
+            raise Refusal("method-unavailable", f"municipality {code} does not offer コンビニ交付")
+        return muni
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+class CentreHTTPServer(ThreadingHTTPServer):
+    """The centre on loopback; `shutdown()` stops the loop and closes the socket."""
+
+    daemon_threads = True
+
+    def __init__(self, address, centre: Centre):
+        self.centre = centre
+        super().__init__(address, _CentreHandler)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.server_close()
+
+
+class _CentreHandler(BaseHTTPRequestHandler):
+    server: CentreHTTPServer
+    timeout = 10
+    server_version = "mynaemu-TEST-centre/1"
+    _outcome = "-"
+
+    def _reply(self, status: int, doc: dict, key: bytes | None, req_mac: bytes) -> None:
+        body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        if key is not None:
+            self.send_header("X-Centre-Mac", response_mac(key, req_mac, status, body).hex())
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path != "/v1/health":
+            self._outcome = "not found"
+            return self._reply(404, {"status": "error", "message": "not found"}, None, b"")
+        self._outcome = "health"
+        now = self.server.centre.clock()
+        self._reply(200, {"service": SERVICE_NAME, "time": _iso(now)}, None, b"")
+
+    def do_POST(self):
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit() or int(length) > MAX_BODY:
+            self._outcome = "bad length"
+            return self._reply(411, Refusal("bad-request", "Content-Length missing or too large").to_json(),
+                               None, b"")
+        body = self.rfile.read(int(length))
+        kiosk_id = self.headers.get("X-Kiosk-Id", "")
+        key = self.server.centre.kiosk_keys.get(kiosk_id)
+        try:
+            given = bytes.fromhex(self.headers.get("X-Kiosk-Mac", ""))
+        except ValueError:
+            given = b""
+        if key is None or not hmac.compare_digest(given, request_mac(key, "POST", self.path, body)):
+            self._outcome = "kiosk-auth"
+            log.warning("refused an unauthenticated request from kiosk %r", kiosk_id[:40])
+            return self._reply(401, Refusal("kiosk-auth", "the kiosk is unknown or its MAC is wrong").to_json(),
+                               None, b"")
+        try:
+            doc = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return self._reply(400, Refusal("bad-request", "the body is not JSON").to_json(), key, given)
+        centre = self.server.centre
+        try:
+            if self.path == "/v1/session":
+                answer = centre.open_session(kiosk_id, doc.get("method") if isinstance(doc, dict) else None)
+            elif self.path == "/v1/issue":
+                answer = centre.issue(kiosk_id, doc)
+            else:
+                self._outcome = "not found"
+                return self._reply(404, {"status": "error", "message": "not found"}, key, given)
+        except Refusal as refusal:
+            self._outcome = refusal.reason
+            log.info("refused kiosk=%s reason=%s", kiosk_id, refusal.reason)
+            return self._reply(HTTP_STATUS[refusal.code], refusal.to_json(), key, given)
+        except Exception:  # a bug must not leave the kiosk hanging: answer, and log it
+            log.exception("centre internal error")
+            self._outcome = "internal error"
+            return self._reply(500, {"status": "error", "message": "internal error"}, key, given)
+        self._outcome = answer.get("status", "ok")
+        self._reply(200, answer, key, given)
+
+    def log_request(self, code="-", size="-"):
+        log.info("%s %s %s %s %s", self.client_address[0], self.command, self.path, code, self._outcome)
+
+    def log_error(self, format, *args):
+        log.warning("%s http error: %s", self.client_address[0], format % args)
+
+
+def serve_centre(centre: Centre, host: str = "127.0.0.1", port: int = 0):
+    """Start the centre's HTTP service in a daemon thread: (server, thread, url)."""
+    server = CentreHTTPServer((host, port), centre)
+    thread = threading.Thread(target=server.serve_forever, name="mynaemu-centre", daemon=True)
+    thread.start()
+    bound_host, bound_port = server.server_address[:2]
+    return server, thread, f"http://{bound_host}:{bound_port}"
+
+
+# --- a whole TEST stack ---------------------------------------------------------------------
+@dataclasses.dataclass
+class Services:
+    """The centre and the JPKI validity service (OCSP + CRL) running on loopback."""
+
+    centre: Centre
+    centre_url: str
+    ocsp_url: str | None
+    crl_url: str | None
+    _servers: list = dataclasses.field(default_factory=list, repr=False)
+    _threads: list = dataclasses.field(default_factory=list, repr=False)
+
+    def stop(self) -> None:
+        """Stop every server this stack started and wait for their threads; idempotent."""
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.shutdown()
+        threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_validity_service(pki, source: rv.RevocationSource, clock: Callable[[], _dt.datetime],
+                           host: str = "127.0.0.1"):
+    """The JPKI validity service: OCSP responder + CRLs of both TEST CAs. (server, thread, url)."""
+    responder = _ocsp.OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, source, clock)
+    return _ocsp.serve_ocsp(responder, host)
+
+
+def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirectory,
+                   municipalities: dict, kiosk_keys: dict, clock: Callable[[], _dt.datetime] = utc_now,
+                   host: str = "127.0.0.1", ocsp_url: str | None = None, crl_url: str | None = None,
+                   validity: bool = True, **centre_kwargs) -> Services:
+    """Start the validity service (unless `validity` is False) and the centre on loopback.
+
+    ocsp_url / crl_url override where the centre looks (tests point one at a dead port).
+    """
+    servers, threads = [], []
+    try:
+        own_url = None
+        if validity:
+            server, thread, own_url = start_validity_service(pki, source, clock, host)
+            servers.append(server)
+            threads.append(thread)
+        o_url = ocsp_url if ocsp_url is not None else own_url
+        c_url = crl_url if crl_url is not None else (_ocsp.crl_url(own_url, "auth") if own_url else None)
+        centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=directory,
+                        municipalities=municipalities, kiosk_keys=kiosk_keys, clock=clock,
+                        ocsp_url=o_url, crl_url=c_url, **centre_kwargs)
+        server, thread, url = serve_centre(centre, host)
+        servers.append(server)
+        threads.append(thread)
+    except BaseException:
+        for server in servers:
+            server.shutdown()
+        raise
+    return Services(centre, url, o_url, c_url, servers, threads)
