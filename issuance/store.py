@@ -108,28 +108,39 @@ def parse_iso(text: str) -> _dt.datetime:
 # --- application / notice ids (FLOW-3, FLOW-4) ----------------------------------------------
 # The seeds show a QR on the form and on the 交付通知書 but not its content (gap 9). Decision:
 # 16 characters: 15 random symbols of Crockford's base-32 alphabet (no I, L, O, U, so nothing
-# is misread when typed from paper) and one Luhn mod-32 check symbol, which catches every
-# single-symbol error and every adjacent transposition of distinct symbols.
+# is misread when typed from paper) and one check symbol c with c + Σ α^(16-i)·v_i = 0 in
+# GF(32) (α a primitive element). Distinct non-zero weights in a field catch every single-symbol
+# error and every transposition of two distinct symbols (adjacent or not), the check included.
 FORM_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 FORM_ID_LENGTH = 16
+_GF32_POLY = 0b100101  # x^5 + x^2 + 1, primitive
 
 
-def _luhn32_check(body: str) -> str:
-    n = len(FORM_ALPHABET)
-    total = 0
-    factor = 2
+def _gf32_mul(a: int, b: int) -> int:
+    product = 0
+    while b:
+        if b & 1:
+            product ^= a
+        b >>= 1
+        a <<= 1
+        if a & 0b100000:
+            a ^= _GF32_POLY
+    return product
+
+
+def _form_check(body: str) -> str:
+    total, weight = 0, 1
     for ch in reversed(body):
-        addend = factor * FORM_ALPHABET.index(ch)
-        total += addend // n + addend % n
-        factor = 1 if factor == 2 else 2
-    return FORM_ALPHABET[(n - total % n) % n]
+        weight = _gf32_mul(weight, 2)  # α = x; weights α^1 .. α^15, all distinct and ≠ 1
+        total ^= _gf32_mul(weight, FORM_ALPHABET.index(ch))
+    return FORM_ALPHABET[total]
 
 
 def make_form_id(rng=None) -> str:
     """A new 16-character form id (application or 交付通知書)."""
     pick = (rng or secrets.SystemRandom()).choice
     body = "".join(pick(FORM_ALPHABET) for _ in range(FORM_ID_LENGTH - 1))
-    return body + _luhn32_check(body)
+    return body + _form_check(body)
 
 
 def normalise_form_id(text: str) -> str:
@@ -147,7 +158,7 @@ def check_form_id(text: str) -> str:
     bad = sorted(set(value) - set(FORM_ALPHABET))
     if bad:
         raise ValueError(f"id {text!r} has characters outside {FORM_ALPHABET}: {''.join(bad)}")
-    if _luhn32_check(value[:-1]) != value[-1]:
+    if _form_check(value[:-1]) != value[-1]:
         raise ValueError(f"id {text!r}: wrong check character (mistyped?)")
     return value
 
@@ -350,7 +361,7 @@ class Store:
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreBusy(f"{self.path}: the store is busy (another process held it for "
-                                f"{self.busy_timeout:.0f} s); try again") from None
+                                f"{self.busy_timeout:g} s); try again") from None
             raise StoreError(f"{self.path}: {exc}") from None
         self._in_tx = True
         try:
@@ -368,6 +379,15 @@ class Store:
         return self._in_tx
 
     def _migrate(self, rule_set: str | None) -> None:
+        # Fast path without the write lock: an up-to-date store is only read (WAL readers never
+        # wait for a writer), so many CLI processes can open it while one holds a transaction.
+        if self.schema_version() == SCHEMA_VERSION:
+            have = dict(self.conn.execute("SELECT key, value FROM settings").fetchall())
+            if {"rule_set", "numbering_secret", "created_at"} <= set(have):
+                if rule_set is not None and rule_set != have["rule_set"]:
+                    raise StoreError(f"{self.path}: this deployment uses rule set {have['rule_set']!r}, "
+                                     f"not {rule_set!r} (chosen once per deployment)")
+                return
         with self.transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
                          "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)")
