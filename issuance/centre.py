@@ -729,7 +729,7 @@ def start_validity_service(pki, source: rv.RevocationSource, clock: Callable[[],
 def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirectory,
                    municipalities: dict, kiosk_keys: dict, clock: Callable[[], _dt.datetime] = utc_now,
                    host: str = "127.0.0.1", ocsp_url: str | None = None, crl_url: str | None = None,
-                   validity: bool = True, **centre_kwargs) -> Services:
+                   validity: bool = True, centre_port: int = 0, **centre_kwargs) -> Services:
     """Start the validity service (unless `validity` is False) and the centre on loopback.
 
     ocsp_url / crl_url override where the centre looks (tests point one at a dead port).
@@ -746,7 +746,7 @@ def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirec
         centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=directory,
                         municipalities=municipalities, kiosk_keys=kiosk_keys, clock=clock,
                         ocsp_url=o_url, crl_url=c_url, **centre_kwargs)
-        server, thread, url = serve_centre(centre, host)
+        server, thread, url = serve_centre(centre, host, centre_port)
         servers.append(server)
         threads.append(thread)
     except BaseException:
@@ -754,3 +754,153 @@ def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirec
             server.shutdown()
         raise
     return Services(centre, url, o_url, c_url, servers, threads)
+
+
+# --- the issuing store as the centre's back office ------------------------------------------
+def _kiosk_folder(home) -> "Path":
+    from pathlib import Path
+
+    folder = Path(home) / "kiosk"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _secret_file(path, nbytes: int = 32) -> bytes:
+    """A random secret kept in `path` (hex, mode 0600), created on first use, never replaced."""
+    import os
+
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(nbytes) + "\n")
+        try:
+            os.link(tmp, path)  # first writer wins; a concurrent process reads the winner's secret
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    try:
+        value = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a usable secret: {exc}") from None
+    if len(value) < 16:
+        raise ValueError(f"{path}: secret too short")
+    return value
+
+
+def load_or_create_kiosk_key(home, kiosk_id: str = DEFAULT_KIOSK_ID) -> bytes:
+    """The TEST HMAC key shared by the kiosk `kiosk_id` and the centre, under `<home>/kiosk/`."""
+    if not kiosk_id.replace("-", "").isalnum():
+        raise ValueError(f"kiosk id {kiosk_id!r} must be letters, digits and '-'")
+    return _secret_file(_kiosk_folder(home) / f"kiosk-{kiosk_id}.key")
+
+
+USER_ID_DOMAIN = b"mynaemu-user-id-v1/"
+
+
+def derive_user_id(secret: bytes, municipality_code: str, juminhyo_code: str) -> str:
+    """The municipality's 利用者ID of a resident: a keyed function of the 住民票コード.
+
+    Decision: the store has no 利用者ID column, so the ID is derived (HMAC-SHA256 with a secret
+    of the deployment, 16 characters 0-9 A-Z); it reveals nothing about the 住民票コード.
+    """
+    from mynaemu.card.apps import jorei
+
+    digest = hmac.new(secret, USER_ID_DOMAIN + f"{municipality_code}/{juminhyo_code}".encode("ascii"),
+                      hashlib.sha256).digest()
+    n = int.from_bytes(digest, "big")
+    out = []
+    for _ in range(jorei.USER_ID_LENGTH):
+        n, r = divmod(n, len(jorei.USER_ID_ALPHABET))
+        out.append(jorei.USER_ID_ALPHABET[r])
+    return "".join(out)
+
+
+class StoreDirectory:
+    """ResidentDirectory over the issuing store (issuance/store.py) under `home`.
+
+    Thread-safe like store.StoreRevocationSource: each question opens its own short read
+    connection. The store has no query for "the person of an auth certificate" nor a 利用者ID,
+    so the SQL lives here (store.py is not edited): certificates → cards → persons, and the
+    利用者ID is derived (derive_user_id) from a secret under `<home>/kiosk/`. The resident's
+    household, seal registration and salary are synthesized deterministically from the person
+    (synthesize_resident): the store keeps no 住民票 beyond the 基本4情報.
+    """
+
+    def __init__(self, home):
+        from pathlib import Path
+
+        from .store import DB_NAME, StoreError
+
+        self.home = Path(home)
+        self.path = self.home / DB_NAME
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: no issuing store here")
+        self.user_id_secret = _secret_file(_kiosk_folder(self.home) / "user-id.secret")
+
+    def _query(self, fn):
+        from .store import Store
+
+        store = Store(self.path, migrate=False)
+        try:
+            return fn(store)
+        finally:
+            store.close()
+
+    def _resident(self, store, person) -> Resident:
+        from .store import parse_iso
+
+        identity = Identity(
+            name=person["name"], address=person["address"], birth=_dt.date.fromisoformat(person["birth"]),
+            sex=person["sex"], individual_number=store.individual_number(person["id"]),
+            juminhyo_code=person["juminhyo_code"], municipality_code=person["municipality_code"],
+            prefecture_romaji=person["prefecture_romaji"], city_romaji=person["city_romaji"])
+        return synthesize_resident(
+            identity, on=parse_iso(person["created_at"]).astimezone(JST).date(),
+            user_id=derive_user_id(self.user_id_secret, person["municipality_code"], person["juminhyo_code"]),
+            status=person["resident_status"])
+
+    def resident_for_certificate(self, serial: int) -> Resident | None:
+        def run(store):
+            person = store.conn.execute(
+                "SELECT p.* FROM certificates AS c JOIN cards AS k ON k.application_id = c.application_id "
+                "JOIN persons AS p ON p.id = k.person_id WHERE c.ca_kind = 'auth' AND c.serial = ?",
+                (int(serial),)).fetchone()
+            return None if person is None else self._resident(store, person)
+        return self._query(run)
+
+    def resident_for_user_id(self, user_id: str) -> Resident | None:
+        if not isinstance(user_id, str):
+            return None
+
+        def run(store):
+            for person in store.conn.execute("SELECT * FROM persons ORDER BY id"):
+                if hmac.compare_digest(derive_user_id(self.user_id_secret, person["municipality_code"],
+                                                      person["juminhyo_code"]), user_id):
+                    return self._resident(store, person)
+            return None
+        return self._query(run)
+
+    def municipality_codes(self) -> list[str]:
+        return self._query(lambda store: [r[0] for r in store.conn.execute(
+            "SELECT DISTINCT municipality_code FROM persons ORDER BY 1")])
+
+
+def services_from_home(home, *, clock: Callable[[], _dt.datetime] = utc_now, host: str = "127.0.0.1",
+                       pki=None, **kwargs) -> Services:
+    """The whole TEST stack over the issuing store under `home`: the JPKI validity service
+    answering from the store, and the centre with one 証明発行サーバ per municipality of the
+    store (each with its document key under `<home>/kiosk/`), trusting the home's kiosk key."""
+    from .ca import default_test_pki
+    from .municipality import MunicipalityServer, load_or_create_key
+    from .store import StoreRevocationSource
+
+    directory = StoreDirectory(home)
+    source = StoreRevocationSource(directory.path)
+    codes = directory.municipality_codes() or ["13221"]
+    municipalities = {code: MunicipalityServer(code, load_or_create_key(home, code), directory) for code in codes}
+    return start_services(pki=pki or default_test_pki(), source=source, directory=directory,
+                          municipalities=municipalities,
+                          kiosk_keys={DEFAULT_KIOSK_ID: load_or_create_kiosk_key(home)}, clock=clock,
+                          host=host, **kwargs)

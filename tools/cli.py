@@ -183,5 +183,9 @@ def card_serve(file, host, port, atr):
 from mynaemu.tools.cli_issue import issue  # noqa: E402
 main.add_command(issue)
 
+from mynaemu.tools.cli_kiosk import kiosk, demo  # noqa: E402
+main.add_command(kiosk)
+main.add_command(demo)
+
 if __name__ == "__main__":  # python -m mynaemu.tools.cli
     main()
