@@ -82,7 +82,8 @@ def build_pipeline_persona(wf: Workflow, name: str, *, at: _dt.datetime, seed: i
         raise ValueError(f"unknown persona {name!r}; choose from: {', '.join(PIPELINE_PERSONAS)}")
     if at.utcoffset() is None:
         raise ValueError("at must be timezone-aware")
-    rng = random.Random(seed) if seed is not None else random.Random()
+    # one stream per persona, so two personas of one seed are different people
+    rng = random.Random(f"{seed}/{name}") if seed is not None else random.Random()
     now = at.astimezone(_dt.timezone.utc).replace(microsecond=0)
     today = policy.jst_date(now)
     description = PIPELINE_PERSONAS[name]

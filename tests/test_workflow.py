@@ -20,7 +20,7 @@ from mynaemu.issuance.numbering import is_valid_individual_number
 from mynaemu.issuance.ocsp import OcspResponder, ocsp_check, serve_ocsp
 from mynaemu.issuance.personalise import KEYS_PER_CARD, CardKeys
 from mynaemu.issuance.revocation import build_crl, status_from_crl, verify_crl
-from mynaemu.issuance.store import DB_NAME, Store, StoreRevocationSource
+from mynaemu.issuance.store import Store, StoreRevocationSource
 from mynaemu.issuance.workflow import (BadInput, Basic4, IllegalState, NotFound, ProxyHandover, Refused,
                                        Workflow, WorkflowError)
 

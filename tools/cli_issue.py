@@ -591,7 +591,9 @@ def cmd_ocsp_serve(obj, host, port, at, as_json, operator, terminal):
     responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, StoreRevocationSource(home / DB_NAME),
                               clock=lambda: _dt.datetime.now(_dt.timezone.utc) + offset)
     server, thread, url = serve_ocsp(responder, host, port)
-    _emit(as_json, {"url": url, "crl": {k: crl_url(url, k) for k in ("auth", "sign")}}, url)
+    # one line either way, so a script can read it from a pipe
+    doc = {"url": url, "crl": {k: crl_url(url, k) for k in ("auth", "sign")}}
+    click.echo(json.dumps(doc) if as_json else url)
     sys.stdout.flush()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

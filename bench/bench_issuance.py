@@ -1,0 +1,167 @@
+"""Issuance benchmark: cards issued per second against RSA-2048 key generation, same run.
+
+What is timed:
+- key generation: `generate_rsa_key(2048)` (OpenSSL through `cryptography`, what the back office
+  uses) for --keys keys, mean seconds per key;
+- issuance: the workflow's `generate` step (受付 + 鍵ペア生成 + both TEST certificates +
+  personalisation + 交付通知書, one BEGIN IMMEDIATE transaction per card, rules.md FLOW-1 steps
+  5-8) for --cards applications in a fresh store, by 1 and by 2 worker processes sharing that
+  store (the workers meet at a barrier; the wall time runs from the barrier to the last card).
+
+Reported: keys per card (KEYS_PER_CARD), the key-generation bound (workers / (KEYS_PER_CARD ×
+seconds per key) cards/s), the measured rate and their ratio (how close issuance gets to pure key
+generation), and the share of a card's time spent generating keys. Results go to stdout as a table
+and to bench/results/issuance.md.
+
+    python bench/bench_issuance.py [--cards 16] [--keys 72] [--workers 1 2]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+JST = _dt.timezone(_dt.timedelta(hours=9))
+APPLY_AT = _dt.datetime(2026, 5, 1, 9, tzinfo=JST)
+GENERATE_AT = _dt.datetime(2026, 5, 2, 10, tzinfo=JST)
+
+
+def time_keygen(count: int) -> list[float]:
+    from mynaemu.issuance.keys import generate_rsa_key
+
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        generate_rsa_key(2048)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def prepare_store(home: Path, cards: int) -> list[str]:
+    from mynaemu.issuance.store import Store
+    from mynaemu.issuance.workflow import Workflow
+
+    with Store.open(home) as store:
+        wf = Workflow(store, operator="bench", terminal="bench")
+        return [wf.apply(name=f"試験\u3000{i:04d}", birth=_dt.date(1970 + i % 40, 1 + i % 12, 1 + i % 28),
+                         sex="1" if i % 2 else "2", address=f"東京都清瀬市試験町{i}番", at=APPLY_AT)
+                for i in range(cards)]
+
+
+def _worker(home: str, ids: list[str], barrier, results) -> None:
+    from mynaemu.issuance.ca import default_test_pki
+    from mynaemu.issuance.store import Store
+    from mynaemu.issuance.workflow import Workflow
+
+    pki = default_test_pki()  # loaded before the clock starts (disk cache)
+    with Store.open(Path(home)) as store:
+        wf = Workflow(store, pki=pki, operator="bench", terminal=f"worker-{os.getpid()}")
+        barrier.wait()
+        start = time.perf_counter()
+        for app_id in ids:
+            wf.generate(app_id, at=GENERATE_AT)
+        results.put((start, time.perf_counter(), len(ids)))
+
+
+def time_issuance(cards: int, workers: int) -> tuple[float, int]:
+    """(wall seconds, cards issued) for `cards` generate steps split over `workers` processes."""
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="mynaemu-bench-") as tmp:
+        home = Path(tmp)
+        ids = prepare_store(home, cards)
+        barrier = ctx.Barrier(workers)
+        results = ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(str(home), ids[i::workers], barrier, results))
+                 for i in range(workers)]
+        for proc in procs:
+            proc.start()
+        spans = [results.get(timeout=600) for _ in procs]
+        for proc in procs:
+            proc.join(60)
+            if proc.exitcode != 0:
+                raise SystemExit(f"worker {proc.pid} failed with exit code {proc.exitcode}")
+        from mynaemu.issuance.store import Store
+
+        with Store.open(home) as store:
+            done = len(store.application_ids(("awaiting_delivery",)))
+    wall = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
+    return wall, done
+
+
+def main(argv=None) -> int:
+    from mynaemu.issuance.ca import default_test_pki
+    from mynaemu.issuance.personalise import KEYS_PER_CARD
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cards", type=int, default=16, help="applications issued per run (default 16)")
+    parser.add_argument("--keys", type=int, default=72, help="RSA-2048 keys timed on their own (default 72)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "issuance.md")
+    args = parser.parse_args(argv)
+    if args.cards < 1 or args.keys < 1 or any(w < 1 for w in args.workers):
+        parser.error("--cards, --keys and --workers must be positive")
+
+    default_test_pki()  # build or load the TEST PKI cache outside every timing
+    key_times = time_keygen(args.keys)
+    per_key = statistics.mean(key_times)
+    rows = []
+    for workers in args.workers:
+        wall, done = time_issuance(args.cards, workers)
+        if done != args.cards:
+            raise SystemExit(f"only {done} of {args.cards} cards were issued with {workers} worker(s)")
+        rate = done / wall
+        bound = workers / (KEYS_PER_CARD * per_key)
+        per_card = wall * workers / done                   # seconds of one worker per card
+        rows.append({"workers": workers, "cards": done, "wall_s": wall, "cards_per_s": rate,
+                     "bound": bound, "ratio": rate / bound, "keygen_share": KEYS_PER_CARD * per_key / per_card})
+
+    try:
+        from importlib.metadata import version
+        crypto = version("cryptography")
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        crypto = "?"
+    header = (f"RSA-2048 key generation: {per_key * 1000:.1f} ms/key mean over {args.keys} keys "
+              f"(median {statistics.median(key_times) * 1000:.1f} ms, stdev {statistics.pstdev(key_times) * 1000:.1f} ms); "
+              f"keys per card = KEYS_PER_CARD = {KEYS_PER_CARD}")
+    table = ["| workers | cards | wall s | cards/s | keygen bound cards/s | ratio | keygen share of a card |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        table.append(f"| {r['workers']} | {r['cards']} | {r['wall_s']:.2f} | {r['cards_per_s']:.2f} | "
+                     f"{r['bound']:.2f} | {r['ratio']:.2f} | {r['keygen_share'] * 100:.0f} % |")
+    print(header)
+    print("\n".join(table))
+
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc = [
+        "# Issuance benchmark",
+        "",
+        f"Run {when} on {platform.machine()} with {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"cryptography {crypto}; `python bench/bench_issuance.py --cards {args.cards} --keys {args.keys} "
+        f"--workers {' '.join(map(str, args.workers))}`.",
+        "",
+        header + ".",
+        "",
+        "Issuance = the workflow's `generate` step per card: 受付, the card's key pairs, the two TEST",
+        "certificates, personalisation into a card image and the 交付通知書, one store transaction each;",
+        "workers are processes sharing one SQLite store (WAL, BEGIN IMMEDIATE).",
+        "The keygen bound is workers / (keys per card × seconds per key); ratio = measured / bound;",
+        "keygen share = keys per card × seconds per key / (seconds one worker spends per card).",
+        "",
+        *table,
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(doc), encoding="utf-8")
+    print(f"written {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
