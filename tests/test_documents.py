@@ -1,0 +1,237 @@
+"""Kiosk PDFs: they render in Japanese with pdftoppm, carry the fields the rules ask for, and
+their tamper evidence holds: every single changed byte fails the check (exhaustively)."""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from mynaemu.issuance import documents
+from mynaemu.issuance.centre import MemoryResidentDirectory, Refusal, synthesize_resident
+from mynaemu.issuance.identity import Identity
+from mynaemu.issuance.municipality import (MunicipalityServer, fiscal_year_available, load_or_create_key,
+                                           known_public_keys, tax_record)
+from mynaemu.issuance.numbering import individual_number_from_juminhyo_code
+from mynaemu.issuance.policy import JST
+from mynaemu.tools.cli import main
+
+AT = _dt.datetime(2026, 7, 1, 14, 30, tzinfo=JST)
+USER_ID = "ABCDEF0123456789"
+
+
+def _identity(birth: _dt.date, code: str = "12345678901") -> Identity:
+    return Identity(name="見本\u3000花子", address="東京都清瀬市試験町１丁目２番３号", birth=birth, sex="2",
+                    individual_number=individual_number_from_juminhyo_code(code, b"test"),
+                    juminhyo_code=code, municipality_code="13221")
+
+
+@pytest.fixture(scope="module")
+def key():
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def adult():
+    return synthesize_resident(_identity(_dt.date(1980, 2, 17)), on=AT.date(), user_id=USER_ID)
+
+
+@pytest.fixture(scope="module")
+def muni(key, adult):
+    directory = MemoryResidentDirectory()
+    directory.add(adult, auth_serials=[1001])
+    return MunicipalityServer("13221", key, directory)
+
+
+@pytest.fixture(scope="module")
+def pdfs(muni):
+    return {doc: muni.produce_for_certificate(1001, doc, with_number=False, at=AT).pdf
+            for doc in documents.DOCUMENTS}
+
+
+def _text(pdf: bytes) -> str:
+    done = subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, timeout=60,
+                          check=True)
+    return done.stdout.decode("utf-8")
+
+
+def _png_ink(path: Path) -> int:
+    """Count non-white pixels of an 8-bit RGB PNG (pdftoppm's output) without Pillow."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", chunk[:10])
+            assert (depth, colour) == (8, 2)
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * 3
+    rows, prev = [], bytearray(stride)
+    for y in range(height):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - 3] if i >= 3 else 0
+            b = prev[i]
+            c = prev[i - 3] if i >= 3 else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 0xFF
+            elif f == 2:
+                line[i] = (line[i] + b) & 0xFF
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 0xFF
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        rows.append(bytes(line))
+        prev = line
+    return sum(1 for row in rows for i in range(0, stride, 3) if row[i:i + 3] != b"\xff\xff\xff")
+
+
+@pytest.mark.parametrize("doc", documents.DOCUMENTS)
+def test_pdf_renders_with_pdftoppm_in_japanese(pdfs, doc, tmp_path):
+    assert shutil.which("pdftoppm"), "poppler-utils (pdftoppm) is required (setup.sh installs it)"
+    assert Path("/usr/share/poppler/cMap").is_dir(), (
+        "poppler-data is required to render the Adobe-Japan1 CID fonts (apt-get install poppler-data)")
+    path = tmp_path / f"{doc}.pdf"
+    path.write_bytes(pdfs[doc])
+    done = subprocess.run(["pdftoppm", "-r", "40", "-png", "-singlefile", str(path), str(tmp_path / doc)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Missing language pack" not in done.stderr and "Unknown font" not in done.stderr, done.stderr
+    ink = _png_ink(tmp_path / f"{doc}.png")
+    assert ink > 2000  # text, rules, seal and watermark were drawn
+    text = _text(pdfs[doc])
+    assert documents.TITLES[doc] in text and "検証コード" in text and "手数料：200円" in text
+
+
+def test_juminhyo_fields_follow_cvs9(pdfs, adult):
+    text = _text(pdfs["juminhyo"])
+    for label in ("氏名", "生年月日", "性別", "続柄", "住民となった日", "本籍・筆頭者", "備考"):
+        assert label in text
+    assert "この写しは、世帯全員の住民票の原本と相違ないことを証明する。" in text
+    assert "２０２６年（令和８年）７月１日" in text           # CVS-9 date form, full-width digits
+    assert "東京都清瀬市長" in text and "見本" in text
+    assert "昭和55年2月17日" in text
+    assert adult.individual_number not in text and "個人番号" not in text  # NUM-13 default
+
+
+def test_number_on_request_for_every_member(muni, adult):
+    pdf = muni.produce_for_certificate(1001, "juminhyo", with_number=True, at=AT).pdf
+    text = _text(pdf)
+    for member in adult.household:
+        assert member.individual_number in text
+
+
+def test_tax_certificate_never_shows_the_number(muni, key):
+    with pytest.raises(Refusal) as info:
+        muni.produce_for_certificate(1001, "zei", with_number=True, at=AT)
+    assert info.value.reason == "bad-request"
+    content = documents.inspect_pdf(muni.produce_for_certificate(1001, "zei", with_number=False, at=AT).pdf)["content"]
+    with pytest.raises(ValueError):
+        documents.render_pdf({**content, "fields": {**content["fields"], "individual_number": "1"}}, key)
+
+
+def test_tax_year_and_amounts(adult):
+    assert fiscal_year_available(_dt.datetime(2026, 5, 31, 12, tzinfo=JST)) == 2025
+    assert fiscal_year_available(_dt.datetime(2026, 6, 1, 12, tzinfo=JST)) == 2026
+    record = tax_record(adult, 2026)
+    assert record["income_year"] == 2025
+    assert record["income"] <= record["salary_income"] and record["taxable_income"] % 1000 == 0
+    child = synthesize_resident(_identity(_dt.date(2014, 5, 5), "22222222222"), on=AT.date())
+    zero = tax_record(child, 2026)
+    assert zero["municipal_tax"] == zero["prefectural_tax"] == 0
+    assert child.seal is None and child.household[child.self_index].relation == "子"
+
+
+def test_issue_time_and_fee_are_printed(pdfs):
+    for pdf in pdfs.values():
+        content = documents.inspect_pdf(pdf)["content"]
+        assert content["issued_at"] == "2026-07-01T14:30:00+09:00" and content["fee"] == 200
+        assert "2026-07-01 14:30:00 JST" in _text(pdf)
+
+
+def test_verification_code_is_printed_and_derived_from_the_content(pdfs, key):
+    for pdf in pdfs.values():
+        verified = documents.check_pdf(pdf, key.public_key())
+        assert verified.verification_code in _text(pdf).replace(" ", "")
+        assert len(verified.verification_code) == 24 and verified.verification_code.count("-") == 4
+
+
+def test_every_single_changed_byte_fails_the_check(pdfs, key):
+    pdf = pdfs["inkan"]
+    public = key.public_key()
+    assert documents.verify_pdf(pdf, public)
+    survivors = []
+    buf = bytearray(pdf)
+    for i in range(len(buf)):
+        original = buf[i]
+        buf[i] = original ^ 0x01
+        if documents.verify_pdf(bytes(buf), public):
+            survivors.append(i)
+        buf[i] = original
+    assert survivors == []
+
+
+def test_other_tampering_fails(pdfs, key):
+    pdf, public = pdfs["juminhyo"], key.public_key()
+    start = pdf.index(b" file=") + 6
+    flipped = pdf[:start] + pdf[start:start + 128].upper() + pdf[start + 128:]
+    assert flipped != pdf and not documents.verify_pdf(flipped, public)      # hex case flip
+    assert not documents.verify_pdf(pdf + b"\n", public)                      # appended byte
+    assert not documents.verify_pdf(pdf[:-1], public)                         # truncated
+    assert not documents.verify_pdf(pdf + pdf, public)                        # markers repeated
+    assert not documents.verify_pdf(pdf, ed25519.Ed25519PrivateKey.generate().public_key())  # other key
+    assert not documents.verify_pdf(b"%PDF-1.3\n%%EOF\n", public)
+    with pytest.raises(documents.TamperError):
+        documents.check_pdf(pdf[:100], public)
+
+
+def test_cli_verify_pdf(pdfs, key, tmp_path):
+    home = tmp_path / "home"
+    muni_key = load_or_create_key(home, "13221")
+    assert load_or_create_key(home, "13221").public_key() == muni_key.public_key()  # kept, not replaced
+    assert documents.key_id(muni_key.public_key()) in known_public_keys(home)
+    directory = MemoryResidentDirectory()
+    directory.add(synthesize_resident(_identity(_dt.date(1990, 1, 1), "33333333333"), on=AT.date()),
+                  auth_serials=[7])
+    pdf = MunicipalityServer("13221", muni_key, directory).produce_for_certificate(7, "zei", with_number=False,
+                                                                                  at=AT).pdf
+    good, bad = tmp_path / "good.pdf", tmp_path / "bad.pdf"
+    good.write_bytes(pdf)
+    changed = bytearray(pdf)
+    changed[len(changed) // 3] ^= 0x20
+    bad.write_bytes(bytes(changed))
+    runner = CliRunner()
+    env = {"MYNAEMU_HOME": str(home)}
+    ok = runner.invoke(main, ["kiosk", "verify-pdf", str(good)], env=env)
+    assert ok.exit_code == 0 and "intact" in ok.output, ok.output
+    tampered = runner.invoke(main, ["kiosk", "verify-pdf", str(bad)], env=env)
+    assert tampered.exit_code == 7 and "TAMPERED" in tampered.output
+    pub = tmp_path / "other.pub.pem"
+    pub.write_bytes(documents.public_key_pem(key.public_key()))
+    wrong = runner.invoke(main, ["kiosk", "verify-pdf", str(good), "--public-key", str(pub), "--json"], env=env)
+    assert wrong.exit_code == 7 and '"valid": false' in wrong.output
+    unknown = runner.invoke(main, ["kiosk", "verify-pdf", str(good)], env={"MYNAEMU_HOME": str(tmp_path / "x")})
+    assert unknown.exit_code == 7 and "--public-key" in unknown.output
+
+
+def test_render_refuses_bad_content(key, pdfs):
+    content = documents.inspect_pdf(pdfs["juminhyo"])["content"]
+    for broken in ({**content, "document": "koseki"}, {**content, "fee": -1}, {**content, "method": "x"},
+                   {k: v for k, v in content.items() if k != "serial"}):
+        with pytest.raises(ValueError):
+            documents.render_pdf(broken, key)
+    with pytest.raises(TypeError):
+        documents.render_pdf(content, object())
