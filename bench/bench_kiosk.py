@@ -1,0 +1,236 @@
+"""Kiosk decision-time benchmark (not a test): card presented → accept or refuse, against its floor.
+
+The decision time is measured by the kiosk itself (tools/kiosk.py `timing["decision_s"]`): from
+the start of the transaction to the centre's answer, minus the time the municipality spent
+rendering the PDF (reported by the centre, `render_s`, and printed apart). Two outcomes:
+
+- accept: a good `adult` persona card, 新方式, 住民票 (the whole CVS-16 path: session, card
+  reads, VERIFY, the card's RSA signature, chain + signature + dates at the centre, an OCSP
+  round trip to the validity service, routing);
+- refuse: a card whose certificate is on hold (一時保留), refused after the same checks.
+
+The floor is what the decision cannot do without, timed in the same run (each floor sample is
+taken right after a pair of transactions, so both see the same machine load): the RSA-2048 private
+operations (the card's signature over the challenge, the OCSP responder's signature) and public
+operations (the centre verifying the card's signature and the certificate's CA signature, the
+centre verifying the OCSP response), plus **one** loopback HTTP round trip (urllib to a
+loopback http.server answering a small body). The ratio decision / floor says how much the rest
+(APDUs, three HTTP exchanges, JSON, MACs, certificate parsing) costs.
+
+Run from the repository root: `python -m bench.bench_kiosk [--runs N]`; writes
+bench/results/kiosk.md. Everything runs in this process on loopback and is stopped at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import http.server
+import os
+import platform
+import secrets
+import statistics
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "kiosk.md"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+class Floor:
+    """The floor's operations, each one callable once per sample (interleaved with the
+    transactions so both see the same machine load)."""
+
+    def __init__(self):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        from mynaemu.issuance.ca import default_test_pki
+        from mynaemu.issuance.keys import generate_rsa_key
+
+        key = generate_rsa_key(2048)
+        data = secrets.token_bytes(32)
+        sig = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        public = key.public_key()
+        ca_cert = default_test_pki().auth_ca.certificate
+        ca_der = ca_cert.public_bytes(serialization.Encoding.DER)
+
+        class Quiet(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"{}"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.ops = {
+            "rsa_private": lambda: key.sign(data, padding.PKCS1v15(), hashes.SHA256()),
+            "rsa_public": lambda: public.verify(sig, data, padding.PKCS1v15(), hashes.SHA256()),
+            "chain_verify": lambda: x509.load_der_x509_certificate(ca_der).verify_directly_issued_by(ca_cert),
+            "http_round_trip": lambda: opener.open(url, timeout=5).read(),
+        }
+        self.samples = {name: [] for name in self.ops}
+
+    def sample(self, keep: bool) -> None:
+        for name, op in self.ops.items():
+            t0 = time.perf_counter()
+            op()
+            if keep:
+                self.samples[name].append(time.perf_counter() - t0)
+
+    def medians(self) -> dict:
+        return {name: statistics.median(values) for name, values in self.samples.items()}
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def bench(runs: int) -> tuple[dict, dict]:
+    """(decision samples, floor medians), transactions and floor operations interleaved."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from mynaemu.card.core import Card
+    from mynaemu.card.image import CardImage
+    from mynaemu.issuance import documents
+    from mynaemu.issuance.ca import default_test_pki
+    from mynaemu.issuance.centre import (MemoryResidentDirectory, Refusal, SettableClock, start_services,
+                                         synthesize_resident)
+    from mynaemu.issuance.municipality import MunicipalityServer
+    from mynaemu.issuance.personas import build_persona
+    from mynaemu.issuance.policy import JST
+    from mynaemu.issuance.revocation import MemoryRevocationSource
+    from mynaemu.tools.client import CardClient, InProcessConnection
+    from mynaemu.tools.kiosk import CentreClient, Kiosk
+
+    issue_at = _dt.datetime(2026, 3, 2, 9, 0, tzinfo=JST)
+    clock = SettableClock(_dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST))
+    source, directory = MemoryRevocationSource(), MemoryResidentDirectory()
+    cards = {}
+    for label in ("accept", "refuse"):
+        image, info = build_persona("adult", at=issue_at)
+        cert = x509.load_der_x509_certificate(image.application("jpki").efs[0x000A].data)
+        source.add_issued("auth", cert.serial_number, cert.not_valid_after_utc, at=issue_at)
+        directory.add(synthesize_resident(info.identity, on=issue_at.date()), auth_serials=[cert.serial_number])
+        if label == "refuse":
+            source.hold("auth", cert.serial_number, at=issue_at + _dt.timedelta(hours=1))
+        # One card presented again and again (power cycled each time, as a card taken out and
+        # put back): the first run, dropped, also pays the card's one-off key loading.
+        cards[label] = Card(CardImage.from_json(image.to_json()))
+    muni_key = ed25519.Ed25519PrivateKey.generate()
+    kiosk_key = secrets.token_bytes(32)
+    services = start_services(pki=default_test_pki(), source=source, directory=directory,
+                              municipalities={"13221": MunicipalityServer("13221", muni_key, directory)},
+                              kiosk_keys={"TEST-KIOSK-BENCH": kiosk_key}, clock=clock)
+    kiosk = Kiosk(CentreClient(services.centre_url, "TEST-KIOSK-BENCH", kiosk_key), clock=clock,
+                  trusted_keys={documents.key_id(muni_key.public_key()): muni_key.public_key()})
+    floor = Floor()
+    out = {"accept": [], "refuse": [], "render": [], "total": []}
+    try:
+        for i in range(runs + 1):
+            keep = i > 0
+            conn = InProcessConnection(cards["accept"])
+            result = kiosk.issue(CardClient(conn), pin="1234", document="juminhyo")
+            conn.close()
+            if keep:
+                out["accept"].append(result.timing["decision_s"])
+                out["render"].append(result.timing["render_s"])
+                out["total"].append(result.timing["total_s"])
+            conn = InProcessConnection(cards["refuse"])
+            t0 = time.perf_counter()
+            try:
+                kiosk.issue(CardClient(conn), pin="1234", document="juminhyo")
+            except Refusal as refusal:
+                if refusal.reason != "cert-hold":
+                    raise
+                if keep:
+                    out["refuse"].append(time.perf_counter() - t0)
+            else:
+                raise RuntimeError("the held card was accepted")
+            finally:
+                conn.close()
+            floor.sample(keep)
+    finally:
+        floor.stop()
+        services.stop()
+    return out, floor.medians()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="transactions per outcome (default 30)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"Markdown result file (default {RESULTS})")
+    args = parser.parse_args(argv)
+    if args.runs < 3:
+        parser.error("--runs must be at least 3")
+
+    decisions, parts = bench(args.runs)
+    floor = 2 * parts["rsa_private"] + 2 * parts["rsa_public"] + parts["chain_verify"] + parts["http_round_trip"]
+    accept = statistics.median(decisions["accept"])
+    refuse = statistics.median(decisions["refuse"])
+    render = statistics.median(decisions["render"])
+    ms = lambda s: f"{s * 1000:.2f} ms"  # noqa: E731
+    rows = [
+        "| measure | median |",
+        "|---|---:|",
+        f"| decision, accept (card presented → centre's yes, PDF rendering excluded) | {ms(accept)} |",
+        f"| decision, refuse (certificate on hold, after the same checks) | {ms(refuse)} |",
+        f"| PDF rendering at the municipality (timed apart) | {ms(render)} |",
+        f"| whole accepted transaction incl. rendering, tamper check, fee | {ms(statistics.median(decisions['total']))} |",
+        f"| floor: 2 × RSA-2048 private ({ms(parts['rsa_private'])} each: card signature, OCSP response) | "
+        f"{ms(2 * parts['rsa_private'])} |",
+        f"| floor: 2 × RSA-2048 public ({ms(parts['rsa_public'])} each: card signature, OCSP response) + "
+        f"certificate chain check ({ms(parts['chain_verify'])}) | "
+        f"{ms(2 * parts['rsa_public'] + parts['chain_verify'])} |",
+        f"| floor: one loopback HTTP round trip | {ms(parts['http_round_trip'])} |",
+        f"| **floor total** | **{ms(floor)}** |",
+    ]
+    table = "\n".join(rows)
+    ratio_line = (f"Ratio decision / floor: accept **{accept / floor:.1f}×**, refuse **{refuse / floor:.1f}×** "
+                  f"({args.runs} transactions per outcome).")
+    print(table)
+    print(ratio_line)
+    doc = [
+        "# Kiosk decision time vs its floor",
+        "",
+        f"Measured {_dt.datetime.now().astimezone().isoformat(timespec='seconds')} by "
+        f"`python -m bench.bench_kiosk --runs {args.runs}` on {machine()}.",
+        "",
+        "In-process card (`mynaemu.card.core`), centre and JPKI validity service (OCSP) on loopback HTTP, "
+        "新方式, 住民票の写し. The decision spans three HTTP exchanges (session, issue, the centre's OCSP "
+        "query) and about ten APDUs; the floor counts the RSA work and a single round trip.",
+        "",
+        table,
+        "",
+        ratio_line,
+        "",
+    ]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(doc), encoding="utf-8")
+    print(f"written {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
