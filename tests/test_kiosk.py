@@ -19,8 +19,7 @@ import threading
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mynaemu.card.apps import jorei
 from mynaemu.card.core import Card

@@ -16,7 +16,6 @@ import datetime as _dt
 import json
 import os
 import signal
-import sys
 import tempfile
 import threading
 from pathlib import Path
