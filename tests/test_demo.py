@@ -53,6 +53,16 @@ def test_demo_runs_with_no_arguments_and_writes_a_verified_pdf(tmp_path):
     assert len(homes) == 1 and homes[0].startswith("/") and not Path(homes[0]).exists()
 
 
+def test_demo_moves_its_clock_into_the_kiosk_hours():
+    from mynaemu.tools.cli_kiosk import _demo_instant
+
+    noon = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST)
+    assert _demo_instant(noon) == (noon, False)
+    for hour, minute in ((2, 0), (6, 29), (22, 55), (23, 0)):
+        at, moved = _demo_instant(noon.replace(hour=hour, minute=minute))
+        assert moved and at == noon.replace(hour=10)
+
+
 @pytest.mark.pcsc
 def test_demo_through_pcscd_and_vpcd(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))

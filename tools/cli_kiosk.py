@@ -352,10 +352,11 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home):
 # -- the demo ----------------------------------------------------------------------------------
 
 def _demo_instant(now: _dt.datetime) -> tuple[_dt.datetime, bool]:
-    """Now, or today 10:00 JST when now is outside the kiosk hours (CVS-6)."""
+    """Now, or today 10:00 JST when now is outside the kiosk hours (CVS-6) or so close to closing
+    time that the demo's few minutes would cross it."""
     from mynaemu.issuance.municipality import within_service_hours
 
-    if within_service_hours(now):
+    if within_service_hours(now) and within_service_hours(now + _dt.timedelta(minutes=10)):
         return now, False
     local = now.astimezone(JST)
     return local.replace(hour=10, minute=0, second=0, microsecond=0), True
@@ -416,7 +417,8 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
     click.echo("mynaemu demo: コンビニ交付 with a TEST Individual Number Card (every name, number and CA is "
                "synthetic; nothing here is a real document)")
     if moved:
-        click.echo(f"   (it is {now.astimezone(JST):%H:%M} JST, outside the kiosk hours 06:30-23:00 (CVS-6): "
+        click.echo(f"   (it is {now.astimezone(JST):%H:%M} JST, outside or at the end of the kiosk hours "
+                   f"06:30-23:00 (CVS-6): "
                    f"the demo's clock is set to {at:%Y-%m-%d %H:%M} JST)")
     clock = SettableClock(at)
 
