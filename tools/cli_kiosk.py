@@ -402,7 +402,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
     from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
     from mynaemu.issuance.store import Store
     from mynaemu.issuance.workflow import Basic4, Workflow
-    from mynaemu.tools.client import CardClient, InProcessConnection, PcscConnection
+    from mynaemu.tools.client import CardClient, InProcessConnection, PcscConnection, TransportError
     from mynaemu.tools.kiosk import Kiosk
 
     step = iter(range(1, 100))
@@ -449,10 +449,22 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
     if pcsc:
         from mynaemu.tools import pcscd_ctl
 
-        pcscd = pcscd_ctl.ensure_pcscd()
-        say("card", f"pcscd {'started (ours)' if pcscd.owned else 'already running'} with the vpcd reader")
-        server = pcscd_ctl.start_card_server(card_path, card=the_card)
-        conn = PcscConnection(server.reader)
+        try:
+            pcscd = pcscd_ctl.ensure_pcscd()
+            say("card", f"pcscd {'started (ours)' if pcscd.owned else 'already running'} with the vpcd reader")
+            # Slot 00 00 unless another program's card is in it; then slot 00 01 (pcsc.md).
+            ports = [p for p in (pcscd_ctl.VPCD_PORT, pcscd_ctl.VPCD_PORT + 1)
+                     if not pcscd_ctl.reader_state(pcscd_ctl.reader_for_port(p))[0]]
+            if not ports:
+                raise pcscd_ctl.PcscdError("both vpcd readers already hold a card")
+            server = pcscd_ctl.start_card_server(card_path, card=the_card, port=ports[0])
+            conn = PcscConnection(server.reader)
+        except (pcscd_ctl.PcscdError, TransportError) as exc:
+            if server is not None:
+                server.stop()
+            if pcscd is not None:
+                pcscd.stop()
+            raise KioskExit(f"demo --pcsc: {exc}", 1) from None
         say("card", f"served through vpcd as PC/SC reader {server.reader!r}; ATR {conn.atr.hex().upper()}")
     else:
         conn = InProcessConnection(the_card)
