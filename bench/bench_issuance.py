@@ -109,6 +109,7 @@ def main(argv=None) -> int:
         parser.error("--cards, --keys and --workers must be positive")
 
     default_test_pki()  # build or load the TEST PKI cache outside every timing
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     key_times = time_keygen(args.keys)
     per_key = statistics.mean(key_times)
     rows = []
@@ -144,7 +145,8 @@ def main(argv=None) -> int:
         "",
         f"Run {when} on {platform.machine()} with {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"cryptography {crypto}; `python bench/bench_issuance.py --cards {args.cards} --keys {args.keys} "
-        f"--workers {' '.join(map(str, args.workers))}`.",
+        f"--workers {' '.join(map(str, args.workers))}`. Load average before the run: {load_before:.2f} "
+        "(other processes on the machine lower the 2-worker figures).",
         "",
         header + ".",
         "",

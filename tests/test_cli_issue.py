@@ -19,6 +19,7 @@ from mynaemu.issuance.ocsp import ocsp_check
 from mynaemu.issuance.revocation import load_crl, status_from_crl, verify_crl
 from mynaemu.issuance.store import Store
 from mynaemu.tools.cli import main
+from pcsc_env import card_server, pcscd  # noqa: F401  (fixtures for the PC/SC test)
 
 JST = dt.timezone(dt.timedelta(hours=9))
 CLI = [sys.executable, "-m", "mynaemu.tools.cli", "issue"]
@@ -148,9 +149,12 @@ def test_refusals_and_bad_input_have_clear_messages_and_exit_codes(home, tmp_pat
     # unknown and malformed ids, impossible dates, bad PINs
     assert "no application 0000000000000000" in errline(run("suspend", "0000000000000000", code=3))
     assert "check character" in errline(run("status", app_id[:-1] + ("0" if app_id[-1] != "0" else "1"), code=2))
-    assert "not a valid date" in run("apply", *PERSON[:2], "--birth", "2023-02-30", "--sex", "1",
-                                     "--address", "x", code=2).output
-    assert "ISO 8601" in run("suspend", app_id, "--at", "2026-02-30T10:00", code=2).output
+    for bad, text in ((("apply", *PERSON[:2], "--birth", "2023-02-30", "--sex", "1", "--address", "x"),
+                       "not a valid date"),
+                      (("suspend", app_id, "--at", "2026-02-30T10:00"), "ISO 8601"),
+                      (("suspend",), "Missing argument 'ID'")):
+        r = run(*bad, code=2)
+        assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1 and text in r.stderr
     other = new_card(tmp_path, name="見本\u3000一郎")
     assert "4 digits" in errline(run("deliver", other, "--auth-pin", "12", "--sign-pin", "ABC123", "--kenhojo-pin",
                                      "1234", "-o", str(tmp_path / "c.json"), code=2))
@@ -235,3 +239,37 @@ def test_concurrent_suspend_and_renew_from_two_processes(home, tmp_path):
         assert len(renewal) == (1 if renew_rc == 0 else 0)
         if renew_rc == 1:
             assert "is suspended" in renew_err
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole chain over PC/SC with unmodified OpenSC (tests/pcsc_env.py harness)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.pcsc
+def test_issued_card_works_with_opensc_then_hold_and_release(home, tmp_path, request):
+    import pcsc_env
+
+    pcsc_env.skip_unless_installed(opensc=True)
+    serve = request.getfixturevalue("card_server")
+    app_id = new_card(tmp_path)
+    card_file = tmp_path / "served.json"
+    deliver(app_id, card_file)
+    serve(card_file)
+    pem = pcsc_env.run_tool(["pkcs15-tool", "-r", "0", "--read-certificate", "1"]).stdout
+    cert = x509.load_pem_x509_certificate(pem[pem.index("-----BEGIN"):].encode())
+    status = jrun("status", app_id, "--at", "2026-05-11")
+    assert cert.serial_number == int(status["auth_cert"]["serial"], 16)
+    ca = default_test_pki().auth_ca.certificate
+    at = dt.datetime(2026, 6, 1, 10, tzinfo=JST)
+    server = subprocess.Popen([*CLI, "ocsp-serve", "--json", "--at", "2026-06-01T10:00"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        url = json.loads(server.stdout.readline())["url"]
+        assert ocsp_check(url, cert, ca, at=at).status == "good"
+        run("suspend", app_id, "--at", "2026-06-01T09:00")
+        assert ocsp_check(url, cert, ca, at=at).status == "hold"
+        run("resume", app_id, "--at", "2026-06-01T09:30")
+        assert ocsp_check(url, cert, ca, at=at).status == "good"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(20) == 0

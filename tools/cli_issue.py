@@ -156,7 +156,37 @@ def _load_card(path: Path):
 # the group
 # ---------------------------------------------------------------------------------------------
 
-@click.group("issue")
+def _usage_line(ctx_name: str, exc: click.UsageError) -> IssueError:
+    return IssueError(f"{ctx_name}: {exc.format_message()}", EXIT_USAGE)
+
+
+class IssueCommand(click.Command):
+    """Bad arguments become one line on stderr with exit code 2 (click would print three)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _usage_line(info_name or self.name, exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _usage_line(ctx.info_name or self.name, exc) from None
+
+
+class IssueGroup(click.Group):
+    command_class = IssueCommand
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            raise IssueError(exc.format_message(), EXIT_USAGE) from None
+
+
+@click.group("issue", cls=IssueGroup)
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Store directory (default: $MYNAEMU_HOME, else the user's data directory).")
 @click.pass_context
