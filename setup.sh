@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PKGS=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev libpcsclite1 swig gcc pkg-config
-      python3-dev python3-venv poppler-utils fonts-ipafont-gothic openssl ca-certificates)
+      python3-dev python3-venv poppler-utils poppler-data fonts-ipafont-gothic fonts-ipafont-mincho
+      openssl ca-certificates)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
