@@ -248,8 +248,9 @@ class Card:
     def _private_key(self, ef: KeyEF):
         key = self._keys.get(id(ef))
         if key is None:
-            # The card wrote these keys itself (personalisation); re-validating the RSA key
-            # on every load costs ~40 ms and checks nothing the image loader did not.
+            # The keys come from personalisation; the full RSA consistency check costs ~40 ms
+            # per key on first use. A hand-edited, inconsistent key then signs wrongly (the
+            # tester's intent), while an unparseable one still fails here (6F00).
             key = serialization.load_pem_private_key(ef.key_pem, password=None,
                                                      unsafe_skip_rsa_key_validation=True)
             self._keys[id(ef)] = key
