@@ -259,7 +259,6 @@ _V1 = [
         not_after TEXT NOT NULL,
         der BLOB NOT NULL,
         status TEXT NOT NULL CHECK (status IN ('good', 'hold', 'revoked')),
-        on_card INTEGER NOT NULL DEFAULT 1,
         UNIQUE (ca_kind, serial))""",
     "CREATE INDEX certificates_card ON certificates (application_id, ca_kind)",
     f"""CREATE TABLE cert_events (
