@@ -42,9 +42,12 @@ from .profiles import AUTH, SIGN, make_issue_id  # noqa: F401  (make_issue_id re
 log = logging.getLogger(__name__)
 
 PROJECT_SEED = "mynaemu-test-pki-v1"
-DEFAULT_NOT_BEFORE = _dt.datetime(2025, 1, 1, tzinfo=_dt.timezone.utc)
-DEFAULT_YEARS = 10
-DEFAULT_GENERATION = "2025"  # named after the year of issue, like the production generations (§7.1)
+# The production CAs live 10 years in generations (§7.1). The default TEST CAs instead span
+# 2015-01-01 .. 2049-12-31 (the last instant UTCTime can express), so the workflow can issue,
+# renew and expire cards on any test date without a CA rollover getting in the way.
+DEFAULT_NOT_BEFORE = _dt.datetime(2015, 1, 1, tzinfo=_dt.timezone.utc)
+DEFAULT_YEARS = 35
+DEFAULT_GENERATION = "2015"  # named after the year of issue, like the production generations (§7.1)
 # Bump when the cache document's layout changes. The cache file name also carries a hash of
 # the modules that shape the default PKI (seed, profiles, key generation), so editing any of
 # them can never let a process reuse a PKI built by older code.
@@ -103,7 +106,7 @@ class TestCA:
         key: rsa.RSAPrivateKey | None = None,
         rng: random.Random | None = None,
         not_before: _dt.datetime,
-        years: int = DEFAULT_YEARS,
+        years: int = 10,
         generation: str = "2026",
     ) -> "TestCA":
         """Make a CA: a key (given, or from `rng`, or random) and its self-signed certificate.

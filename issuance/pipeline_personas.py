@@ -19,7 +19,7 @@ is what the holder holds; the revocation state (hold, superseded, expiry) is in 
                         CA has not issued them (OCSP unknown) and notBefore lies ahead
 
 Test PINs (as personas.py): auth 1234, signing ABC123, 券面事項入力補助 1234, 住基 1234.
-The default TEST CAs are valid from 2025-01-01, so `expired` needs `at` from about 2029-02.
+The default TEST CAs are valid 2015-01-01 .. 2049-12-31 (issuance/ca.py).
 """
 from __future__ import annotations
 

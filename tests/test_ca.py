@@ -195,9 +195,9 @@ def test_ca_certificate_profile(pki, kind, unit):
     expected = [(C, PRINTABLE, "JP"), (O, UTF8, "JPKI-TEST"), (OU, UTF8, unit), (OU, UTF8, "mynaemu TEST CA (not J-LIS)")]
     assert name_atvs(fields["subject"][1]) == expected
     assert name_atvs(fields["issuer"][1]) == expected
-    # 10 years, UTCTime
-    assert cert.not_valid_before_utc == dt.datetime(2025, 1, 1, tzinfo=UTC)
-    assert cert.not_valid_after_utc == dt.datetime(2034, 12, 31, 23, 59, 59, tzinfo=UTC)
+    # 2015 .. the end of UTCTime (issuance/ca.py DEFAULT_*), UTCTime
+    assert cert.not_valid_before_utc == dt.datetime(2015, 1, 1, tzinfo=UTC)
+    assert cert.not_valid_after_utc == dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC)
     assert [t for t, _, _ in children(fields["validity"][1])] == [UTCTIME, UTCTIME]
     # serial: 8 positive DER octets
     assert fields["serial"][0] == 0x02 and len(fields["serial"][1]) == 8 and fields["serial"][1][0] < 0x80
@@ -372,9 +372,9 @@ def test_issue_rejects_bad_requests(pki, ee_key, identity):
     with pytest.raises(ValueError, match="earlier than"):
         pki.auth_ca.issue_auth(pub, **{**ok, "not_after": NOT_BEFORE})
     with pytest.raises(ValueError, match="outside the CA"):
-        pki.auth_ca.issue_auth(pub, **{**ok, "not_after": dt.datetime(2035, 6, 1, tzinfo=UTC)})
+        pki.auth_ca.issue_auth(pub, **{**ok, "not_after": dt.datetime(2050, 6, 1, tzinfo=UTC)})
     with pytest.raises(ValueError, match="outside the CA"):
-        pki.auth_ca.issue_auth(pub, **{**ok, "not_before": dt.datetime(2024, 12, 31, tzinfo=UTC)})
+        pki.auth_ca.issue_auth(pub, **{**ok, "not_before": dt.datetime(2014, 12, 31, tzinfo=UTC)})
     for serial in (0, -5, 1 << 159):
         with pytest.raises(ValueError, match="serial"):
             pki.auth_ca.issue_auth(pub, **{**ok, "serial": serial})
@@ -457,7 +457,7 @@ def test_default_pki_reproduces_vectors_byte_for_byte(pki):
     assert built.cvc_issuer.key_id == pki.cvc_issuer.key_id
     assert built.cvc_issuer.key.private_numbers() == pki.cvc_issuer.key.private_numbers()
     assert built.auth_ca.key.private_numbers() == pki.auth_ca.key.private_numbers()
-    assert built.auth_ca.generation == "2025"
+    assert built.auth_ca.generation == "2015"
     assert default_test_pki() is default_test_pki()
 
 

@@ -15,7 +15,7 @@ from mynaemu.issuance.store import Store
 from mynaemu.issuance.workflow import Refused, Workflow
 
 JST = policy.JST
-# the default TEST CAs run 2025-01-01..2034-12-31: `expired` needs a card issued 4y1m before
+# a date well inside the default TEST CAs' life (2015..2049), 4 years into an adult's card
 AT = dt.datetime(2029, 6, 15, 12, 0, tzinfo=JST)
 
 
@@ -107,6 +107,6 @@ def test_not_yet_valid(personas, wf):
 
 def test_expired_needs_an_instant_the_test_cas_cover(wf):
     with pytest.raises(Refused, match="TEST CAs start"):
-        build_pipeline_persona(wf, "expired", at=dt.datetime(2026, 11, 22, tzinfo=JST))
+        build_pipeline_persona(wf, "expired", at=dt.datetime(2018, 11, 22, tzinfo=JST))
     with pytest.raises(ValueError, match="unknown persona"):
         build_pipeline_persona(wf, "nobody", at=AT)
