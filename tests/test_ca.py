@@ -371,8 +371,12 @@ def test_issue_rejects_bad_requests(pki, ee_key, identity):
         pki.auth_ca.issue_auth(pub, **{**ok, "not_after": dt.date(2026, 1, 1)})
     with pytest.raises(ValueError, match="earlier than"):
         pki.auth_ca.issue_auth(pub, **{**ok, "not_after": NOT_BEFORE})
-    with pytest.raises(ValueError, match="outside the CA"):
+    with pytest.raises(ValueError, match="UTCTime"):
         pki.auth_ca.issue_auth(pub, **{**ok, "not_after": dt.datetime(2050, 6, 1, tzinfo=UTC)})
+    short_ca = TestCA.create("auth", not_before=dt.datetime(2026, 1, 1, tzinfo=UTC), years=10)
+    with pytest.raises(ValueError, match="outside the CA"):
+        short_ca.issue_auth(pub, **{**ok, "not_before": dt.datetime(2026, 6, 1, tzinfo=UTC),
+                                    "not_after": dt.datetime(2036, 6, 1, tzinfo=UTC)})
     with pytest.raises(ValueError, match="outside the CA"):
         pki.auth_ca.issue_auth(pub, **{**ok, "not_before": dt.datetime(2014, 12, 31, tzinfo=UTC)})
     for serial in (0, -5, 1 << 159):
