@@ -231,8 +231,12 @@ class CardImage:
 
 
 def save_json_atomic(path, doc) -> None:
+    write_file_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
+
+
+def write_file_atomic(path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename, fsync the folder: old or new, never torn."""
     path = Path(path)
-    data = json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:

@@ -1,39 +1,48 @@
 """Redaction of APDUs for logs and traces: PINs and individual numbers never appear by default.
 
-- Commands that carry secrets in their data field (VERIFY 20, CHANGE REFERENCE DATA 24, CHANGE
-  KEY 80 32) keep their header and length but show the data as '*'.
-- Responses: any run of 12 ASCII digits (a 個人番号, rules.md NUM-1) is masked, as are the
-  digits of a kenhojo EF 0001 (FF 10 0C + 12 digits, spec §3.2).
+One place for every door and client (the core's debug log, the vpcd door, the client trace):
+- Commands that carry secrets in their data field (VERIFY 20, CHANGE REFERENCE DATA 24, RESET
+  RETRY COUNTER 2C, CHANGE KEY 32, under any CLA) keep their header, Lc and Le; the data shows
+  as `****` (spaced form) or `**` per byte.
+- Responses: any run of 12 ASCII digits (a 個人番号, rules.md NUM-1) is masked.
 """
 from __future__ import annotations
 
 import re
 
-SECRET_INS = {(0x00, 0x20), (0x00, 0x24), (0x80, 0x32)}
-_DIGITS12 = re.compile(rb"(?<![0-9])[0-9]{12}(?![0-9])")
+from .apdu import ApduFormatError, Command
+
+SECRET_INS = frozenset((0x20, 0x24, 0x2C, 0x32))
+DIGITS12 = re.compile(rb"(?<![0-9])[0-9]{12}(?![0-9])")
 
 
-def redact_command(raw: bytes) -> str:
-    """Hex of a command APDU with secret data replaced by '**' per byte."""
-    if len(raw) > 5 and (raw[0] & 0xF0, raw[1]) in SECRET_INS:
-        head = raw[:4]
-        body = raw[4:]
-        if body[0] != 0:  # short Lc
-            lc = body[0]
-            rest = body[1 + lc:]
-            return (head + body[:1]).hex().upper() + "**" * lc + rest.hex().upper()
-        if len(body) >= 3:  # extended Lc
-            lc = int.from_bytes(body[1:3], "big")
-            rest = body[3 + lc:]
-            return (head + body[:3]).hex().upper() + "**" * lc + rest.hex().upper()
-    return raw.hex().upper()
+def _hex(raw: bytes, spaced: bool) -> str:
+    return raw.hex(" " if spaced else "").upper() if spaced else raw.hex().upper()
+
+
+def redact_command(raw: bytes, *, spaced: bool = False) -> str:
+    """Hex of a command APDU with the data of secret-carrying commands hidden."""
+    raw = bytes(raw)
+    if len(raw) <= 5 or raw[1] not in SECRET_INS:
+        return _hex(raw, spaced)
+    sep = " " if spaced else ""
+    try:
+        cmd = Command.parse(raw)
+    except ApduFormatError:
+        return _hex(raw[:5], spaced) + sep + ("****" if spaced else "**" * (len(raw) - 5))
+    if not cmd.data:
+        return _hex(raw, spaced)
+    lc = (b"\x00" + len(cmd.data).to_bytes(2, "big")) if cmd.extended else bytes((len(cmd.data),))
+    hidden = "****" if spaced else "**" * len(cmd.data)
+    le = "" if cmd.le is None else sep + _hex(raw[-(2 if cmd.extended else 1):], spaced)
+    return _hex(raw[:4], spaced) + sep + _hex(lc, spaced) + sep + hidden + le
 
 
 def redact_response(raw: bytes) -> str:
     """Hex of a response APDU with any 12-digit ASCII number masked as '**' per byte."""
     out = []
     last = 0
-    for match in _DIGITS12.finditer(raw):
+    for match in DIGITS12.finditer(raw):
         out.append(raw[last:match.start()].hex().upper())
         out.append("**" * 12)
         last = match.end()

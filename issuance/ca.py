@@ -22,10 +22,8 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import random
 import secrets
-import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -37,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from . import profiles
 from .identity import Identity
 from .keys import PUBLIC_EXPONENT, derive_rng, generate_rsa_key, load_private_key_pem, private_key_pem
+from mynaemu.card.image import write_file_atomic
+
 from .profiles import AUTH, SIGN, make_issue_id  # noqa: F401  (make_issue_id re-exported)
 
 log = logging.getLogger(__name__)
@@ -379,21 +379,9 @@ def load_or_build_test_pki(cache_file: Path | None) -> TestPKI:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    # temp file + rename in the same folder: concurrent processes never see a torn file
+    # concurrent processes never see a torn cache file
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_file_atomic(path, data)
 
 
 @functools.cache

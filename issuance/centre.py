@@ -757,7 +757,7 @@ def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirec
 
 
 # --- the issuing store as the centre's back office ------------------------------------------
-def _kiosk_folder(home) -> "Path":
+def _kiosk_folder(home):
     from pathlib import Path
 
     folder = Path(home) / "kiosk"

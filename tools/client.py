@@ -18,10 +18,10 @@ strings in which PINs, 照合番号 and 個人番号 are redacted (house rule: l
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from typing import Protocol
 
 from mynaemu.card.apdu import Command, Response
+from mynaemu.card.redact import DIGITS12, redact_command
 from mynaemu.card.status import describe
 
 # spec §2.1: the AIDs of the card's applications.
@@ -40,11 +40,8 @@ JPKI_CERTS = {"auth": 0x000A, "sign": 0x0001, "auth_ca": 0x000B, "sign_ca": 0x00
 JPKI_KEYS = {"auth": 0x0017, "sign": 0x001A}
 JPKI_PINS = {"auth": 0x0018, "sign": 0x001B}
 
-# Secrets travel in the data field of VERIFY, CHANGE REFERENCE DATA and CHANGE KEY (§4.2, §4.4).
-_SECRET_INS = {(0x00, 0x20), (0x00, 0x24), (0x80, 0x32)}
 # EFs whose content is a 個人番号 (kenhojo 0001, §3.2) or its rendered image (kenkaku 0005, §3.3).
 _NUMBER_EFS = {(AIDS["kenhojo"], 0x0001), (AIDS["kenkaku"], 0x0005)}
-_DIGITS12 = re.compile(rb"(?<![0-9])[0-9]{12}(?![0-9])")
 
 MAX_OFFSET = 0x7FFF  # READ BINARY P1 bit 8 = 0: a 15-bit offset (§6.1)
 
@@ -401,16 +398,7 @@ class CardClient:
             self.current_ef = p2 >> 3
 
     def _redact_command(self, apdu: bytes) -> str:
-        if len(apdu) > 5 and (apdu[0] & 0xF0, apdu[1]) in _SECRET_INS:
-            try:
-                cmd = Command.parse(apdu)
-            except ValueError:
-                return _hex(apdu[:5]) + " ****"
-            head = _hex(apdu[:4])
-            lc = (b"\x00" + len(cmd.data).to_bytes(2, "big")) if cmd.extended else bytes((len(cmd.data),))
-            le = "" if cmd.le is None else " " + _hex(apdu[-(2 if cmd.extended else 1):])
-            return f"{head} {_hex(lc)} ****{le}"
-        return _hex(apdu)
+        return redact_command(apdu, spaced=True)
 
     def _redact_response(self, apdu: bytes, resp: Response) -> str:
         sw = f"{resp.sw >> 8:02X} {resp.sw & 0xFF:02X}"
@@ -419,7 +407,7 @@ class CardClient:
         reading = len(apdu) >= 2 and apdu[1] in (0xB0, 0xB2)
         if reading and (self.current_aid, self.current_ef) in _NUMBER_EFS:
             return f"<{len(resp.data)} bytes redacted> {sw}"
-        data = _DIGITS12.sub(b"\0" * 12, resp.data)  # any stray 12-digit number (NUM-1)
+        data = DIGITS12.sub(b"\0" * 12, resp.data)  # any stray 12-digit number (NUM-1)
         if data != resp.data:
             return f"<{len(resp.data)} bytes, number redacted> {sw}"
         return f"{_hex(resp.data)} {sw}"

@@ -138,30 +138,6 @@ def verify_sha256(public_key, signature: bytes, data: bytes) -> bool:
     return True
 
 
-def sign_pkcs1_raw(private_key, payload: bytes) -> bytes:
-    """PKCS#1 v1.5 type-1 padding over `payload` as given, then RSA (no hashing).
-
-    Needed where the card signs a DigestInfo that is not a standard hash, e.g. the 96-byte
-    OCTET STRING of kenkaku DF28 (spec §3.3).
-    """
-    numbers = private_key.private_numbers()
-    pub = numbers.public_numbers
-    k = (private_key.key_size + 7) // 8
-    payload = bytes(payload)
-    if len(payload) > k - 11:
-        raise ValueError(f"payload of {len(payload)} bytes too long for PKCS#1 v1.5 (max {k - 11})")
-    em = b"\x00\x01" + b"\xff" * (k - 3 - len(payload)) + b"\x00" + payload
-    m = int.from_bytes(em, "big")
-    # CRT: the same result as pow(m, d, n), several times faster.
-    s1 = pow(m, numbers.dmp1, numbers.p)
-    s2 = pow(m, numbers.dmq1, numbers.q)
-    h = (numbers.iqmp * (s1 - s2)) % numbers.p
-    s = s2 + h * numbers.q
-    if pow(s, pub.e, pub.n) != m:  # guard against a fault giving away the key
-        raise ValueError("RSA signature self-check failed")
-    return s.to_bytes(k, "big")
-
-
 def verify_pkcs1_raw(public_key, signature: bytes, payload: bytes) -> bool:
     """True when `signature` is PKCS#1 v1.5 type 1 over exactly `payload`."""
     try:

@@ -26,7 +26,8 @@ from mynaemu.card import images, tlv
 from mynaemu.card.apps import kenhojo
 from mynaemu.card.apps.kenhojo import (  # shared signed-structure helpers
     check_rsa2048, cvc_public_key, encode_cvc, key_pem, parse_cvc, same_public_key,
-    sign_pkcs1_raw, sign_sha256, verify_cvc, verify_pkcs1_raw, verify_sha256)
+    sign_sha256, verify_cvc, verify_pkcs1_raw, verify_sha256)
+from mynaemu.card.crypto import sign_pkcs1_raw
 from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, PinEF
 
 __all__ = ["AID", "build", "encode_cvc", "parse_cvc", "verify_cvc", "verify_face",

@@ -28,6 +28,8 @@ import socket
 import threading
 from typing import Callable, Optional, Union
 
+from mynaemu.card.redact import redact_command
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963          # vpcd slot "Virtual PCD 00 00" (/etc/reader.conf.d/vpcd, 0x8C7B)
 READER_NAME = "Virtual PCD 00 00"
@@ -42,7 +44,6 @@ MAX_PAYLOAD = 0xFFFF          # the 2-byte length field
 
 # Instructions whose data field is a PIN or a new PIN (spec §4.2, §4.4): never logged.
 # 20 VERIFY, 24 CHANGE REFERENCE DATA, 2C RESET RETRY COUNTER, 32 JICSAP CHANGE KEY (CLA 80).
-SECRET_INS = frozenset((0x20, 0x24, 0x2C, 0x32))
 
 # Reconnect backoff: the first retry comes quickly (pcscd restarts take ~0.1-0.5 s), later ones
 # are spaced out so a machine without pcscd is not hammered.
@@ -60,14 +61,7 @@ class VpcdProtocolError(Exception):
 
 def redact_apdu(apdu: bytes) -> str:
     """Hex of a command APDU for logs, with the data field of PIN-carrying commands hidden."""
-    if len(apdu) < 4:
-        return apdu.hex().upper()
-    ins = apdu[1]
-    if ins in SECRET_INS and len(apdu) > 5:
-        # Header and length bytes stay (they say which key and how long); the PIN does not.
-        head = apdu[:4].hex().upper()
-        return f"{head} <{len(apdu) - 4} body bytes redacted>"
-    return apdu.hex().upper()
+    return redact_command(apdu)
 
 
 def frame(payload: bytes) -> bytes:
