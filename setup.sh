@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 PKGS=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev libpcsclite1 swig gcc pkg-config
       python3-dev python3-venv poppler-utils poppler-data fonts-ipafont-gothic fonts-ipafont-mincho
-      openssl ca-certificates)
+      openssl ca-certificates jq)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
