@@ -19,8 +19,9 @@ certificate (MOV-1, VAL-6, VAL-10); a certificate renewal in its window counts f
 expiry (VAL-4, D7); a card renewal is a new application (FLOW-RENEW-1) whose card counts from
 the old card's expiry (VAL-3) and whose delivery abolishes and collects the old card.
 
-Every operation takes the instant `at` (a settable clock), runs in one BEGIN IMMEDIATE
-transaction and writes one audit record (SEC-8). A refused step raises a WorkflowError whose
+Every operation takes the instant `at` (a settable clock), runs in one store transaction (BEGIN
+IMMEDIATE on SQLite; on PostgreSQL the holder's and the card's rows locked first, see store.py)
+and writes one audit record (SEC-8). A refused step raises a WorkflowError whose
 message names the rule or the current state; the transaction is rolled back, so the store is
 unchanged, and the refusal itself is audited in a transaction of its own (SEC-8 asks for failed
 attempts too). Operations on one card must not go back in time (the card's last change).
@@ -35,6 +36,7 @@ import json
 import random
 import re
 import secrets
+import time
 from typing import Callable
 
 from cryptography import x509
@@ -47,7 +49,7 @@ from .identity import Identity
 from .keys import generate_rsa_key, load_private_key_pem, private_key_pem
 from .personalise import KEYS_PER_CARD, CardKeys, CardRequest, personalise
 from .profiles import make_issue_id
-from .store import Store, check_form_id, iso, parse_iso
+from .store import Store, StoreConflict, check_form_id, iso, parse_iso
 
 __all__ = [
     "STATE_LABELS", "LIVE_STATES", "WorkflowError", "IllegalState", "Refused", "NotFound", "BadInput",
@@ -67,6 +69,9 @@ IN_SERVICE = ("active", "suspended")
 LIVE_STATES = PENDING_STATES + IN_SERVICE
 
 KEY_ROLES = tuple(f.name for f in dataclasses.fields(CardKeys))
+
+# A transaction PostgreSQL aborted (StoreConflict) is run again this many times.
+_CONFLICT_RETRIES = 5
 
 # PIN formats (AP-3, AP-4, AP-5, AP-6; the card apps enforce the same patterns)
 AUTH_PIN_PATTERN = r"[0-9]{4}"
@@ -359,6 +364,16 @@ class Workflow:
     # --- the transaction + audit frame ------------------------------------------------------
     def _run(self, operation: str, target: str | None, at: _dt.datetime, body, *, reason: str | None = None):
         at = _aware(at)
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                return self._run_once(operation, target, at, body, reason)
+            except StoreConflict:
+                # PostgreSQL aborted the transaction (a deadlock): nothing was written; run it again
+                if attempt == _CONFLICT_RETRIES:
+                    raise
+                time.sleep(random.uniform(0, 0.02 * 2 ** attempt))
+
+    def _run_once(self, operation: str, target: str | None, at: _dt.datetime, body, reason: str | None):
         self._audit_note = {}
         try:
             with self.store.transaction():
@@ -393,6 +408,7 @@ class Workflow:
             app_id = check_form_id(app_id)
         except (ValueError, TypeError) as exc:
             raise BadInput(str(exc)) from None
+        self.store.lock_card(app_id)  # PostgreSQL: the holder's and the card's rows, until commit
         card = self.store.card(app_id)
         if card is None:
             raise NotFound(f"no application {app_id} in this store")
@@ -545,8 +561,11 @@ class Workflow:
                 raise BadInput(f"{what} must be one 0/1 flag per character ({len(text)} flags)")
 
         def body(at):
+            # concurrent 申請 of one person must not create two persons or two live cards
+            self.store.lock_name(f"basic4 {name}|{birth.isoformat()}|{sex}|{address}")
             person = self.store.find_person_by_basic4(name, birth, sex, address)
             if person is not None:
+                self.store.lock_person(person["id"])
                 self._resident(person)
                 for other in self.store.cards_of_person(person["id"]):
                     state = self._effective_state(other, at)
@@ -673,6 +692,7 @@ class Workflow:
             (self.store.new_card_serial(), start.isoformat(), card_expiry.isoformat(),
              f"{secrets.randbelow(10000):04d}", notice_id, iso(at), app_id))
         self._state(app_id, "issued", at, "generate")
+        self.store.clear_claim(app_id)  # a batch worker's lease ends with the card it claimed
         card = self.store.card(app_id)
         self._store_image(app_id, card, person, keys=keys)  # FLOW-1 step 7: the chip is written
         self._state(app_id, "awaiting_delivery", at, "notice")  # step 8: 交付通知書 mailed
