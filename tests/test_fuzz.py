@@ -118,7 +118,10 @@ def _expect_violation(oracle, apdus, words):
         for apdu in apdus:
             oracle.transmit(apdu)
     oracle.close()
-    assert words in info.value.message, info.value.report()
+    report = info.value.report()
+    assert words in info.value.message, report
+    for _app, _fid, pin in oracle.pins:       # house rule: reports never show a PIN
+        assert len(pin.value) < 4 or pin.value.hex().upper() not in report, report
     return info.value
 
 
@@ -210,6 +213,14 @@ def test_oracle_catches_status_kept_across_applications(facts):
                       [b"\x00\xA4\x04\x0C\x0A" + AID_H, verify, b"\x00\xA4\x04\x0C\x0A" + aid_j,
                        b"\x00\xA4\x04\x0C\x0A" + AID_H, b"\x00\xB0\x81\x00\x00"],
                       "verified status never granted")
+
+
+def test_reports_hide_pins_sent_with_any_cla():
+    pin = b"1234"
+    for cla in (0x00, 0x0C, 0x10, 0x84):
+        text = fuzz.redact_apdu(bytes((cla, 0x20, 0x00, 0x91, 0x04)) + pin)
+        assert "31323334" not in text and text.endswith("********")
+    assert fuzz.redact_apdu(b"\x00\xB0\x00\x00\x04" + pin, [pin]) == "00B0000004********"
 
 
 def test_long_mode_smoke(facts):

@@ -63,9 +63,11 @@ PERSONAS = ("adult", "under15")
 class Violation(AssertionError):
     """An invariant broken by the card; str() is a full, PIN-redacted report."""
 
-    def __init__(self, message: str, apdu: bytes | None, response: bytes | None, context: str):
+    def __init__(self, message: str, apdu: bytes | None, response: bytes | None, context: str,
+                 apdu_text: str | None = None):
         self.message = message
         self.apdu = apdu
+        self.apdu_text = apdu_text if apdu_text is not None else (redact_apdu(apdu) if apdu is not None else "")
         self.response = response
         self.context = context
         super().__init__(self.report())
@@ -73,12 +75,25 @@ class Violation(AssertionError):
     def report(self) -> str:
         lines = [f"VIOLATION: {self.message}"]
         if self.apdu is not None:
-            lines.append(f"  APDU     {redact_command(self.apdu)}")
+            lines.append(f"  APDU     {self.apdu_text}")
         if self.response is not None:
             sw = self.response[-2:].hex().upper() if len(self.response) >= 2 else "(none)"
             lines.append(f"  response SW {sw}, {max(len(self.response) - 2, 0)} data bytes")
         lines.append(self.context)
         return "\n".join(lines)
+
+
+def redact_apdu(raw: bytes, secrets=()) -> str:
+    """Hex of an APDU for reports, PINs hidden: the data field of any VERIFY, CHANGE REFERENCE
+    DATA, RESET RETRY COUNTER or CHANGE KEY whatever its CLA (the fuzzer also sends them with
+    SM/chaining/odd CLA bytes), and any run equal to one of `secrets` (the card's PIN values)."""
+    text = redact_command(raw)
+    if len(raw) > 5 and raw[1] in (0x20, 0x24, 0x2C, 0x32) and "*" not in text:
+        text = redact_command(bytes((0x00,)) + raw[1:])
+        text = raw[:1].hex().upper() + text[2:]
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret.hex().upper(), "**" * len(secret))
+    return text
 
 
 # -- what the card must never give away --------------------------------------------------------
@@ -223,11 +238,17 @@ class Oracle:
                  f"  state    current {app} EF {ef}; verified {verified}",
                  f"  PINs     {pins}",
                  "  history (oldest first):"]
-        lines += [f"    > {cmd}  < {sw}" for cmd, sw in self.history]
+        now = self._secrets()
+        lines += [f"    > {redact_apdu(cmd, then + now)}  < {sw}" for cmd, sw, then in self.history]
         return "\n".join(lines)
 
+    def _secrets(self):
+        return [p.value for _, _, p in self.pins]
+
     def fail(self, message: str, apdu=None, resp=None):
-        raise Violation(message, apdu, resp, self.context())
+        then = self.history[-1][2] if self.history else []
+        text = redact_apdu(apdu, then + self._secrets()) if apdu is not None else None
+        raise Violation(message, apdu, resp, self.context(), text)
 
     # -- the check ----------------------------------------------------------------------------
     def transmit(self, raw: bytes) -> bytes:
@@ -245,7 +266,8 @@ class Oracle:
         resp = bytes(resp)
         sw = _sw(resp)
         self.sw_counts[sw] += 1
-        self.history.append((redact_command(raw), resp[-2:].hex().upper()))
+        # Raw bytes and the PIN values of that moment, redacted only when a report is written.
+        self.history.append((raw, resp[-2:].hex().upper(), [v for v, _ in before]))
         if self._errors:
             message = self._errors[0]
             self._errors.clear()
