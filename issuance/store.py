@@ -76,7 +76,7 @@ __all__ = [
     "DB_NAME", "SCHEMA_VERSION", "MIGRATIONS", "Store", "StoreError", "StoreBusy",
     "default_home", "scrub", "iso", "parse_iso", "make_form_id", "check_form_id", "normalise_form_id",
     "CARD_STATES", "CERT_EVENTS", "REVOCATION_REASONS", "StoreRevocationSource", "StoreConflict",
-    "QUEUE_STATES", "claim_owner_id",
+    "QUEUE_STATES", "claim_owner_id", "lease_stamp",
 ]
 
 DB_NAME = "issuance.sqlite3"
@@ -745,7 +745,7 @@ class Store:
         if not states or set(states) - set(CARD_STATES):
             raise ValueError(f"claimable states must be card states, got {states!r}")
         now = _dt.datetime.now(_dt.timezone.utc)
-        until = iso(now + _dt.timedelta(seconds=lease_s))
+        until = lease_stamp(now + _dt.timedelta(seconds=lease_s))
         marks = ", ".join("?" for _ in states)
         sql = (f"SELECT application_id FROM cards WHERE state IN ({marks}) AND (claim_owner IS NULL "
                "OR (claim_owner = 'refused' AND claim_until < ?) "
@@ -753,7 +753,7 @@ class Store:
         if self.is_pg:
             sql += " FOR UPDATE SKIP LOCKED"
         with self.transaction() as conn:
-            row = conn.execute(sql, (*states, batch_started, iso(now))).fetchone()
+            row = conn.execute(sql, (*states, batch_started, lease_stamp(now))).fetchone()
             if row is None:
                 return None
             conn.execute("UPDATE cards SET claim_owner = ?, claim_until = ? WHERE application_id = ?",
@@ -765,7 +765,7 @@ class Store:
         with self.transaction() as conn:
             conn.execute("UPDATE cards SET claim_owner = 'refused', claim_until = ? "
                          "WHERE application_id = ? AND claim_owner = ?",
-                         (iso(_dt.datetime.now(_dt.timezone.utc)), app_id, owner))
+                         (lease_stamp(), app_id, owner))
 
     def clear_claim(self, app_id: str) -> None:
         """Inside the transaction that finishes the card (generate)."""
@@ -981,6 +981,13 @@ class Store:
             "UNION ALL SELECT e.at FROM cert_events e JOIN certificates c ON c.id = e.cert_id "
             "WHERE c.application_id = ?) AS changes", (app_id, app_id)).fetchone()
         return row[0]
+
+
+def lease_stamp(instant: _dt.datetime | None = None) -> str:
+    """Wall-clock time of a claim, to the microsecond, in one fixed sortable form (leases run on
+    the real clock, never on the workflow's settable one; two batches a second apart must order)."""
+    instant = instant or _dt.datetime.now(_dt.timezone.utc)
+    return instant.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def claim_owner_id(token: str | None = None) -> str:

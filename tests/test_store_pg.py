@@ -243,7 +243,7 @@ def test_concurrent_suspends_of_one_card_lose_nothing(wf, store, pg_url):
 
 def test_claims_skip_locked_rows_and_survive_their_owner(wf, store, pg_url):
     ids = [wf.apply(at=jst(2016, 5, 1), **{**HANAKO, "name": f"請求\u3000{i}"}) for i in range(3)]
-    started = "2000-01-01T00:00:00+00:00"
+    started = "2000-01-01T00:00:00.000000Z"
     with Store(pg_url) as other:
         # a claim in flight (row locked, not yet committed) is skipped, not waited for
         with store.transaction() as c:
@@ -252,7 +252,7 @@ def test_claims_skip_locked_rows_and_survive_their_owner(wf, store, pg_url):
         assert other.claim_next("w/3/x", lease_s=60, batch_started=started) == ids[0]
         # a claim whose lease ran out is free again; one of a dead process of this host at once
         with other.transaction() as c:
-            c.execute("UPDATE cards SET claim_until = '2000-01-01T00:00:00+00:00' WHERE application_id = ?", (ids[1],))
+            c.execute("UPDATE cards SET claim_until = '2000-01-01T00:00:00.000000Z' WHERE application_id = ?", (ids[1],))
         assert other.claim_next("w/4/x", lease_s=60, batch_started=started) == ids[1]
         dead = claim_owner_id().rsplit("/", 2)[0] + "/999999999/x"
         with other.transaction() as c:

@@ -1,7 +1,7 @@
 """`mynaemu issue …`: the TEST back office on the command line (store + workflow + CRL/OCSP).
 
 Every command works on the store under --home / MYNAEMU_HOME (default: the user's data
-directory), takes --at (the settable clock; ISO 8601 date or datetime, naive = JST, default now),
+directory), or on PostgreSQL with --db URL / MYNAEMU_DB (postgresql://…; the same schema), takes --at (the settable clock; ISO 8601 date or datetime, naive = JST, default now),
 --operator / --terminal for the audit (SEC-8; defaults MYNAEMU_OPERATOR / MYNAEMU_TERMINAL or
 "cli") and --json. Errors are one line on stderr; exit codes are in the group's help.
 """
@@ -128,14 +128,25 @@ def _one_line(exc) -> str:
 
 
 class _Context:
-    def __init__(self, home):
+    def __init__(self, home, db=None):
         self.home = home
+        self.db = db
+
+    def open_store(self):
+        from mynaemu.issuance.store import Store
+
+        return Store.open(self.home, db=self.db)
+
+    def location(self):
+        """What worker processes and server threads open: the URL, else the SQLite file."""
+        from mynaemu.issuance.store import DB_NAME, default_home
+
+        return self.db if self.db else (self.home or default_home()) / DB_NAME
 
     def workflow(self, operator: str, terminal: str):
-        from mynaemu.issuance.store import Store
         from mynaemu.issuance.workflow import Workflow
 
-        store = Store.open(self.home)
+        store = self.open_store()
         return store, Workflow(store, operator=operator, terminal=terminal)
 
 
@@ -189,8 +200,11 @@ class IssueGroup(click.Group):
 @click.group("issue", cls=IssueGroup)
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Store directory (default: $MYNAEMU_HOME, else the user's data directory).")
+@click.option("--db", envvar="MYNAEMU_DB", default=None, metavar="URL",
+              help="PostgreSQL instead of the SQLite file: postgresql://user:password@host:port/dbname "
+                   "(default: $MYNAEMU_DB; needs the pg extra, psycopg 3).")
 @click.pass_context
-def issue(ctx, home):
+def issue(ctx, home, db):
     """The TEST issuance back office: 申請 → 受付 → 鍵ペア生成/証明書発行 → 交付 → 一時停止/解除,
     異動, 更新, 再発行, 廃止/回収/廃棄, 失効, with CRLs and an OCSP responder from the store.
 
@@ -203,7 +217,9 @@ def issue(ctx, home):
       3  unknown application id
       4  the store stayed locked by another process beyond the busy timeout; try again
     """
-    ctx.obj = _Context(home)
+    if db is not None and not db.lower().startswith(("postgresql://", "postgres://")):
+        raise IssueError(f"--db must be a postgresql:// URL, got {db.split(':', 1)[0]!r}...", EXIT_USAGE)
+    ctx.obj = _Context(home, db or None)
 
 
 @issue.command("apply")
@@ -247,14 +263,25 @@ def cmd_receive(obj, app_id, at, as_json, operator, terminal):
 
 @issue.command("generate")
 @click.argument("app_ids", metavar="[ID]...", nargs=-1)
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Batch mode: N worker processes claim waiting applications one at a time (PostgreSQL: "
+                   "FOR UPDATE SKIP LOCKED). A killed batch is resumed by running it again: claims of dead "
+                   "workers are freed, no card is generated twice.")
+@click.option("--lease", type=click.FloatRange(1, 86400), default=None,
+              help="Batch mode: seconds a claim is held before another worker may take it over "
+                   "(default 120; claims of dead workers on this machine are freed at once).")
 @common
 @click.pass_obj
 @guarded
-def cmd_generate(obj, app_ids, at, as_json, operator, terminal):
+def cmd_generate(obj, app_ids, workers, lease, at, as_json, operator, terminal):
     """鍵ペア生成 + 証明書発行 + personalisation + 交付通知書 for IDs (default: every application
     waiting). A progress bar goes to stderr; one card failing does not stop the batch (exit 1)."""
     from mynaemu.issuance.workflow import WorkflowError
 
+    if workers is not None or lease is not None:
+        if app_ids:
+            raise click.UsageError("--workers/--lease work on every waiting application; give no IDs")
+        return _generate_batch(obj, workers or 1, lease, at or _now(), as_json, operator, terminal)
     store, wf = obj.workflow(operator, terminal)
     results, failures = [], []
     with store:
@@ -280,6 +307,38 @@ def cmd_generate(obj, app_ids, at, as_json, operator, terminal):
     if failures:
         codes = {f["exit_code"] for f in failures}
         raise SystemExit(codes.pop() if len(codes) == 1 and not results else EXIT_REFUSED)
+
+
+def _generate_batch(obj, workers, lease, at, as_json, operator, terminal):
+    from mynaemu.issuance.batch import DEFAULT_LEASE_S, run_batch
+
+    obj.open_store().close()  # create / migrate before the workers open it
+    counts = {"generated": 0, "failed": 0, "skipped": 0}
+
+    def progress(kind, payload):
+        counts[kind] += 1
+        if not as_json:
+            click.echo(f"\rgenerating: {counts['generated']} done, {counts['failed']} failed", nl=False, err=True)
+
+    result = run_batch(obj.location(), workers=workers, at=at, operator=operator, terminal=terminal,
+                       lease_s=lease or DEFAULT_LEASE_S, progress=progress)
+    if not as_json and sum(counts.values()):
+        click.echo("", err=True)
+    doc = {"generated": result.generated, "failed": result.failed, "skipped": result.skipped,
+           "reclaimed": result.reclaimed, "workers": workers, "seconds": round(result.seconds, 3)}
+    lines = [f"{r['id']}: notice {r['notice_id']}, card expires {r['card_expires']}, "
+             f"{'auth + sign' if r['sign_serial'] else 'auth only'} ({r['sign']})" for r in result.generated]
+    if result.reclaimed:
+        lines.append(f"reclaimed {len(result.reclaimed)} claim(s) of dead workers")
+    _emit(as_json, doc, "\n".join(lines) if lines else "nothing to generate")
+    for f in result.failed:
+        click.echo(f"mynaemu issue: {f['id']}: {f['error']}", err=True)
+    for line in result.worker_errors:
+        click.echo(f"mynaemu issue: {line}", err=True)
+    if result.failed or result.worker_errors:
+        codes = {f["exit_code"] for f in result.failed}
+        raise SystemExit(codes.pop() if len(codes) == 1 and not result.generated and not result.worker_errors
+                         else EXIT_REFUSED)
 
 
 @issue.command("deliver")
@@ -580,12 +639,7 @@ def cmd_crl(obj, kind, output, at, as_json, operator, terminal):
 
 def _next_crl_number(store, kind: str, at: _dt.datetime) -> int:
     # RFC 5280 §5.2.3: CRL numbers increase; kept per CA in the settings table.
-    key = f"crl_number_{kind}"
-    with store.transaction() as conn:
-        row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-        number = max(int(row[0]) + 1 if row else 1, int(at.timestamp()))
-        conn.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, str(number)))
-    return number
+    return store.bump_setting(f"crl_number_{kind}", at_least=int(at.timestamp()))
 
 
 def _crl_reason(entry) -> str | None:
@@ -611,14 +665,13 @@ def cmd_ocsp_serve(obj, host, port, at, as_json, operator, terminal):
     """
     from mynaemu.issuance.ca import default_test_pki
     from mynaemu.issuance.ocsp import OcspResponder, crl_url, serve_ocsp
-    from mynaemu.issuance.store import DB_NAME, Store, StoreRevocationSource, default_home
+    from mynaemu.issuance.store import StoreRevocationSource
 
-    home = obj.home or default_home()
-    Store.open(home).close()  # create / migrate the store before the threads read it
+    obj.open_store().close()  # create / migrate the store before the threads read it
     start = _dt.datetime.now(_dt.timezone.utc)
     offset = (at - start) if at is not None else _dt.timedelta(0)
     pki = default_test_pki()
-    responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, StoreRevocationSource(home / DB_NAME),
+    responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, StoreRevocationSource(obj.location()),
                               clock=lambda: _dt.datetime.now(_dt.timezone.utc) + offset)
     server, thread, url = serve_ocsp(responder, host, port)
     # one line either way, so a script can read it from a pipe
