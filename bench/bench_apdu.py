@@ -49,14 +49,17 @@ def _check(resp: bytes, what: str) -> None:
         raise SystemExit(f"bench_apdu: {what} answered {resp[-2:].hex().upper()}, expected 9000")
 
 
-def loop(transmit, seconds: float) -> tuple:
-    """Run SELECT EF + READ BINARY pairs for `seconds`; return (APDUs sent, elapsed seconds)."""
+def loop(transmit, seconds: float, read_len: int | None = 256) -> tuple:
+    """Run SELECT EF + READ BINARY pairs for `seconds`; return (APDUs sent, elapsed seconds).
+
+    `read_len` is the data length READ BINARY must return (None: any, for the echo card of P1,
+    which answers a bare 9000 to everything)."""
     _check(transmit(SELECT_JPKI), "SELECT JPKI AP")
     _check(transmit(SELECT_EF), "SELECT EF 000A")
     first = transmit(READ_256)
     _check(first, "READ BINARY")
-    if len(first) != 258:
-        raise SystemExit(f"bench_apdu: READ BINARY returned {len(first) - 2} bytes, expected 256")
+    if read_len is not None and len(first) != read_len + 2:
+        raise SystemExit(f"bench_apdu: READ BINARY returned {len(first) - 2} bytes, expected {read_len}")
     count = 0
     start = time.perf_counter()
     deadline = start + seconds
@@ -110,6 +113,136 @@ def bench_pcsc(path: Path, seconds: float) -> tuple:
         if server is not None:
             server.stop()
         pcscd.stop()
+
+
+def _free_port(timeout: float = 60.0) -> int:
+    """A vpcd slot with no card in it (the machine's other users may hold one for a while)."""
+    from mynaemu.tools import pcscd_ctl
+
+    deadline = time.monotonic() + timeout
+    while True:
+        for port in (pcscd_ctl.VPCD_PORT, pcscd_ctl.VPCD_PORT + 1):
+            if not pcscd_ctl.reader_state(pcscd_ctl.reader_for_port(port))[0]:
+                return port
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"both vpcd slots stayed occupied for {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def _serve(kind: str, path: Path, port: int, log_dir: Path):
+    """Start the server of `kind` ("mynaemu": `mynaemu card serve`, "echo": bench.echo_card) as a
+    subprocess on `port` and wait until pcscd sees its card; returns a CardServerHandle."""
+    from mynaemu.tools import pcscd_ctl
+
+    if kind == "mynaemu":
+        return pcscd_ctl.start_card_server(path, port=port, in_process=False,
+                                           log_path=log_dir / f"serve-{port}.log")
+    reader = pcscd_ctl.reader_for_port(port)
+    log_path = log_dir / f"echo-{port}.log"
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    with open(log_path, "ab") as out:
+        popen = subprocess.Popen([sys.executable, "-m", "bench.echo_card", "--port", str(port)],
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
+    handle = pcscd_ctl.CardServerHandle(path, port, reader, pid=popen.pid, log_path=log_path, _popen=popen)
+    try:
+        deadline = time.monotonic() + 20
+        while not pcscd_ctl.reader_state(reader)[0]:
+            if popen.poll() is not None:
+                raise RuntimeError(f"echo card exited with status {popen.returncode} (log {log_path})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the echo card did not appear in {reader!r} within 20 s")
+            time.sleep(0.05)
+    except BaseException:
+        handle.stop(wait_removed=False)
+        raise
+    return handle
+
+
+def _measure_reader(reader_name: str, seconds: float, read_len) -> tuple:
+    from smartcard.System import readers
+
+    reader = next((r for r in readers() if str(r) == reader_name), None)
+    if reader is None:
+        raise RuntimeError(f"reader {reader_name!r} not found")
+    conn = reader.createConnection()
+    conn.connect()
+    try:
+        def transmit(apdu: bytes) -> bytes:
+            data, sw1, sw2 = conn.transmit(list(apdu))
+            return bytes(data) + bytes((sw1, sw2))
+
+        loop(transmit, min(0.2, seconds), read_len)    # warm-up: first connection, caches
+        return loop(transmit, seconds, read_len)
+    finally:
+        try:
+            conn.disconnect()
+            getattr(conn, "release", lambda: None)()
+        except Exception:
+            pass  # pcscd went away under us: the caller retries the turn, nothing to release
+
+
+def compare_with_echo(path: Path, seconds: float, rounds: int = 3, log=None) -> dict:
+    """P1: APDU/s of `mynaemu card serve` vs the echo card, both through the same pcscd + vpcd.
+
+    One vpcd slot, the two servers take turns in it (order alternated every round: A B, B A,
+    A B, ...) so both see the same machine load; each turn runs the same SELECT EF + READ
+    BINARY loop for `seconds`. Returns {"mynaemu": [APDU/s per round], "echo": [...],
+    "ratio_best": best mynaemu / best echo, "ratio_paired": median of the per-round ratios,
+    "port": the slot used}. Raises RuntimeError when the PC/SC stack cannot be used.
+    """
+    from mynaemu.tools import pcscd_ctl
+
+    missing = pcscd_ctl.missing_tools()
+    if missing:
+        raise RuntimeError("PC/SC stack not installed: " + ", ".join(missing))
+    if rounds < 1 or seconds <= 0:
+        raise ValueError("need rounds >= 1 and seconds > 0")
+    say = log or (lambda text: None)
+    from smartcard.Exceptions import SmartcardException
+
+    handles = []          # every pcscd we used; only the ones we started get stopped
+    rates = {"mynaemu": [], "echo": []}
+    port = None
+
+    def turn(kind: str, tmp: Path) -> float:
+        # The machine's other users may restart pcscd or take our slot between turns: a turn
+        # that fails on PC/SC is run again (up to 3 times) on a pcscd brought up afresh.
+        nonlocal port
+        for attempt in range(3):
+            try:
+                handles.append(pcscd_ctl.ensure_pcscd())
+                port = _free_port()
+                handle = _serve(kind, path, port, tmp)
+                try:
+                    n, t = _measure_reader(pcscd_ctl.reader_for_port(port), seconds,
+                                           256 if kind == "mynaemu" else None)
+                finally:
+                    handle.stop()
+                return n / t
+            except (pcscd_ctl.PcscdError, SmartcardException, RuntimeError) as exc:
+                if attempt == 2:
+                    raise RuntimeError(f"{kind} turn failed 3 times, last: {exc}") from None
+                say(f"P1 {kind} turn failed ({type(exc).__name__}: {str(exc)[:80]}); retrying")
+                time.sleep(1.0)
+        raise AssertionError("unreachable")
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="mynaemu-bench-p1-") as tmp:
+            for r in range(rounds):
+                order = ("mynaemu", "echo") if r % 2 == 0 else ("echo", "mynaemu")
+                for kind in order:
+                    rate = turn(kind, Path(tmp))
+                    rates[kind].append(rate)
+                    say(f"P1 round {r + 1}/{rounds} {kind}: {rate:,.0f} APDU/s")
+    finally:
+        for handle in reversed(handles):
+            handle.stop()
+    paired = sorted(m / e for m, e in zip(rates["mynaemu"], rates["echo"]))
+    return {"mynaemu": rates["mynaemu"], "echo": rates["echo"], "port": port,
+            "ratio_best": max(rates["mynaemu"]) / max(rates["echo"]),
+            "ratio_paired": paired[len(paired) // 2]}
 
 
 def machine() -> str:

@@ -113,6 +113,47 @@ def time_issuance(cards: int, workers: int) -> dict:
     return {"wall": wall, "done": done, "busy": busy, "key_seconds": key_seconds, "keys": keys}
 
 
+def measure_row(cards: int, workers: int) -> dict:
+    """One issuance run of `cards` cards by `workers` processes, as a result row: cards/s, the
+    key-generation bound from the keys generated in this very run, their ratio, keygen share."""
+    from mynaemu.issuance.personalise import KEYS_PER_CARD
+
+    run = time_issuance(cards, workers)
+    done = run["done"]
+    if done != cards:
+        raise SystemExit(f"only {done} of {cards} cards were issued with {workers} worker(s)")
+    if run["keys"] != done * KEYS_PER_CARD:
+        raise SystemExit(f"{run['keys']} keys for {done} cards: expected {KEYS_PER_CARD} a card")
+    in_run_per_key = run["key_seconds"] / run["keys"]
+    rate = done / run["wall"]
+    bound = workers / (KEYS_PER_CARD * in_run_per_key)
+    return {"workers": workers, "cards": done, "wall_s": run["wall"], "cards_per_s": rate,
+            "ms_per_key": in_run_per_key * 1000, "bound": bound, "ratio": rate / bound,
+            "keygen_share": run["key_seconds"] / run["busy"]}
+
+
+def compare_workers(cards: int, rounds: int = 3, workers=(1, 2), log=None) -> dict:
+    """P3 of `python -m bench`: the worker counts take turns (1 2, 2 1, 1 2, ...) for `rounds`
+    rounds so each sees the same machine load; returns {"rows": {workers: [row per round]},
+    "best": {workers: the row with the most cards/s}, "keys_per_card": KEYS_PER_CARD}."""
+    from mynaemu.issuance.ca import default_test_pki
+    from mynaemu.issuance.personalise import KEYS_PER_CARD
+
+    if cards < 1 or rounds < 1 or not workers or any(w < 1 for w in workers):
+        raise ValueError("cards, rounds and worker counts must be positive")
+    say = log or (lambda text: None)
+    default_test_pki()  # build or load the TEST PKI cache outside every timing
+    rows = {w: [] for w in workers}
+    for r in range(rounds):
+        for w in (workers if r % 2 == 0 else tuple(reversed(workers))):
+            row = measure_row(cards, w)
+            rows[w].append(row)
+            say(f"P3 round {r + 1}/{rounds} {w} worker(s): {row['cards_per_s']:.2f} cards/s, "
+                f"{row['ms_per_key']:.1f} ms/key, ratio {row['ratio']:.2f}")
+    best = {w: max(runs, key=lambda row: row["cards_per_s"]) for w, runs in rows.items()}
+    return {"rows": rows, "best": best, "keys_per_card": KEYS_PER_CARD}
+
+
 def main(argv=None) -> int:
     from mynaemu.issuance.ca import default_test_pki
     from mynaemu.issuance.personalise import KEYS_PER_CARD
@@ -130,20 +171,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     key_times = time_keygen(args.keys)
     per_key = statistics.mean(key_times)
-    rows = []
-    for workers in args.workers:
-        run = time_issuance(args.cards, workers)
-        done = run["done"]
-        if done != args.cards:
-            raise SystemExit(f"only {done} of {args.cards} cards were issued with {workers} worker(s)")
-        if run["keys"] != done * KEYS_PER_CARD:
-            raise SystemExit(f"{run['keys']} keys for {done} cards: expected {KEYS_PER_CARD} a card")
-        in_run_per_key = run["key_seconds"] / run["keys"]
-        rate = done / run["wall"]
-        bound = workers / (KEYS_PER_CARD * in_run_per_key)
-        rows.append({"workers": workers, "cards": done, "wall_s": run["wall"], "cards_per_s": rate,
-                     "ms_per_key": in_run_per_key * 1000, "bound": bound, "ratio": rate / bound,
-                     "keygen_share": run["key_seconds"] / run["busy"]})
+    rows = [measure_row(args.cards, workers) for workers in args.workers]
 
     try:
         from importlib.metadata import version

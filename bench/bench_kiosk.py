@@ -179,6 +179,19 @@ def bench(runs: int) -> tuple[dict, dict]:
     return out, floor.medians()
 
 
+def measure(runs: int) -> dict:
+    """bench() summarised: medians of the accept / refuse decisions and of the rendering, the
+    floor's parts and total (2 RSA private + 2 RSA public + chain check + one round trip) and
+    the ratios decision / floor. Used by main() and by `python -m bench` (P4)."""
+    decisions, parts = bench(runs)
+    floor = 2 * parts["rsa_private"] + 2 * parts["rsa_public"] + parts["chain_verify"] + parts["http_round_trip"]
+    accept = statistics.median(decisions["accept"])
+    refuse = statistics.median(decisions["refuse"])
+    return {"decisions": decisions, "parts": parts, "floor": floor, "accept": accept, "refuse": refuse,
+            "render": statistics.median(decisions["render"]),
+            "ratio_accept": accept / floor, "ratio_refuse": refuse / floor}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="transactions per outcome (default 30)")
@@ -187,11 +200,9 @@ def main(argv=None) -> int:
     if args.runs < 3:
         parser.error("--runs must be at least 3")
 
-    decisions, parts = bench(args.runs)
-    floor = 2 * parts["rsa_private"] + 2 * parts["rsa_public"] + parts["chain_verify"] + parts["http_round_trip"]
-    accept = statistics.median(decisions["accept"])
-    refuse = statistics.median(decisions["refuse"])
-    render = statistics.median(decisions["render"])
+    m = measure(args.runs)
+    decisions, parts, floor = m["decisions"], m["parts"], m["floor"]
+    accept, refuse, render = m["accept"], m["refuse"], m["render"]
     ms = lambda s: f"{s * 1000:.2f} ms"  # noqa: E731
     rows = [
         "| measure | median |",
