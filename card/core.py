@@ -161,7 +161,13 @@ class Card:
         handler = (self._ISO if kind == 0x00 else self._PROPRIETARY).get(ins)
         if handler is None:
             return _sw(SW.INS_NOT_SUPPORTED)
-        return handler(self, cmd)
+        response = handler(self, cmd)
+        if cmd.le is not None and len(response) - 2 > cmd.le:
+            # An answer longer than the Le asked for (e.g. a 256-byte signature for Le=01):
+            # ISO gives 6Cxx, which this card never sends (spec §1.3), so: wrong length.
+            # READ BINARY/RECORD cut to Le themselves and never get here.
+            return _sw(SW.WRONG_LENGTH)
+        return response
 
     # -- helpers ----------------------------------------------------------------------------
     def _app(self):
@@ -274,15 +280,19 @@ class Card:
             if not 1 <= len(data) <= 16:
                 return _sw(SW.WRONG_LENGTH)
             target = self._find_df(data)
-            self._enter(target)
+            fci = b""
             if p2 != 0x0C and cmd.le is not None and self.options.select_fci:
                 aid = ISD_AID if target is None else target.aid
                 if p2 == 0x00:
                     body = b"\x84" + bytes((len(aid),)) + aid
-                    return b"\x6F" + bytes((len(body),)) + body + _sw(SW.OK)
-                body = b"\x82\x01\x38\x84" + bytes((len(aid),)) + aid
-                return b"\x62" + bytes((len(body),)) + body + _sw(SW.OK)
-            return _sw(SW.OK)
+                    fci = b"\x6F" + bytes((len(body),)) + body
+                else:
+                    body = b"\x82\x01\x38\x84" + bytes((len(aid),)) + aid
+                    fci = b"\x62" + bytes((len(body),)) + body
+                if cmd.le < len(fci):
+                    return _sw(SW.WRONG_LENGTH)     # no 6Cxx (spec §1.3); nothing selected
+            self._enter(target)
+            return fci + _sw(SW.OK)
         if p1 == 0x02:
             if p2 not in (0x00, 0x04, 0x0C):
                 return _sw(SW.INCORRECT_P1P2)

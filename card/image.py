@@ -231,14 +231,25 @@ class CardImage:
 
 
 def save_json_atomic(path, doc) -> None:
-    write_file_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
+    # A card image has one writer (its door), so a fixed temp name is safe, and a writer
+    # killed mid-save leaves at most one stale temp file, which the next save overwrites.
+    write_file_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"),
+                      single_writer=True)
 
 
-def write_file_atomic(path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename, fsync the folder: old or new, never torn."""
+def write_file_atomic(path, data: bytes, *, single_writer: bool = False) -> None:
+    """Temp file in the same folder, fsync, rename, fsync the folder: old or new, never torn.
+
+    single_writer: use the fixed temp name `.NAME.tmp` (no pile-up after kills); otherwise a
+    unique temp name, so concurrent writers of the same file cannot interleave.
+    """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    if single_writer:
+        tmp = str(folder / f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

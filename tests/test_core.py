@@ -318,3 +318,15 @@ def test_persist_failure_reports_memory_error(key):
     c = Card(make_image(key), persist=persist); c.power_on(); sel_j(c)
     assert tx(c, "0020009804" + b"1234".hex())[1] == "6581"
     assert c.verified == set()
+
+
+def test_answer_longer_than_le_is_wrong_length(card, key):
+    sel_j(card)
+    tx(card, "0020009804" + b"1234".hex())
+    di = SHA256_DI + hashlib.sha256(b"x").digest()
+    assert tx(card, "802A009733" + di.hex() + "01")[1] == "6700"           # Le=1 < 256
+    assert tx(card, "802A009733" + di.hex() + "00")[1] == "9000"           # Le=256
+    assert tx(card, "802A0097000033" + di.hex() + "0000")[1] == "9000"   # extended Le 65536
+    # SELECT with an FCI longer than Le: refused, and nothing was selected
+    assert tx(card, "00A404000A" + AID_H.hex() + "04")[1] == "6700"
+    assert card.current_app.name == "jpki"

@@ -324,6 +324,9 @@ class CardServerHandle:
                 wait_for_card(False, reader=self.reader, timeout=timeout)
             except PcscdError:
                 pass
+            # pcscd reports the slot empty at once but registers the removal ~0.4 s later; a
+            # card served again inside that window goes unseen for seconds.
+            time.sleep(0.45)
 
     @property
     def returncode(self) -> Optional[int]:
@@ -371,16 +374,20 @@ def start_card_server(path, *, port: int = VPCD_PORT, timeout: float = 20.0, in_
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
         handle = CardServerHandle(path, port, reader, pid=popen.pid, log_path=log_path, _popen=popen)
     deadline = time.monotonic() + timeout
-    while True:
-        if handle._popen is not None and handle._popen.poll() is not None:
-            raise PcscdError(f"card serve exited with status {handle._popen.returncode}: "
-                             f"{_tail(handle.log_path)} (log {handle.log_path})")
-        if reader_state(reader)[0]:
-            return handle
-        if time.monotonic() > deadline:
-            handle.stop(wait_removed=False)
-            raise PcscdError(f"no card appeared in {reader!r} within {timeout:.0f} s")
-        time.sleep(0.05)
+    try:
+        while True:
+            if handle._popen is not None and handle._popen.poll() is not None:
+                raise PcscdError(f"card serve exited with status {handle._popen.returncode}: "
+                                 f"{_tail(handle.log_path)} (log {handle.log_path})")
+            if reader_state(reader)[0]:
+                return handle
+            if time.monotonic() > deadline:
+                raise PcscdError(f"no card appeared in {reader!r} within {timeout:.0f} s")
+            time.sleep(0.05)
+    except BaseException:
+        # whatever went wrong (pcscd vanished, timeout, Ctrl-C), never leave the server running
+        handle.stop(wait_removed=False)
+        raise
 
 
 def load_card(path):

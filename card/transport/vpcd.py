@@ -34,6 +34,11 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963          # vpcd slot "Virtual PCD 00 00" (/etc/reader.conf.d/vpcd, 0x8C7B)
 READER_NAME = "Virtual PCD 00 00"
 
+
+def reader_for(port: int) -> str:
+    """vpcd's slot name for a port: 35963 -> "Virtual PCD 00 00", 35964 -> "... 00 01"."""
+    return f"Virtual PCD 00 {port - DEFAULT_PORT:02d}" if 0 <= port - DEFAULT_PORT < 100 else f"vpcd:{port}"
+
 # Control payloads from vpcd (vsmartcard vpcd protocol, pcsc.md).
 CTRL_POWER_OFF = 0x00
 CTRL_POWER_ON = 0x01
@@ -160,7 +165,8 @@ class VpcdServer:
                 delay = self.backoff_start
                 self.connections += 1
                 self._connected.set()
-                self._info(f"vpcd: connected to {self.host}:{self.port} as the card in {READER_NAME!r}")
+                self._info(f"vpcd: connected to {self.host}:{self.port} as the card in "
+                           f"{reader_for(self.port)!r}")
                 reason = "stopped"
                 try:
                     self._session(sock)
