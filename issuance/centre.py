@@ -49,6 +49,8 @@ import json
 import logging
 import random
 import secrets
+import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -595,23 +597,60 @@ class Centre:
 
 # --- HTTP -----------------------------------------------------------------------------------
 class CentreHTTPServer(ThreadingHTTPServer):
-    """The centre on loopback; `shutdown()` stops the loop and closes the socket."""
+    """The centre on loopback; `shutdown()` stops the loop, closes the socket and ends every
+    kept-alive connection, so a stopped centre answers nothing more."""
 
     daemon_threads = True
 
     def __init__(self, address, centre: Centre):
         self.centre = centre
+        self._open: set = set()            # connections being served (kept alive between requests)
+        self._open_lock = threading.Lock()
         super().__init__(address, _CentreHandler)
+
+    def process_request(self, request, client_address):
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        # With kept-alive connections a kiosk that goes away (reset, broken pipe) is routine and
+        # is not worth a traceback on stderr (the stdlib default); anything else is logged.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            log.debug("%s connection dropped: %s", client_address[0], exc)
+            return
+        log.exception("centre HTTP error with %s", client_address[0])
 
     def shutdown(self) -> None:
         super().shutdown()
         self.server_close()
+        with self._open_lock:
+            still_open = list(self._open)
+        for sock in still_open:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)   # wakes the handler's readline: it ends
+            except OSError:
+                pass  # already closed by the kiosk
 
 
 class _CentreHandler(BaseHTTPRequestHandler):
     server: CentreHTTPServer
-    timeout = 10
+    timeout = 10                      # an idle kept-alive connection is closed after this
     server_version = "mynaemu-TEST-centre/1"
+    # HTTP/1.1 keeps a kiosk's connection open across its requests, and Nagle off sends each
+    # answer at once: a new connection (and server thread) per request, or the ~40 ms
+    # Nagle/delayed-ACK stall on a kept-alive one, dominated the decision time (bench P4).
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    # A buffered wfile (flushed by the stdlib after each request) sends headers and body in one
+    # write: two writes woke the kiosk for the headers and then made it wait for the body.
+    wbufsize = 1 << 18
     _outcome = "-"
 
     def _reply(self, status: int, doc: dict, key: bytes | None, req_mac: bytes) -> None:
@@ -620,6 +659,8 @@ class _CentreHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")   # e.g. after an unread body: no reuse
         if key is not None:
             self.send_header("X-Centre-Mac", response_mac(key, req_mac, status, body).hex())
         self.end_headers()
@@ -637,6 +678,8 @@ class _CentreHandler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length", "")
         if not length.isdigit() or int(length) > MAX_BODY:
             self._outcome = "bad length"
+            # The body was not read, so the next request's start is unknown: end the connection.
+            self.close_connection = True
             return self._reply(411, Refusal("bad-request", "Content-Length missing or too large").to_json(),
                                None, b"")
         body = self.rfile.read(int(length))
@@ -679,6 +722,10 @@ class _CentreHandler(BaseHTTPRequestHandler):
         log.info("%s %s %s %s %s", self.client_address[0], self.command, self.path, code, self._outcome)
 
     def log_error(self, format, *args):
+        if format.startswith("Request timed out"):
+            # An idle kept-alive kiosk connection reaching the handler timeout: routine, not an error.
+            log.debug("%s idle connection closed after %s s", self.client_address[0], self.timeout)
+            return
         log.warning("%s http error: %s", self.client_address[0], format % args)
 
 
