@@ -8,7 +8,8 @@ run as root: as root the directory is given to the ``postgres`` system user (cre
 package; else ``nobody``) and the server runs as that user. The superuser ``mynaemu`` has a random
 password (scram-sha-256 on loopback), carried in the URL ``start()`` returns. ``stop()`` stops the
 server by its PID (``pg_ctl stop -m fast``, then SIGKILL if it is still there) and removes the
-directory.
+directory. A small watchdog process does the same if the process that started the server dies
+without stopping it (a test run killed with kill -9), so no server outlives its owner.
 
 Durability: fsync stays on unless ``fast=True`` (the tests: a crash of the machine is not what
 they test); ``synchronous_commit=off`` either way, the same promise as the SQLite store's WAL with
@@ -117,6 +118,7 @@ class PgServer:
         self.process: subprocess.Popen | None = None
         self.url: str | None = None
         self._user = None
+        self.watchdog: subprocess.Popen | None = None
 
     # --- helpers ------------------------------------------------------------------------------
     def _as_user(self, cmd: list, **kwargs) -> subprocess.CompletedProcess:
@@ -197,6 +199,9 @@ class PgServer:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DATABASE}")
         self.url = f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self.port}/{DATABASE}"
+        self.watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.process.pid), str(self.dir)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def _wait_ready(self, timeout: float) -> bool:
         import psycopg
@@ -227,6 +232,12 @@ class PgServer:
 
     def stop(self) -> None:
         """pg_ctl stop -m fast, then SIGKILL by PID if the postmaster is still there; remove the directory."""
+        if self.watchdog is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.watchdog.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.watchdog.wait(5)
+            self.watchdog = None
         proc = self.process
         if proc is not None and proc.poll() is None:
             bin_dir = self.bin_dir or find_bin_dir()
@@ -248,6 +259,37 @@ class PgServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# Run by the watchdog process: argv = owner pid, postmaster pid, directory. When the owner is gone,
+# a fast shutdown (SIGINT), SIGKILL after 10 s, then the directory is removed.
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+owner, server, folder = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+while alive(owner):
+    time.sleep(0.5)
+if alive(server):
+    os.kill(server, signal.SIGINT)
+    for _ in range(100):
+        if not alive(server):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(server, signal.SIGKILL)
+shutil.rmtree(folder, ignore_errors=True)
+"""
 
 
 # --- one server per process, for test suites ---------------------------------------------------
