@@ -272,3 +272,36 @@ def test_illegal_steps_are_one_line_naming_the_state(wf):
 def test_the_reused_workflow_scenarios_run_on_postgresql(wf):
     # every test_workflow scenario collected above gets this wf, over the PostgreSQL store
     assert wf.store.backend == "postgresql"
+
+
+def test_a_v1_sqlite_store_is_migrated_in_place(tmp_path):
+    """Schema v2 (card order, claims, indexes) applies to an existing SQLite store: its cards keep
+    their creation order and new cards follow."""
+    import sqlite3
+
+    from mynaemu.issuance import store as st
+
+    raw = sqlite3.connect(tmp_path / st.DB_NAME)
+    raw.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+                "applied_at TEXT NOT NULL)")
+    for statement in MIGRATIONS[0][2]:
+        raw.execute(statement)
+    raw.execute("INSERT INTO schema_version VALUES (1, 'v1', 'x')")
+    raw.execute("INSERT INTO settings VALUES ('rule_set', 'current'), ('numbering_secret', '00'), ('created_at', 'x')")
+    raw.execute("INSERT INTO persons (juminhyo_code, name, birth, sex, address, municipality_code, prefecture_romaji,"
+                " city_romaji, created_at, updated_at) VALUES ('11111111111', 'n', '1980-01-01', '1', 'a', '13221',"
+                " 'p', 'c', 'x', 'x')")
+    for app_id in ("B" * 16, "A" * 16):
+        raw.execute("INSERT INTO applications VALUES (?, 1, 'first', NULL, 0, 1, 'x', NULL)", (app_id,))
+        raw.execute("INSERT INTO cards (application_id, person_id, state, last_change_at) VALUES (?, 1, 'applied', 'x')",
+                    (app_id,))
+    raw.commit()
+    raw.close()
+    with Store.open(tmp_path) as s:
+        assert s.schema_version() == SCHEMA_VERSION == 2
+        with s.transaction() as c:
+            c.execute("INSERT INTO applications VALUES (?, 1, 'first', NULL, 0, 1, 'x', NULL)", ("C" * 16,))
+            c.execute("INSERT INTO cards (application_id, person_id, state, last_change_at) VALUES (?, 1, 'applied', 'x')",
+                      ("C" * 16,))
+        assert s.application_ids() == ["B" * 16, "A" * 16, "C" * 16]
+        assert s.claim_next("h/1/x", lease_s=5, batch_started=st.lease_stamp()) == "B" * 16
