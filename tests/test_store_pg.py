@@ -305,3 +305,39 @@ def test_a_v1_sqlite_store_is_migrated_in_place(tmp_path):
                       ("C" * 16,))
         assert s.application_ids() == ["B" * 16, "A" * 16, "C" * 16]
         assert s.claim_next("h/1/x", lease_s=5, batch_started=st.lease_stamp()) == "B" * 16
+
+
+def test_the_issue_cli_runs_on_postgresql_with_db(pg_url, tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from mynaemu.issuance.ca import default_test_pki
+    from mynaemu.tools.cli import main
+
+    monkeypatch.setenv("MYNAEMU_HOME", str(tmp_path / "home"))    # --db wins over the home's SQLite file
+    monkeypatch.delenv("MYNAEMU_DB", raising=False)
+    default_test_pki()
+
+    def run(*args, code=0):
+        result = CliRunner().invoke(main, ["issue", "--db", pg_url, *args], catch_exceptions=False)
+        assert result.exit_code == code, (args, result.output)
+        return result
+
+    app_id = json.loads(run("apply", "--name", "番号\u3000次郎", "--birth", "1990-04-02", "--sex", "1",
+                            "--address", "東京都清瀬市試験町", "--at", "2026-05-01", "--json").stdout)["id"]
+    gen = json.loads(run("generate", "--workers", "1", "--at", "2026-05-02T10:00", "--json").stdout)
+    assert [g["id"] for g in gen["generated"]] == [app_id]
+    run("deliver", app_id, "--auth-pin", "1234", "--sign-pin", "ABC123", "--kenhojo-pin", "1234",
+        "-o", str(tmp_path / "card.json"), "--at", "2026-05-10")
+    run("suspend", app_id, "--at", "2026-05-11")
+    refused = run("suspend", app_id, "--at", "2026-05-12", code=1)
+    assert refused.stderr.strip() == (f"mynaemu issue: suspend refused: card {app_id} is suspended (一時停止); "
+                                      "suspend needs active")
+    crl = json.loads(run("crl", "--ca", "auth", "--at", "2026-05-12", "--json").stdout)
+    assert len(crl["entries"]) == 1 and crl["entries"][0]["reason"] == "certificateHold"
+    assert not (tmp_path / "home" / "issuance.sqlite3").exists()
+    bad = CliRunner().invoke(main, ["issue", "--db", "sqlite:///x", "audit"])
+    assert bad.exit_code == 2 and bad.stderr.strip().startswith("mynaemu issue: --db must be a postgresql:// URL")
+    assert "secret" not in CliRunner().invoke(
+        main, ["issue", "--db", "postgresql://u:secret@127.0.0.1:1/x", "audit"]).stderr
