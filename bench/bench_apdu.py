@@ -19,6 +19,7 @@ import datetime
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,35 +116,49 @@ def bench_pcsc(path: Path, seconds: float) -> tuple:
         pcscd.stop()
 
 
-def _free_port(timeout: float = 60.0) -> int:
-    """A vpcd slot with no card in it (the machine's other users may hold one for a while)."""
+def _free_ports() -> list:
+    """The vpcd slots (ports) with no card in them right now."""
     from mynaemu.tools import pcscd_ctl
 
+    return [port for port in (pcscd_ctl.VPCD_PORT, pcscd_ctl.VPCD_PORT + 1)
+            if not pcscd_ctl.reader_state(pcscd_ctl.reader_for_port(port))[0]]
+
+
+def _free_port(timeout: float = 60.0) -> int:
+    """A vpcd slot with no card in it (the machine's other users may hold one for a while)."""
     deadline = time.monotonic() + timeout
     while True:
-        for port in (pcscd_ctl.VPCD_PORT, pcscd_ctl.VPCD_PORT + 1):
-            if not pcscd_ctl.reader_state(pcscd_ctl.reader_for_port(port))[0]:
-                return port
+        free = _free_ports()
+        if free:
+            return free[0]
         if time.monotonic() > deadline:
             raise RuntimeError(f"both vpcd slots stayed occupied for {timeout:.0f} s")
         time.sleep(0.5)
 
 
+SIDES = ("mynaemu", "echo", "echo+data")
+
+
 def _serve(kind: str, path: Path, port: int, log_dir: Path):
-    """Start the server of `kind` ("mynaemu": `mynaemu card serve`, "echo": bench.echo_card) as a
-    subprocess on `port` and wait until pcscd sees its card; returns a CardServerHandle."""
+    """Start the server of `kind` as a subprocess on `port` and wait until pcscd sees its card:
+    "mynaemu" is `mynaemu card serve PATH`, "echo" bench.echo_card (9000 to everything),
+    "echo+data" bench.echo_card --read-data (READ BINARY answered with Le bytes). Returns a
+    CardServerHandle (stop() kills it by PID and waits for the slot to empty)."""
     from mynaemu.tools import pcscd_ctl
 
+    if kind not in SIDES:
+        raise ValueError(f"unknown server kind {kind!r}")
     if kind == "mynaemu":
         return pcscd_ctl.start_card_server(path, port=port, in_process=False,
                                            log_path=log_dir / f"serve-{port}.log")
+    echo_args = ("--read-data",) if kind == "echo+data" else ()
     reader = pcscd_ctl.reader_for_port(port)
     log_path = log_dir / f"echo-{port}.log"
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     with open(log_path, "ab") as out:
-        popen = subprocess.Popen([sys.executable, "-m", "bench.echo_card", "--port", str(port)],
+        popen = subprocess.Popen([sys.executable, "-m", "bench.echo_card", "--port", str(port), *echo_args],
                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
     handle = pcscd_ctl.CardServerHandle(path, port, reader, pid=popen.pid, log_path=log_path, _popen=popen)
     try:
@@ -160,37 +175,62 @@ def _serve(kind: str, path: Path, port: int, log_dir: Path):
     return handle
 
 
-def _measure_reader(reader_name: str, seconds: float, read_len) -> tuple:
-    from smartcard.System import readers
+class _Reader:
+    """A pyscard connection to one vpcd slot, as a transmit(bytes) -> bytes callable."""
 
-    reader = next((r for r in readers() if str(r) == reader_name), None)
-    if reader is None:
-        raise RuntimeError(f"reader {reader_name!r} not found")
-    conn = reader.createConnection()
-    conn.connect()
-    try:
-        def transmit(apdu: bytes) -> bytes:
-            data, sw1, sw2 = conn.transmit(list(apdu))
-            return bytes(data) + bytes((sw1, sw2))
+    def __init__(self, reader_name: str):
+        from smartcard.System import readers
 
-        loop(transmit, min(0.2, seconds), read_len)    # warm-up: first connection, caches
-        return loop(transmit, seconds, read_len)
-    finally:
+        reader = next((r for r in readers() if str(r) == reader_name), None)
+        if reader is None:
+            raise RuntimeError(f"reader {reader_name!r} not found")
+        self.conn = reader.createConnection()
+        self.conn.connect()
+
+    def transmit(self, apdu: bytes) -> bytes:
+        data, sw1, sw2 = self.conn.transmit(list(apdu))
+        return bytes(data) + bytes((sw1, sw2))
+
+    def close(self) -> None:
         try:
-            conn.disconnect()
-            getattr(conn, "release", lambda: None)()
+            self.conn.disconnect()
+            getattr(self.conn, "release", lambda: None)()
         except Exception:
-            pass  # pcscd went away under us: the caller retries the turn, nothing to release
+            pass  # pcscd went away under us: nothing left to release
 
 
-def compare_with_echo(path: Path, seconds: float, rounds: int = 3, log=None) -> dict:
+def _measure_reader(reader_name: str, seconds: float, read_len) -> tuple:
+    reader = _Reader(reader_name)
+    try:
+        loop(reader.transmit, min(0.2, seconds), read_len)    # warm-up: first connection, caches
+        return loop(reader.transmit, seconds, read_len)
+    finally:
+        reader.close()
+
+
+def _pin(pid: int, cpus) -> None:
+    if cpus and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(pid, cpus)
+        except OSError:
+            pass  # the process is gone already, or affinity is not ours to set: run unpinned
+
+
+def compare_with_echo(path: Path, seconds: float, rounds: int = 6, log=None, sides=SIDES, pin: bool = True) -> dict:
     """P1: APDU/s of `mynaemu card serve` vs the echo card, both through the same pcscd + vpcd.
 
-    One vpcd slot, the two servers take turns in it (order alternated every round: A B, B A,
-    A B, ...) so both see the same machine load; each turn runs the same SELECT EF + READ
-    BINARY loop for `seconds`. Returns {"mynaemu": [APDU/s per round], "echo": [...],
-    "ratio_best": best mynaemu / best echo, "ratio_paired": median of the per-round ratios,
-    "port": the slot used}. Raises RuntimeError when the PC/SC stack cannot be used.
+    `sides` (default all of SIDES) take turns in one vpcd slot (the same reader path for all:
+    the two slots of vpcd differ in speed by up to 2x here), a fresh server process each turn,
+    the order rotated every round (A B C, B C A, C A B, ...), `rounds` rounds of `seconds` per
+    turn; each turn runs the same SELECT EF + READ BINARY loop through pyscard. With `pin`,
+    this process and the servers are pinned to one CPU, the same for every side: on a small VM
+    a request that wakes a process on the other CPU costs far more than one on the same CPU,
+    and where the scheduler puts a fresh server otherwise swings a turn by 2x either way.
+
+    Returns {side: [APDU/s per round], "count"/"time": {side: totals}, "ratio": {other side:
+    median over rounds of mynaemu / other}, "spread": {other side: (min, max) of those}, "best":
+    {other side: best mynaemu turn / best other turn}, "port", "cpu" (None unpinned)}.
+    RuntimeError when the PC/SC stack cannot be used.
     """
     from mynaemu.tools import pcscd_ctl
 
@@ -199,50 +239,68 @@ def compare_with_echo(path: Path, seconds: float, rounds: int = 3, log=None) -> 
         raise RuntimeError("PC/SC stack not installed: " + ", ".join(missing))
     if rounds < 1 or seconds <= 0:
         raise ValueError("need rounds >= 1 and seconds > 0")
+    sides = tuple(sides)
+    if "mynaemu" not in sides or len(sides) < 2 or any(k not in SIDES for k in sides):
+        raise ValueError(f"sides must include mynaemu and at least one of {SIDES[1:]}")
     say = log or (lambda text: None)
     from smartcard.Exceptions import SmartcardException
 
+    transient = (pcscd_ctl.PcscdError, SmartcardException, RuntimeError)
     handles = []          # every pcscd we used; only the ones we started get stopped
-    rates = {"mynaemu": [], "echo": []}
-    port = None
+    result = {k: [] for k in sides}
+    result.update(count={k: 0 for k in sides}, time={k: 0.0 for k in sides})
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    cpus = {max(allowed)} if pin and len(allowed) > 1 else None
+    result["cpu"] = next(iter(cpus)) if cpus else None
 
-    def turn(kind: str, tmp: Path) -> float:
-        # The machine's other users may restart pcscd or take our slot between turns: a turn
-        # that fails on PC/SC is run again (up to 3 times) on a pcscd brought up afresh.
-        nonlocal port
+    def turn(kind: str, tmp: Path) -> tuple:
+        # Other users of the machine may restart pcscd or take the slot at any moment: a turn
+        # that fails on PC/SC is run again (3 attempts) on a pcscd brought up afresh.
         for attempt in range(3):
             try:
                 handles.append(pcscd_ctl.ensure_pcscd())
                 port = _free_port()
                 handle = _serve(kind, path, port, tmp)
+                _pin(handle.pid, cpus)
                 try:
                     n, t = _measure_reader(pcscd_ctl.reader_for_port(port), seconds,
-                                           256 if kind == "mynaemu" else None)
+                                           256 if kind != "echo" else None)
                 finally:
                     handle.stop()
-                return n / t
-            except (pcscd_ctl.PcscdError, SmartcardException, RuntimeError) as exc:
+                result["port"] = port
+                return n, t
+            except transient as exc:
                 if attempt == 2:
-                    raise RuntimeError(f"{kind} turn failed 3 times, last: {exc}") from None
-                say(f"P1 {kind} turn failed ({type(exc).__name__}: {str(exc)[:80]}); retrying")
+                    raise RuntimeError(f"P1 {kind} turn failed 3 times, last: {exc}") from None
+                say(f"P1 {kind} turn failed ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); retrying")
                 time.sleep(1.0)
         raise AssertionError("unreachable")
 
+    _pin(0, cpus)
     try:
         with tempfile.TemporaryDirectory(prefix="mynaemu-bench-p1-") as tmp:
             for r in range(rounds):
-                order = ("mynaemu", "echo") if r % 2 == 0 else ("echo", "mynaemu")
-                for kind in order:
-                    rate = turn(kind, Path(tmp))
-                    rates[kind].append(rate)
-                    say(f"P1 round {r + 1}/{rounds} {kind}: {rate:,.0f} APDU/s")
+                shift = r % len(sides)
+                for kind in sides[shift:] + sides[:shift]:
+                    n, t = turn(kind, Path(tmp))
+                    result[kind].append(n / t)
+                    result["count"][kind] += n
+                    result["time"][kind] += t
+                say(f"P1 round {r + 1}/{rounds}: " + ", ".join(f"{k} {result[k][-1]:,.0f}" for k in sides) + " APDU/s")
     finally:
+        _pin(0, allowed)
         for handle in reversed(handles):
             handle.stop()
-    paired = sorted(m / e for m, e in zip(rates["mynaemu"], rates["echo"]))
-    return {"mynaemu": rates["mynaemu"], "echo": rates["echo"], "port": port,
-            "ratio_best": max(rates["mynaemu"]) / max(rates["echo"]),
-            "ratio_paired": paired[len(paired) // 2]}
+    mine = result["mynaemu"]
+    result["ratio"], result["spread"], result["best"] = {}, {}, {}
+    for other in sides:
+        if other == "mynaemu":
+            continue
+        per_round = [m / o for m, o in zip(mine, result[other])]
+        result["ratio"][other] = statistics.median(per_round)
+        result["spread"][other] = (min(per_round), max(per_round))
+        result["best"][other] = max(mine) / max(result[other])
+    return result
 
 
 def machine() -> str:

@@ -8,7 +8,11 @@ ratio mynaemu / echo is what the card core and its CLI cost on top of the transp
 By default it presents the JPKI contact ATR (card-interface.md §1.2), the one `card serve` uses
 for the persona images, so pcscd negotiates the same protocol for both cards.
 
-    python -m bench.echo_card [--host 127.0.0.1] [--port 35963] [--atr HEX]
+    python -m bench.echo_card [--host 127.0.0.1] [--port 35963] [--atr HEX] [--read-data]
+
+--read-data is a diagnostic: READ BINARY (short Le) is answered with Le zero bytes and 9000, so
+the echo card moves as many bytes as a real card does and a P1 ratio against it shows the
+card's own cost without the cost of carrying 256 bytes of data through pcscd and pyscard.
 
 Stops on SIGTERM or Ctrl-C (the door's own signal handling).
 """
@@ -28,10 +32,11 @@ class EchoCard:
     reset, transmit). It keeps no state beyond power and counts the APDUs it answered.
     """
 
-    def __init__(self, atr: bytes):
+    def __init__(self, atr: bytes, *, read_data: bool = False):
         if not 2 <= len(atr) <= 33 or atr[0] not in (0x3B, 0x3F):
             raise ValueError(f"ATR {atr.hex().upper()} is not a plausible ATR (2..33 bytes, TS 3B or 3F)")
         self._atr = bytes(atr)
+        self.read_data = read_data
         self.powered = False
         self.apdus = 0
 
@@ -52,6 +57,9 @@ class EchoCard:
 
     def transmit(self, apdu: bytes) -> bytes:
         self.apdus += 1
+        if self.read_data and len(apdu) == 5 and apdu[1] == 0xB0:
+            # Case 2 short READ BINARY: Le bytes (00 = 256), contents irrelevant.
+            return bytes(apdu[4] or 256) + OK
         return OK
 
 
@@ -67,12 +75,14 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=35963,
                         help="35963 = reader 'Virtual PCD 00 00', 35964 = '... 00 01' (default 35963)")
     parser.add_argument("--atr", default=None, help="ATR in hex (default: the JPKI contact ATR)")
+    parser.add_argument("--read-data", action="store_true",
+                        help="answer READ BINARY with Le zero bytes (diagnostic: same bytes as a real card)")
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} out of range 1..65535")
     try:
         atr = bytes.fromhex(args.atr) if args.atr else default_atr()
-        card = EchoCard(atr)
+        card = EchoCard(atr, read_data=args.read_data)
     except ValueError as exc:
         parser.error(f"--atr: {exc}")
 

@@ -179,10 +179,14 @@ def test_quick_run_of_p1_through_pcscd(tmp_path):
     if missing:
         pytest.skip("PC/SC stack not installed: " + ", ".join(missing))
     done, summary, ratios = _run_bench(tmp_path, "--only", "P1", "--rounds", "1", "--seconds", "0.3")
-    ratio, verdict, line = ratios["P1"]
-    assert ratio is not None, line
-    # Both cards sit behind the same door and pcscd; mynaemu answers 256 data bytes, the echo
-    # card none, so mynaemu cannot be much faster, and a healthy door keeps it far above the
-    # 40 ms-stall regime (pcsc.md: 21 APDU/s).
-    assert 0.2 < ratio < 1.3, line
-    assert re.search(r"mynaemu [\d,]+ vs echo [\d,]+ APDU/s", line)
+    assert set(ratios) == {"P1", "P1 data"}
+    for key in ("P1", "P1 data"):
+        ratio, verdict, line = ratios[key]
+        assert ratio is not None, line
+        # All servers sit behind the same door and pcscd, so no side can be several times
+        # faster than another; a 40 ms stall (pcsc.md: 21 APDU/s) on one side would show as
+        # a ratio near 0 or far above 1.
+        assert 0.2 < ratio < 2.0, line
+        rates = re.search(r"mynaemu ([\d,]+) vs ([\d,]+) APDU/s", line)
+        assert rates and all(int(g.replace(",", "")) > 500 for g in rates.groups()), line
+    assert "take turns" in summary
