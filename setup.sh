@@ -3,15 +3,16 @@
 #
 # Debian packages: pcscd + vsmartcard-vpcd (the virtual PC/SC reader), opensc and pcsc-tools
 # (real clients the tests drive), what pyscard builds with (swig, gcc, libpcsclite-dev,
-# python3-dev), python3-venv, poppler-utils (pdftoppm for the kiosk PDF checks) and a Japanese
-# font for the card-face images. Then a virtualenv in ./.venv with mynaemu installed editable
+# python3-dev), python3-venv, poppler-utils (pdftoppm for the kiosk PDF checks), Japanese
+# fonts for the card-face images, and postgresql (the store's second backend; the tests start
+# their own server on loopback). Then a virtualenv in ./.venv with mynaemu installed editable
 # with its [dev] extras. Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PKGS=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev libpcsclite1 swig gcc pkg-config
       python3-dev python3-venv poppler-utils poppler-data fonts-ipafont-gothic fonts-ipafont-mincho
-      openssl ca-certificates jq)
+      openssl ca-certificates jq postgresql)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
@@ -26,6 +27,12 @@ for p in "${PKGS[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || { echo "setup.sh: apt-get not found (Debian/Ubuntu only)" >&2; exit 1; }
+    # The tests start a private PostgreSQL on loopback themselves (tools/pgserver.py); keep
+    # Debian from creating and starting a cluster of its own when the package installs.
+    if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.d/mynaemu.conf ]; then
+        as_root mkdir -p /etc/postgresql-common/createcluster.d
+        echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.d/mynaemu.conf >/dev/null
+    fi
     echo "setup.sh: installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
