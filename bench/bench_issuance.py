@@ -6,7 +6,8 @@ What is timed:
 - issuance: the workflow's `generate` step (受付 + 鍵ペア生成 + both TEST certificates +
   personalisation + 交付通知書, one BEGIN IMMEDIATE transaction per card, rules.md FLOW-1 steps
   5-8) for --cards applications in a fresh store, by 1 and by 2 worker processes sharing that
-  store (the workers meet at a barrier; the wall time runs from the barrier to the last card).
+  store, each taking the next application when free (the workers meet at a barrier; the wall
+  time runs from the barrier to the last card).
 
 The workers' own key generation is timed too (the workflow's key source, wrapped), so the
 key share of a card is measured in the same run rather than estimated from the stand-alone keys.
@@ -57,7 +58,9 @@ def prepare_store(home: Path, cards: int) -> list[str]:
                 for i in range(cards)]
 
 
-def _worker(home: str, ids: list[str], barrier, results) -> None:
+def _worker(home: str, work, barrier, results) -> None:
+    """Issue cards until `work` (a queue of application ids, one None per worker at the end)
+    runs dry; report (start, end, cards, keygen seconds, keys)."""
     from mynaemu.issuance.ca import default_test_pki
     from mynaemu.issuance.store import Store
     from mynaemu.issuance.workflow import Workflow
@@ -78,10 +81,41 @@ def _worker(home: str, ids: list[str], barrier, results) -> None:
     with Store.open(Path(home)) as store:
         wf = Workflow(store, pki=pki, operator="bench", terminal=f"worker-{os.getpid()}", key_factory=timed_key)
         barrier.wait()
-        start = time.perf_counter()
-        for app_id in ids:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        done = 0
+        # Each worker takes the next application when it is free (as batch issuance claims
+        # work): a fixed split would leave one worker idle while the other finishes, RSA key
+        # generation times varying by ±50 % from key to key.
+        for app_id in iter(work.get, None):
             wf.generate(app_id, at=GENERATE_AT)
-        results.put((start, time.perf_counter(), len(ids), keygen["seconds"], keygen["keys"]))
+            done += 1
+        results.put((start, time.perf_counter(), done, keygen["seconds"], keygen["keys"],
+                     time.process_time() - cpu_start))
+
+
+def _keygen_worker(keys: int, barrier, results) -> None:
+    from mynaemu.issuance.keys import generate_rsa_key
+
+    generate_rsa_key(2048)          # warm-up (imports, OpenSSL init) before the clock starts
+    barrier.wait()
+    start = time.perf_counter()
+    for _ in range(keys):
+        generate_rsa_key(2048)
+    results.put(time.perf_counter() - start)
+
+
+def time_keygen_parallel(keys: int, workers: int) -> float:
+    """Keys/s of `workers` processes doing nothing but RSA-2048 key generation, `keys` each:
+    the most any issuance can scale with `workers` on this machine at this moment."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=_keygen_worker, args=(keys, barrier, results)) for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+    walls = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    return keys * workers / max(walls)
 
 
 def time_issuance(cards: int, workers: int) -> dict:
@@ -92,8 +126,10 @@ def time_issuance(cards: int, workers: int) -> dict:
         home = Path(tmp)
         ids = prepare_store(home, cards)
         barrier = ctx.Barrier(workers)
-        results = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(str(home), ids[i::workers], barrier, results))
+        results, work = ctx.Queue(), ctx.Queue()
+        for app_id in ids + [None] * workers:
+            work.put(app_id)
+        procs = [ctx.Process(target=_worker, args=(str(home), work, barrier, results))
                  for i in range(workers)]
         for proc in procs:
             proc.start()
@@ -110,7 +146,8 @@ def time_issuance(cards: int, workers: int) -> dict:
     busy = sum(s[1] - s[0] for s in spans)
     key_seconds = sum(s[3] for s in spans)
     keys = sum(s[4] for s in spans)
-    return {"wall": wall, "done": done, "busy": busy, "key_seconds": key_seconds, "keys": keys}
+    return {"wall": wall, "done": done, "busy": busy, "key_seconds": key_seconds, "keys": keys,
+            "cpu": sum(s[5] for s in spans)}
 
 
 def measure_row(cards: int, workers: int) -> dict:
@@ -129,7 +166,10 @@ def measure_row(cards: int, workers: int) -> dict:
     bound = workers / (KEYS_PER_CARD * in_run_per_key)
     return {"workers": workers, "cards": done, "wall_s": run["wall"], "cards_per_s": rate,
             "ms_per_key": in_run_per_key * 1000, "bound": bound, "ratio": rate / bound,
-            "keygen_share": run["key_seconds"] / run["busy"]}
+            "keygen_share": run["key_seconds"] / run["busy"],
+            # CPUs the workers actually got (CPU seconds / wall seconds): on a shared machine
+            # 2 workers may get far less than 2, which caps the 2-worker speed-up.
+            "cpus": run["cpu"] / run["wall"]}
 
 
 def compare_workers(cards: int, rounds: int = 3, workers=(1, 2), log=None) -> dict:
@@ -144,14 +184,26 @@ def compare_workers(cards: int, rounds: int = 3, workers=(1, 2), log=None) -> di
     say = log or (lambda text: None)
     default_test_pki()  # build or load the TEST PKI cache outside every timing
     rows = {w: [] for w in workers}
+    keygen = {w: [] for w in workers}
+    # Keygen alone with as many keys per process as one worker generates in an issuance run.
+    keys_each = max(4, min(40, cards * KEYS_PER_CARD // max(workers)))
     for r in range(rounds):
-        for w in (workers if r % 2 == 0 else tuple(reversed(workers))):
+        order = workers if r % 2 == 0 else tuple(reversed(workers))
+        for w in order:
             row = measure_row(cards, w)
             rows[w].append(row)
             say(f"P3 round {r + 1}/{rounds} {w} worker(s): {row['cards_per_s']:.2f} cards/s, "
-                f"{row['ms_per_key']:.1f} ms/key, ratio {row['ratio']:.2f}")
+                f"{row['ms_per_key']:.1f} ms/key, ratio {row['ratio']:.2f}, {row['cpus']:.2f} CPUs")
+        for w in order:
+            keygen[w].append(time_keygen_parallel(keys_each, w))
+        say(f"P3 round {r + 1}/{rounds} keygen alone: " + ", ".join(f"{w} process(es) {keygen[w][-1]:.1f} keys/s"
+                                                                    for w in workers))
     best = {w: max(runs, key=lambda row: row["cards_per_s"]) for w, runs in rows.items()}
-    return {"rows": rows, "best": best, "keys_per_card": KEYS_PER_CARD}
+    lo, hi = min(workers), max(workers)
+    return {"rows": rows, "best": best, "keys_per_card": KEYS_PER_CARD, "keygen_alone": keygen,
+            # speed-ups from runs of the same round (neighbours in time), median over the rounds
+            "scaling": statistics.median(a["cards_per_s"] / b["cards_per_s"] for a, b in zip(rows[hi], rows[lo])),
+            "keygen_scaling": statistics.median(a / b for a, b in zip(keygen[hi], keygen[lo]))}
 
 
 def main(argv=None) -> int:
