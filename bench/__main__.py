@@ -162,26 +162,38 @@ def run_p3(opts) -> list:
 # -- P4 --------------------------------------------------------------------------------------------
 
 def run_p4(opts) -> list:
+    import statistics
+
     from bench import bench_kiosk
 
-    m = bench_kiosk.measure(opts.runs)
+    # Rounds of `runs` transactions each (a fresh stack per round); within a round every floor
+    # sample follows a pair of transactions. The figure is the median round.
+    blocks = []
+    for r in range(opts.rounds):
+        m = bench_kiosk.measure(opts.runs)
+        m["ratio"] = max(m["ratio_accept"], m["ratio_refuse"])
+        blocks.append(m)
+        _say(f"P4 round {r + 1}/{opts.rounds}: accept {m['accept'] * 1000:.2f} ms, refuse {m['refuse'] * 1000:.2f} ms, "
+             f"floor {m['floor'] * 1000:.2f} ms, ratio {m['ratio']:.2f}")
+    m = sorted(blocks, key=lambda b: b["ratio"])[(len(blocks) - 1) // 2]
+    ratio = statistics.median(b["ratio"] for b in blocks)
     parts = m["parts"]
     ms = lambda s: f"{s * 1000:.2f} ms"  # noqa: E731
-    worse = max(m["ratio_accept"], m["ratio_refuse"])
-    _say(f"P4 accept {ms(m['accept'])}, refuse {ms(m['refuse'])}, floor {ms(m['floor'])}")
+    rounds = ", ".join(f"{b['ratio']:.2f}" for b in blocks)
     return [Figure(
         "P4", "kiosk decision time (rendering apart) / floor (RSA work + one loopback round trip)",
-        worse, TARGET_P4, LOWER,
-        detail=(f"accept {ms(m['accept'])} ({m['ratio_accept']:.2f}×), refuse {ms(m['refuse'])} "
+        ratio, TARGET_P4, LOWER,
+        detail=(f"median round: accept {ms(m['accept'])} ({m['ratio_accept']:.2f}×), refuse {ms(m['refuse'])} "
                 f"({m['ratio_refuse']:.2f}×) vs floor {ms(m['floor'])} = 2 × RSA private "
                 f"{ms(parts['rsa_private'])} + 2 × public {ms(parts['rsa_public'])} + chain "
                 f"{ms(parts['chain_verify'])} + round trip {ms(parts['http_round_trip'])} (fresh connection); "
-                f"rendering {ms(m['render'])} apart; with a kept-alive round trip "
-                f"({ms(parts['http_kept_alive_round_trip'])}) in the floor instead the ratio would be "
-                f"{max(m['accept'], m['refuse']) / m['floor_kept_alive']:.2f}"),
-        sampling=(f"{opts.runs} accepted and {opts.runs} refused (certificate on hold) 新方式 transactions, "
-                  "in-process card, centre and OCSP responder on loopback HTTP; a floor sample after every "
-                  "pair of transactions; medians; the ratio is the slower outcome's"),
+                f"rendering {ms(m['render'])} apart; rounds {rounds}; "
+                f"with a kept-alive round trip ({ms(parts['http_kept_alive_round_trip'])}) in the floor instead "
+                f"the ratio would be {max(m['accept'], m['refuse']) / m['floor_kept_alive']:.2f}"),
+        sampling=(f"{opts.rounds} rounds of {opts.runs} accepted and {opts.runs} refused (certificate on hold) "
+                  "新方式 transactions, in-process card, centre and OCSP responder on loopback HTTP; a floor "
+                  "sample after every pair of transactions; medians per round, the slower outcome's ratio; "
+                  "the figure is the median round"),
         bars=[("accept", m["accept"] * 1000), ("refuse", m["refuse"] * 1000), ("floor", m["floor"] * 1000)],
         unit="ms")]
 
