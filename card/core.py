@@ -56,8 +56,16 @@ class _Reply(Exception):
         self.sw = sw
 
 
+_SW_BYTES: dict = {}
+
+
 def _sw(sw) -> bytes:
-    return int(sw).to_bytes(2, "big")
+    # Called on every answer: the two bytes of each status word are built once.
+    try:
+        return _SW_BYTES[sw]
+    except KeyError:
+        raw = _SW_BYTES[sw] = int(sw).to_bytes(2, "big")
+        return raw
 
 
 class Card:
@@ -126,15 +134,16 @@ class Card:
         with self._lock:
             if not self.powered:
                 raise CardNotPowered("the card is not powered")
+            raw = bytes(raw)
             try:
-                response = self._dispatch(bytes(raw))
+                response = self._dispatch(raw)
             except _Reply as reply:
                 response = _sw(reply.sw)
             except Exception:  # a bug must not take the card down; report it and answer 6F00
-                log.exception("internal error on %s", redact_command(bytes(raw)))
+                log.exception("internal error on %s", redact_command(raw))
                 response = _sw(SW.UNKNOWN_ERROR)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("> %s  < %s", redact_command(bytes(raw)), response[-2:].hex().upper())
+                log.debug("> %s  < %s", redact_command(raw), response[-2:].hex().upper())
             return response
 
     # -- dispatch ---------------------------------------------------------------------------
