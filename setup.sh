@@ -5,14 +5,14 @@
 # (real clients the tests drive), what pyscard builds with (swig, gcc, libpcsclite-dev,
 # python3-dev), python3-venv, poppler-utils (pdftoppm for the kiosk PDF checks), Japanese
 # fonts for the card-face images, and postgresql (the store's second backend; the tests start
-# their own server on loopback). Then a virtualenv in ./.venv with mynaemu installed editable
+# their own server on loopback), vsmartcard-vpicc (the peer card OS `python -m bench` compares with). Then a virtualenv in ./.venv with mynaemu installed editable
 # with its [dev] extras. Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PKGS=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev libpcsclite1 swig gcc pkg-config
       python3-dev python3-venv poppler-utils poppler-data fonts-ipafont-gothic fonts-ipafont-mincho
-      openssl ca-certificates jq postgresql)
+      openssl ca-certificates jq postgresql vsmartcard-vpicc)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
