@@ -28,7 +28,6 @@ import argparse
 import datetime
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -157,19 +156,13 @@ def compare(mine, theirs, apdus, seconds: float, rounds: int) -> dict:
 
 # -- report ------------------------------------------------------------------------------------------
 
+from bench.report import machine  # noqa: E402
+
+
 def write_results(results: dict, seconds: float, rounds: int, cert_size: int, command: str) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     lines = ["# In-process ISO 7816: mynaemu vs vsmartcard's card OS (issue 5 P2)", "",
-             f"Measured {now} by `{command}` on {cpu}, {os.cpu_count()} CPUs, "
-             f"{platform.system()} {platform.release()}, Python {platform.python_version()}.", "",
+             f"Measured {now} by `{command}` on {machine()}.", "",
              f"Both cards are called in-process (mynaemu `Card.transmit`, vsmartcard `Iso7816OS.execute`, "
              f"Debian vsmartcard-vpicc), both hold DF JPKI AID / EF 000A = the same {cert_size}-byte "
              f"certificate, both get the same APDU bytes and answer them byte-identically (checked). "

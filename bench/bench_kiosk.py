@@ -29,8 +29,6 @@ import argparse
 import datetime as _dt
 import http.client
 import http.server
-import os
-import platform
 import secrets
 import socket
 import statistics
@@ -42,16 +40,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results" / "kiosk.md"
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}"
+from bench.report import machine  # noqa: E402  (one description of the machine for every result)
 
 
 class Floor:
