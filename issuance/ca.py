@@ -28,13 +28,14 @@ from pathlib import Path
 
 import platformdirs
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from . import profiles
 from .identity import Identity
 from .keys import PUBLIC_EXPONENT, derive_rng, generate_rsa_key, load_private_key_pem, private_key_pem
+from mynaemu.card import tlv
+from mynaemu.card.apps import kenhojo
 from mynaemu.card.image import write_file_atomic
 
 from .profiles import AUTH, SIGN, make_issue_id  # noqa: F401  (make_issue_id re-exported)
@@ -237,44 +238,25 @@ class CvcIssuer:
         """RSASSA-PKCS1-v1_5 / SHA-256 over `data` (the scheme of every 券面AP signature, §3.2)."""
         return self.key.sign(bytes(data), padding.PKCS1v15(), hashes.SHA256())
 
-    @staticmethod
-    def cvc_body(issuer_key_id: bytes, subject_key_id: bytes, public_key: rsa.RSAPublicKey) -> bytes:
-        """The 297-byte CVC body: issuer key id ‖ subject key id ‖ `90 03 e 91 82 0100 n`."""
-        for what, kid in (("issuer key id", issuer_key_id), ("subject key id", subject_key_id)):
-            if not isinstance(kid, (bytes, bytearray)) or len(kid) != CVC_KEY_ID_LENGTH:
-                raise ValueError(f"{what} must be {CVC_KEY_ID_LENGTH} bytes")
-        numbers = _check_rsa_2048(public_key, "CVC subject key").public_numbers()
-        return (bytes(issuer_key_id) + bytes(subject_key_id)
-                + b"\x90\x03" + numbers.e.to_bytes(3, "big")
-                + b"\x91\x82\x01\x00" + numbers.n.to_bytes(256, "big"))
-
     def issue_cvc(self, subject_key_id: bytes, public_key: rsa.RSAPublicKey) -> bytes:
-        """The 568-byte CVC `7F21 82 0233 { 5F4E 82 0129 body, 5F37 82 0100 signature }`."""
-        body = self.cvc_body(self.key_id, subject_key_id, public_key)
-        signature = self.sign(body)
-        inner = b"\x5f\x4e\x82\x01\x29" + body + b"\x5f\x37\x82\x01\x00" + signature
-        cvc = b"\x7f\x21\x82" + len(inner).to_bytes(2, "big") + inner
-        assert len(cvc) == CVC_LENGTH  # fixed layout (§3.2); RSA-2048 makes every part fixed
-        return cvc
+        """The 568-byte CVC of EF 0004 (spec §3.2), in the card's own encoding."""
+        return kenhojo.encode_cvc(issuer_key_id=self.key_id, subject_key_id=subject_key_id,
+                                  subject_public_key=public_key, issuer_key=self.key)
 
     def verify_cvc(self, cvc: bytes) -> tuple[bytes, rsa.RSAPublicKey]:
         """Check a CVC's layout, issuer key id and signature; return (subject key id, key)."""
         cvc = bytes(cvc)
-        if len(cvc) != CVC_LENGTH or not cvc.startswith(b"\x7f\x21\x82\x02\x33\x5f\x4e\x82\x01\x29"):
-            raise ValueError("not a 568-byte 7F21/5F4E card-verifiable certificate")
-        body, tail = cvc[10:307], cvc[307:]
-        if not tail.startswith(b"\x5f\x37\x82\x01\x00"):
-            raise ValueError("CVC signature object 5F37 missing")
-        if body[:16] != self.key_id:
-            raise ValueError("CVC was issued under another key id")
-        if body[32:37] != b"\x90\x03\x01\x00\x01" or body[37:41] != b"\x91\x82\x01\x00":
-            raise ValueError("CVC public key is not RSA-2048 with e=65537 in 90/91 form")
+        if len(cvc) != CVC_LENGTH:
+            raise ValueError(f"not a 568-byte card-verifiable certificate ({len(cvc)} bytes)")
         try:
-            self.public_key.verify(tail[5:], body, padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
-            raise ValueError("CVC signature does not verify under this issuer") from None
-        key = rsa.RSAPublicNumbers(PUBLIC_EXPONENT, int.from_bytes(body[41:], "big")).public_key()
-        return body[16:32], key
+            parsed = kenhojo.parse_cvc(cvc)
+        except (tlv.TLVError, ValueError) as exc:
+            raise ValueError(f"not a 7F21/5F4E card-verifiable certificate: {exc}") from None
+        if parsed.issuer_key_id != self.key_id:
+            raise ValueError("CVC was issued under another key id")
+        if not kenhojo.verify_cvc(cvc, self.public_key):
+            raise ValueError("CVC signature does not verify under this issuer")
+        return parsed.subject_key_id, parsed.public_key
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,10 +91,7 @@ def personalise(req: CardRequest) -> CardImage:
     cvc_issuer = pki.cvc_issuer
 
     def cvc(tag, signer):
-        return kenhojo.encode_cvc(issuer_key_id=cvc_issuer.key_id,
-                                  subject_key_id=_key_id(tag, signer.public_key()),
-                                  subject_public_key=signer.public_key(),
-                                  issuer_key=cvc_issuer.key)
+        return cvc_issuer.issue_cvc(_key_id(tag, signer.public_key()), signer.public_key())
 
     # spec §3.4: EF 0002 is a 16-byte key reference, the same in both APs.
     key_reference = (b"TESTKREF" + hashlib.sha256(req.card_serial.encode()).digest())[:16]
