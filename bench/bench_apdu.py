@@ -151,27 +151,12 @@ def _serve(kind: str, path: Path, port: int, log_dir: Path):
         return pcscd_ctl.start_card_server(path, port=port, in_process=False,
                                            log_path=log_dir / f"serve-{port}.log")
     echo_args = ("--read-data",) if kind == "echo+data" else ()
-    reader = pcscd_ctl.reader_for_port(port)
-    log_path = log_dir / f"echo-{port}.log"
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    with open(log_path, "ab") as out:
-        popen = subprocess.Popen([sys.executable, "-m", "bench.echo_card", "--port", str(port), *echo_args],
-                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
-    handle = pcscd_ctl.CardServerHandle(path, port, reader, pid=popen.pid, log_path=log_path, _popen=popen)
-    try:
-        deadline = time.monotonic() + 20
-        while not pcscd_ctl.reader_state(reader)[0]:
-            if popen.poll() is not None:
-                raise RuntimeError(f"echo card exited with status {popen.returncode} (log {log_path})")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the echo card did not appear in {reader!r} within 20 s")
-            time.sleep(0.05)
-    except BaseException:
-        handle.stop(wait_removed=False)
-        raise
-    return handle
+    return pcscd_ctl.start_card_server(
+        path, port=port, in_process=False, log_path=log_dir / f"echo-{port}.log", env=env,
+        command=[sys.executable, "-m", "bench.echo_card", "--port", port, *echo_args])
 
 
 class _Reader:

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from mynaemu.card.transport.vpcd import reader_for
+
 PIDFILE = Path("/run/pcscd/pcscd.pid")
 SOCKET = Path("/run/pcscd/pcscd.comm")
 VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
@@ -337,23 +339,25 @@ def reader_for_port(port: int) -> str:
     """vpcd slot name for a port: 35963 -> "Virtual PCD 00 00", 35964 -> "... 00 01"."""
     if port not in (VPCD_PORT, VPCD_PORT + 1):
         raise ValueError(f"vpcd listens on {VPCD_PORT} and {VPCD_PORT + 1}, not {port}")
-    return f"Virtual PCD 00 {port - VPCD_PORT:02d}"
+    return reader_for(port)
 
 
 def start_card_server(path, *, port: int = VPCD_PORT, timeout: float = 20.0, in_process: Optional[bool] = None,
-                      log_path=None, env: Optional[dict] = None, card=None) -> CardServerHandle:
+                      log_path=None, env: Optional[dict] = None, card=None,
+                      command: Optional[list] = None) -> CardServerHandle:
     """Serve the card image at `path` through vpcd and wait until pcscd sees it inserted.
 
     By default runs `python -m mynaemu.tools.cli card serve PATH --port PORT` as a subprocess
-    (output to `log_path`, a temp file by default); `in_process=True`, a CLI without `card serve`,
-    or an explicit `card` object serves it from a thread of this process instead.
+    (output to `log_path`, a temp file by default); `command` runs another server process instead
+    (e.g. the benchmark's echo card); `in_process=True`, a CLI without `card serve`, or an
+    explicit `card` object serves it from a thread of this process instead.
     """
     path = Path(path)
     reader = reader_for_port(port)
     if card is not None:
         in_process = True
     if in_process is None:
-        in_process = not cli_can_serve()
+        in_process = command is None and not cli_can_serve()
     if reader_state(reader)[0]:
         raise PcscdError(f"{reader!r} already holds a card; stop its server first")
     if in_process:
@@ -369,9 +373,10 @@ def start_card_server(path, *, port: int = VPCD_PORT, timeout: float = 20.0, in_
             log_path = name
         log_path = Path(log_path)
         with open(log_path, "ab") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "mynaemu.tools.cli", "card", "serve", str(path), "--port", str(port)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
+            argv = command or [sys.executable, "-m", "mynaemu.tools.cli", "card", "serve", str(path),
+                               "--port", str(port)]
+            popen = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, env=env)
         handle = CardServerHandle(path, port, reader, pid=popen.pid, log_path=log_path, _popen=popen)
     deadline = time.monotonic() + timeout
     try:
