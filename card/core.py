@@ -317,10 +317,11 @@ class Card:
             ef = app.efs.get(fid)
             if ef is None:
                 return _sw(SW.FILE_NOT_FOUND)
+            fcp = self._fcp(fid, ef) if p2 != 0x0C and cmd.le is not None else b""
+            if fcp and cmd.le < len(fcp):
+                return _sw(SW.WRONG_LENGTH)     # as for a DF: no 6Cxx, and nothing selected
             self.current_ef = fid
-            if p2 != 0x0C and cmd.le is not None:
-                return self._fcp(fid, ef) + _sw(SW.OK)
-            return _sw(SW.OK)
+            return fcp + _sw(SW.OK)
         if p1 == 0x00:
             if data == b"\x3F\x00":
                 return _sw(SW.FILE_NOT_FOUND)   # spec §2.2: 3F00 by FID gets 6A82

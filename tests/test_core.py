@@ -330,3 +330,12 @@ def test_answer_longer_than_le_is_wrong_length(card, key):
     # SELECT with an FCI longer than Le: refused, and nothing was selected
     assert tx(card, "00A404000A" + AID_H.hex() + "04")[1] == "6700"
     assert card.current_app.name == "jpki"
+
+
+def test_select_ef_with_short_le_selects_nothing(card):
+    sel_j(card)
+    assert tx(card, "00A4020C02000A")[1] == "9000"
+    assert tx(card, "00A40200020001" + "01")[1] == "6700"         # FCP longer than Le=1
+    assert card.current_ef == 0x000A
+    data, sw = tx(card, "00A40200020001" + "00")
+    assert sw == "9000" and data[0] == 0x62 and card.current_ef == 0x0001
