@@ -1,10 +1,11 @@
 """`python -m bench`: the four issue-5 figures in one run, as a table, bench/results/summary.md and summary.png.
 
 - P1  APDU/s through pcscd + vpcd: `mynaemu card serve` / a trivial echo card (bench/echo_card.py)
-      served through the same pcscd and door, same SELECT EF + READ BINARY loop. Target ≥ 0.9.
-      Beside it, as a diagnostic, the same against an echo card that answers READ BINARY with
-      Le bytes (same bytes on the wire as mynaemu), which separates the card's own cost from
-      the cost of carrying the data.
+      served through the same pcscd and door, same SELECT EF + READ BINARY loop, driven by a
+      C-style client (bench/pcsc_lean.py: libpcsclite through ctypes). Target ≥ 0.9.
+      Beside it, as diagnostics: the same against an echo card that answers READ BINARY with
+      Le bytes (same bytes on the wire as mynaemu), and the same loop through pyscard, whose
+      list-of-ints responses make the 256 bytes cost the client ~10 µs an APDU.
 - P2  in-process SELECT / READ BINARY: mynaemu's card core / vsmartcard's Iso7816OS
       (Debian vsmartcard-vpicc, bench/bench_iso_card.py). Target ≥ 3.
 - P3  issuance cards/s / the RSA-2048 key-generation bound (keys per card × keygen time in the
@@ -64,29 +65,39 @@ def run_p1(opts) -> list:
     with tempfile.TemporaryDirectory(prefix="mynaemu-bench-") as tmp:
         path = bench_apdu.make_image(Path(tmp))
         res = bench_apdu.compare_with_echo(path, opts.seconds_p1, opts.rounds_p1, log=_say)
-    rate = {k: res["count"][k] / res["time"][k] for k in bench_apdu.SIDES}
     pinned = f"pinned with this process to CPU {res['cpu']}" if res["cpu"] is not None else "unpinned"
     how = (f"one vpcd slot ({res['port']}); mynaemu `card serve`, the echo card and the echo card with data "
            f"take turns in it (a fresh process each turn, {pinned}), order rotated every round, "
-           f"{opts.rounds_p1} rounds × {opts.seconds_p1:g} s; loop SELECT EF 000A + READ BINARY 256 through "
-           "pyscard; both echo cards sit behind the same door (card/transport/vpcd.py) in their own process "
-           "like `card serve`; ratio = median of the per-round ratios")
+           f"{opts.rounds_p1} rounds × {opts.seconds_p1:g} s per client; loop SELECT EF 000A + READ BINARY "
+           "256; in each turn the lean client (libpcsclite through ctypes, byte buffers as C clients such as "
+           "OpenSC pass them: bench/pcsc_lean.py) and pyscard take turns on the same server; both echo cards "
+           "sit behind the same door (card/transport/vpcd.py) in their own process like `card serve`; "
+           "ratio = median of the per-round ratios")
 
-    def figure(key, other, title, note):
-        lo, hi = res["spread"][other]
+    def figure(key, client, other, title, note, diagnostic=False):
+        r = res[client]
+        rate = {k: r["count"][k] / r["time"][k] for k in r["count"]}
+        lo, hi = r["spread"][other]
         return Figure(
-            key, title, res["ratio"][other], TARGET_P1, HIGHER,
+            key, title, r["ratio"][other], TARGET_P1, HIGHER,
             detail=(f"mynaemu {rate['mynaemu']:,.0f} vs {rate[other]:,.0f} APDU/s over all turns; per-round "
-                    f"ratios {lo:.2f}–{hi:.2f}, best turn / best turn {res['best'][other]:.2f}{note}"),
-            sampling=how if other == "echo" else "",
-            bars=[("mynaemu card serve", rate["mynaemu"]), (other.replace("+", " + "), rate[other])], unit="APDU/s")
+                    f"ratios {lo:.2f}–{hi:.2f}, best turn / best turn {r['best'][other]:.2f}{note(rate)}"),
+            sampling=how if key == "P1" else "", diagnostic=diagnostic,
+            bars=[(f"mynaemu ({client})", rate["mynaemu"]), (other.replace("+", " + "), rate[other])],
+            unit="APDU/s")
 
     return [
-        figure("P1", "echo", "APDU/s through pcscd+vpcd: mynaemu `card serve` / echo card (9000 to everything)", ""),
-        figure("P1 data", "echo+data",
+        figure("P1", "lean", "echo",
+               "APDU/s through pcscd+vpcd: mynaemu `card serve` / echo card (9000 to everything), C-style client",
+               lambda rate: ""),
+        figure("P1 data", "lean", "echo+data",
                "diagnostic: the same / an echo card answering READ BINARY with Le bytes, as mynaemu does",
-               f"; echo with data / bare echo {rate['echo+data'] / rate['echo']:.2f}: what carrying 256 bytes "
-               "per READ costs"),
+               lambda rate: (f"; echo with data / bare echo {rate['echo+data'] / rate['echo']:.2f}: what "
+                             "carrying 256 bytes per READ costs"), diagnostic=True),
+        figure("P1 pyscard", "pyscard", "echo",
+               "diagnostic: P1 through pyscard, which builds a Python list of the 256 response bytes",
+               lambda rate: (f"; echo with data / bare echo {rate['echo+data'] / rate['echo']:.2f} through "
+                             "pyscard: the list conversion lands on mynaemu's side only"), diagnostic=True),
     ]
 
 

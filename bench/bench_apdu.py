@@ -136,6 +136,7 @@ def _free_port(timeout: float = 60.0) -> int:
 
 
 SIDES = ("mynaemu", "echo", "echo+data")
+CLIENTS = ("lean", "pyscard")
 
 
 def _serve(kind: str, path: Path, port: int, log_dir: Path):
@@ -160,9 +161,28 @@ def _serve(kind: str, path: Path, port: int, log_dir: Path):
 
 
 class _Reader:
-    """A pyscard connection to one vpcd slot, as a transmit(bytes) -> bytes callable."""
+    """One PC/SC connection to a vpcd slot, as a transmit(bytes) -> bytes callable.
 
-    def __init__(self, reader_name: str):
+    `client` "lean" is bench/pcsc_lean.py (libpcsclite through ctypes, byte buffers, as a C
+    client such as OpenSC passes them); "pyscard" is pyscard, which returns each response as a
+    list of ints (what a Python client of the card pays on top).
+    """
+
+    def __init__(self, reader_name: str, client: str = "pyscard"):
+        if client not in CLIENTS:
+            raise ValueError(f"unknown client {client!r} (one of {CLIENTS})")
+        self._context = None
+        if client == "lean":
+            from bench import pcsc_lean
+
+            self._context = pcsc_lean.Context()
+            try:
+                self.conn = self._context.connect(reader_name)
+            except Exception:
+                self._context.close()
+                raise
+            self.transmit = self.conn.transmit
+            return
         from smartcard.System import readers
 
         reader = next((r for r in readers() if str(r) == reader_name), None)
@@ -177,14 +197,18 @@ class _Reader:
 
     def close(self) -> None:
         try:
+            if self._context is not None:
+                self.conn.close()
+                self._context.close()
+                return
             self.conn.disconnect()
             getattr(self.conn, "release", lambda: None)()
         except Exception:
             pass  # pcscd went away under us: nothing left to release
 
 
-def _measure_reader(reader_name: str, seconds: float, read_len) -> tuple:
-    reader = _Reader(reader_name)
+def _measure_reader(reader_name: str, seconds: float, read_len, client: str = "pyscard") -> tuple:
+    reader = _Reader(reader_name, client)
     try:
         loop(reader.transmit, min(0.2, seconds), read_len)    # warm-up: first connection, caches
         return loop(reader.transmit, seconds, read_len)
@@ -200,20 +224,22 @@ def _pin(pid: int, cpus) -> None:
             pass  # the process is gone already, or affinity is not ours to set: run unpinned
 
 
-def compare_with_echo(path: Path, seconds: float, rounds: int = 6, log=None, sides=SIDES, pin: bool = True) -> dict:
+def compare_with_echo(path: Path, seconds: float, rounds: int = 6, log=None, sides=SIDES, pin: bool = True,
+                      clients=CLIENTS) -> dict:
     """P1: APDU/s of `mynaemu card serve` vs the echo card, both through the same pcscd + vpcd.
 
     `sides` (default all of SIDES) take turns in one vpcd slot (the same reader path for all:
     the two slots of vpcd differ in speed by up to 2x here), a fresh server process each turn,
     the order rotated every round (A B C, B C A, C A B, ...), `rounds` rounds of `seconds` per
-    turn; each turn runs the same SELECT EF + READ BINARY loop through pyscard. With `pin`,
-    this process and the servers are pinned to one CPU, the same for every side: on a small VM
-    a request that wakes a process on the other CPU costs far more than one on the same CPU,
-    and where the scheduler puts a fresh server otherwise swings a turn by 2x either way.
+    turn and client; in each turn every client of `clients` (CLIENTS: the lean ctypes client,
+    pyscard) runs the same SELECT EF + READ BINARY loop in turn, their order rotated too. With
+    `pin`, this process and the servers are pinned to one CPU, the same for every side: on a
+    small VM a request that wakes a process on the other CPU costs far more than one on the same
+    CPU, and where the scheduler puts a fresh server otherwise swings a turn by 2x either way.
 
-    Returns {side: [APDU/s per round], "count"/"time": {side: totals}, "ratio": {other side:
-    median over rounds of mynaemu / other}, "spread": {other side: (min, max) of those}, "best":
-    {other side: best mynaemu turn / best other turn}, "port", "cpu" (None unpinned)}.
+    Returns {client: {side: [APDU/s per round], "count"/"time": {side: totals}, "ratio": {other
+    side: median over rounds of mynaemu / other}, "spread": {other side: (min, max) of those},
+    "best": {other side: best mynaemu turn / best other turn}}, "port": ..., "cpu": None unpinned}.
     RuntimeError when the PC/SC stack cannot be used.
     """
     from mynaemu.tools import pcscd_ctl
@@ -223,21 +249,25 @@ def compare_with_echo(path: Path, seconds: float, rounds: int = 6, log=None, sid
         raise RuntimeError("PC/SC stack not installed: " + ", ".join(missing))
     if rounds < 1 or seconds <= 0:
         raise ValueError("need rounds >= 1 and seconds > 0")
-    sides = tuple(sides)
+    sides, clients = tuple(sides), tuple(clients)
     if "mynaemu" not in sides or len(sides) < 2 or any(k not in SIDES for k in sides):
         raise ValueError(f"sides must include mynaemu and at least one of {SIDES[1:]}")
+    if not clients or any(c not in CLIENTS for c in clients):
+        raise ValueError(f"clients must be some of {CLIENTS}")
     say = log or (lambda text: None)
     from smartcard.Exceptions import SmartcardException
 
     transient = (pcscd_ctl.PcscdError, SmartcardException, RuntimeError)
     handles = []          # every pcscd we used; only the ones we started get stopped
-    result = {k: [] for k in sides}
-    result.update(count={k: 0 for k in sides}, time={k: 0.0 for k in sides})
+    result = {}
+    for client in clients:
+        result[client] = {k: [] for k in sides}
+        result[client].update(count={k: 0 for k in sides}, time={k: 0.0 for k in sides})
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     cpus = {max(allowed)} if pin and len(allowed) > 1 else None
     result["cpu"] = next(iter(cpus)) if cpus else None
 
-    def turn(kind: str, tmp: Path) -> tuple:
+    def turn(kind: str, order: tuple, tmp: Path) -> dict:
         # Other users of the machine may restart pcscd or take the slot at any moment: a turn
         # that fails on PC/SC is run again (3 attempts) on a pcscd brought up afresh.
         for attempt in range(3):
@@ -247,12 +277,13 @@ def compare_with_echo(path: Path, seconds: float, rounds: int = 6, log=None, sid
                 handle = _serve(kind, path, port, tmp)
                 _pin(handle.pid, cpus)
                 try:
-                    n, t = _measure_reader(pcscd_ctl.reader_for_port(port), seconds,
-                                           256 if kind != "echo" else None)
+                    got = {client: _measure_reader(pcscd_ctl.reader_for_port(port), seconds,
+                                                   256 if kind != "echo" else None, client)
+                           for client in order}
                 finally:
                     handle.stop()
                 result["port"] = port
-                return n, t
+                return got
             except transient as exc:
                 if attempt == 2:
                     raise RuntimeError(f"P1 {kind} turn failed 3 times, last: {exc}") from None
@@ -265,25 +296,31 @@ def compare_with_echo(path: Path, seconds: float, rounds: int = 6, log=None, sid
         with tempfile.TemporaryDirectory(prefix="mynaemu-bench-p1-") as tmp:
             for r in range(rounds):
                 shift = r % len(sides)
+                order = clients[r % len(clients):] + clients[:r % len(clients)]
                 for kind in sides[shift:] + sides[:shift]:
-                    n, t = turn(kind, Path(tmp))
-                    result[kind].append(n / t)
-                    result["count"][kind] += n
-                    result["time"][kind] += t
-                say(f"P1 round {r + 1}/{rounds}: " + ", ".join(f"{k} {result[k][-1]:,.0f}" for k in sides) + " APDU/s")
+                    for client, (n, t) in turn(kind, order, Path(tmp)).items():
+                        res = result[client]
+                        res[kind].append(n / t)
+                        res["count"][kind] += n
+                        res["time"][kind] += t
+                for client in clients:
+                    say(f"P1 round {r + 1}/{rounds} {client}: "
+                        + ", ".join(f"{k} {result[client][k][-1]:,.0f}" for k in sides) + " APDU/s")
     finally:
         _pin(0, allowed)
         for handle in reversed(handles):
             handle.stop()
-    mine = result["mynaemu"]
-    result["ratio"], result["spread"], result["best"] = {}, {}, {}
-    for other in sides:
-        if other == "mynaemu":
-            continue
-        per_round = [m / o for m, o in zip(mine, result[other])]
-        result["ratio"][other] = statistics.median(per_round)
-        result["spread"][other] = (min(per_round), max(per_round))
-        result["best"][other] = max(mine) / max(result[other])
+    for client in clients:
+        res = result[client]
+        mine = res["mynaemu"]
+        res["ratio"], res["spread"], res["best"] = {}, {}, {}
+        for other in sides:
+            if other == "mynaemu":
+                continue
+            per_round = [m / o for m, o in zip(mine, res[other])]
+            res["ratio"][other] = statistics.median(per_round)
+            res["spread"][other] = (min(per_round), max(per_round))
+            res["best"][other] = max(mine) / max(res[other])
     return result
 
 

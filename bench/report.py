@@ -29,7 +29,8 @@ class Figure:
     key: "P1", "P3 scaling", ...; title: what the ratio compares; ratio: the measured value
     (None when not measured); target and better (HIGHER: ratio >= target, LOWER: ratio <=
     target); detail: the raw numbers in one line; sampling: how the samples were interleaved;
-    bars: (label, value) pairs plotted for this figure, in `unit`; error: why it was not measured.
+    bars: (label, value) pairs plotted for this figure, in `unit`; error: why it was not measured;
+    diagnostic: a figure that explains another (its target in brackets, never met or missed).
     """
 
     key: str
@@ -42,6 +43,7 @@ class Figure:
     bars: list = dataclasses.field(default_factory=list)
     unit: str = ""
     error: Optional[str] = None
+    diagnostic: bool = False      # shown beside a target figure to explain it; not itself a target
 
     def __post_init__(self):
         if self.better not in (HIGHER, LOWER):
@@ -51,16 +53,19 @@ class Figure:
 
     @property
     def met(self) -> Optional[bool]:
-        if self.ratio is None:
+        if self.ratio is None or self.diagnostic:
             return None
         return self.ratio >= self.target if self.better == HIGHER else self.ratio <= self.target
 
     @property
     def target_text(self) -> str:
-        return f"{'≥' if self.better == HIGHER else '≤'} {self.target:g}"
+        text = f"{'≥' if self.better == HIGHER else '≤'} {self.target:g}"
+        return f"({text})" if self.diagnostic else text
 
     @property
     def verdict(self) -> str:
+        if self.diagnostic and self.ratio is not None:
+            return "diagnostic"
         return {True: "met", False: "MISSED", None: "not measured"}[self.met]
 
 

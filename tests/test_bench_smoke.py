@@ -31,6 +31,9 @@ def test_verdicts_follow_the_direction_of_the_target():
     assert Figure("B", "t", 2.6, 2.5, LOWER).met is False
     unmeasured = Figure("C", "t", None, 3.0, error="vsmartcard not installed")
     assert unmeasured.met is None and unmeasured.verdict == "not measured"
+    # a diagnostic explains a target figure: shown with its ratio, never counted met or missed
+    side = Figure("A data", "t", 0.5, 0.9, HIGHER, diagnostic=True)
+    assert side.met is None and side.verdict == "diagnostic" and side.target_text == "(≥ 0.9)"
 
 
 def test_a_figure_needs_a_ratio_or_a_reason_and_a_known_direction():
@@ -178,8 +181,9 @@ def test_quick_run_of_p1_through_pcscd(tmp_path):
     if missing:
         pytest.skip("PC/SC stack not installed: " + ", ".join(missing))
     done, summary, ratios = _run_bench(tmp_path, "--only", "P1", "--rounds", "1", "--seconds", "0.3")
-    assert set(ratios) == {"P1", "P1 data"}
-    for key in ("P1", "P1 data"):
+    assert set(ratios) == {"P1", "P1 data", "P1 pyscard"}
+    assert ratios["P1 data"][1] == ratios["P1 pyscard"][1] == "diagnostic"
+    for key in ("P1", "P1 data", "P1 pyscard"):
         ratio, verdict, line = ratios[key]
         assert ratio is not None, line
         # All servers sit behind the same door and pcscd, so no side can be several times

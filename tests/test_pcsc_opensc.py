@@ -118,6 +118,28 @@ def test_pyscard_smoke_select_and_foreign_aids(serve):
         conn.release()      # free the PC/SC context while pcscd is still up
 
 
+def test_bench_lean_client_reads_what_pyscard_reads(serve):
+    """bench/pcsc_lean.py (the P1 benchmark's C-style client) talks to the same card correctly:
+    whole 256-byte answers, status words, and pcsc-lite errors by name."""
+    from bench import pcsc_lean
+
+    serve("adult")
+    with pcsc_lean.Context() as ctx:
+        assert READER in ctx.readers()
+        with pytest.raises(pcsc_lean.PcscError, match="SCARD_E_UNKNOWN_READER"):
+            ctx.connect("no such reader")
+        conn = ctx.connect(READER)
+        try:
+            assert conn.transmit(bytes.fromhex("00A4040C0A" + AID_JPKI)) == b"\x90\x00"
+            assert conn.transmit(bytes.fromhex("00A4020C02000A")) == b"\x90\x00"
+            first = conn.transmit(bytes.fromhex("00B0000000"))
+            assert len(first) == 258 and first[:2] == b"\x30\x82" and first[-2:] == b"\x90\x00"
+            assert conn.transmit(bytes.fromhex("00B0000010"))[:-2] == first[:16]
+            assert conn.transmit(bytes.fromhex("00A4020C02001F")) == b"\x6a\x82"
+        finally:
+            conn.close()
+
+
 # -- pkcs15-tool --------------------------------------------------------------------------------
 
 def test_opensc_picks_jpki_driver_unforced(serve):
