@@ -49,11 +49,8 @@ import json
 import logging
 import random
 import secrets
-import socket
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Protocol, runtime_checkable
 
 from cryptography import x509
@@ -65,6 +62,7 @@ from . import ocsp as _ocsp
 from . import revocation as rv
 from .documents import DOCUMENTS
 from .identity import Identity
+from .keepalive import KeepAliveHandler, KeepAliveServer
 from .numbering import individual_number_from_juminhyo_code
 from .policy import JST
 
@@ -421,8 +419,15 @@ class Centre:
         self.crl_url = crl_url
         self.nonce_lifetime = nonce_lifetime
         self.validity_timeout = validity_timeout
+        # One kept-alive link to the validity service for every check (bench P4).
+        self._ocsp = _ocsp.OcspClient(ocsp_url, timeout=validity_timeout) if ocsp_url else None
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
+
+    def close(self) -> None:
+        """Close the idle link to the validity service (it reopens on the next check)."""
+        if self._ocsp is not None:
+            self._ocsp.close()
 
     def now(self) -> _dt.datetime:
         return rv.instant(self.clock(), "clock()")
@@ -506,10 +511,9 @@ class Centre:
     def _validity(self, cert: x509.Certificate, now: _dt.datetime):
         """(CertStatus, "ocsp"|"crl"): OCSP first, the CRL when OCSP gives no trustworthy answer."""
         problems = []
-        if self.ocsp_url:
+        if self._ocsp is not None:
             try:
-                return _ocsp.ocsp_check(self.ocsp_url, cert, self.trust_anchor, at=now,
-                                        timeout=self.validity_timeout), "ocsp"
+                return self._ocsp.check(cert, self.trust_anchor, at=now), "ocsp"
             except _ocsp.OcspUnavailable as exc:
                 problems.append(f"OCSP: {exc}")
                 log.warning("OCSP unavailable, falling back to the CRL: %s", exc)
@@ -596,61 +600,20 @@ class Centre:
 
 
 # --- HTTP -----------------------------------------------------------------------------------
-class CentreHTTPServer(ThreadingHTTPServer):
+class CentreHTTPServer(KeepAliveServer):
     """The centre on loopback; `shutdown()` stops the loop, closes the socket and ends every
     kept-alive connection, so a stopped centre answers nothing more."""
 
-    daemon_threads = True
-
     def __init__(self, address, centre: Centre):
         self.centre = centre
-        self._open: set = set()            # connections being served (kept alive between requests)
-        self._open_lock = threading.Lock()
         super().__init__(address, _CentreHandler)
 
-    def process_request(self, request, client_address):
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
 
-    def shutdown_request(self, request):
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request, client_address):
-        # With kept-alive connections a kiosk that goes away (reset, broken pipe) is routine and
-        # is not worth a traceback on stderr (the stdlib default); anything else is logged.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError):
-            log.debug("%s connection dropped: %s", client_address[0], exc)
-            return
-        log.exception("centre HTTP error with %s", client_address[0])
-
-    def shutdown(self) -> None:
-        super().shutdown()
-        self.server_close()
-        with self._open_lock:
-            still_open = list(self._open)
-        for sock in still_open:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)   # wakes the handler's readline: it ends
-            except OSError:
-                pass  # already closed by the kiosk
-
-
-class _CentreHandler(BaseHTTPRequestHandler):
+class _CentreHandler(KeepAliveHandler):
+    # HTTP/1.1 keeps a kiosk's connection open across its requests (issuance/keepalive.py): a
+    # new connection and server thread per request dominated the decision time (bench P4).
     server: CentreHTTPServer
-    timeout = 10                      # an idle kept-alive connection is closed after this
     server_version = "mynaemu-TEST-centre/1"
-    # HTTP/1.1 keeps a kiosk's connection open across its requests, and Nagle off sends each
-    # answer at once: a new connection (and server thread) per request, or the ~40 ms
-    # Nagle/delayed-ACK stall on a kept-alive one, dominated the decision time (bench P4).
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    # A buffered wfile (flushed by the stdlib after each request) sends headers and body in one
-    # write: two writes woke the kiosk for the headers and then made it wait for the body.
-    wbufsize = 1 << 18
     _outcome = "-"
 
     def _reply(self, status: int, doc: dict, key: bytes | None, req_mac: bytes) -> None:
@@ -721,12 +684,6 @@ class _CentreHandler(BaseHTTPRequestHandler):
     def log_request(self, code="-", size="-"):
         log.info("%s %s %s %s %s", self.client_address[0], self.command, self.path, code, self._outcome)
 
-    def log_error(self, format, *args):
-        if format.startswith("Request timed out"):
-            # An idle kept-alive kiosk connection reaching the handler timeout: routine, not an error.
-            log.debug("%s idle connection closed after %s s", self.client_address[0], self.timeout)
-            return
-        log.warning("%s http error: %s", self.client_address[0], format % args)
 
 
 def serve_centre(centre: Centre, host: str = "127.0.0.1", port: int = 0):
@@ -758,6 +715,7 @@ class Services:
         threads, self._threads = self._threads, []
         for thread in threads:
             thread.join(5)
+        self.centre.close()
 
     def __enter__(self):
         return self

@@ -46,10 +46,7 @@ import logging
 import os
 import socket
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from cryptography import x509
@@ -58,6 +55,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from . import revocation as rv
+from .keepalive import KeepAliveClient, KeepAliveHandler, KeepAliveServer
 from .revocation import CertStatus, CrlError, CrlPublisher, RevocationSource
 
 log = logging.getLogger(__name__)
@@ -227,26 +225,18 @@ def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
 
 
 # --- HTTP server ----------------------------------------------------------------------------
-class OcspHTTPServer(ThreadingHTTPServer):
-    """The OCSP + CRL server; `shutdown()` stops the loop and closes the listening socket."""
-
-    daemon_threads = True
+class OcspHTTPServer(KeepAliveServer):
+    """The OCSP + CRL server (kept-alive HTTP/1.1, issuance/keepalive.py); `shutdown()` stops the
+    loop, closes the listening socket and ends the kept-alive connections."""
 
     def __init__(self, address, responder: OcspResponder, publisher: CrlPublisher):
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6  # e.g. "::1"
         self.responder = responder
         self.publisher = publisher
         super().__init__(address, _Handler)
 
-    def shutdown(self) -> None:
-        super().shutdown()
-        self.server_close()
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     server: OcspHTTPServer
-    timeout = 10  # a stalled client must not hold a worker thread for ever
     server_version = "mynaemu-TEST-OCSP/1"
     _route = "-"
     _outcome = "-"
@@ -257,6 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         # Status can change at any moment (a hold by phone, FLOW-SUSP-3): no shared caching.
         self.send_header("Cache-Control", "no-cache")
+        if self.close_connection:
+            self.send_header("Connection", "close")   # a request body left unread: no reuse
         self.end_headers()
         self.wfile.write(body)
 
@@ -270,6 +262,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self._route = "ocsp"
+        # Until the body has been read, the next request's start on this connection is unknown:
+        # every refusal before that ends the connection.
+        self.close_connection = True
         path = urllib.parse.urlsplit(self.path).path
         if path not in ("", "/"):
             return self._error(404, "not found")
@@ -281,7 +276,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(411, "Content-Length required")
         if int(length) > MAX_REQUEST_BYTES:
             return self._error(413, "request too large")
-        self._ocsp(self.rfile.read(int(length)))
+        request_der = self.rfile.read(int(length))
+        self.close_connection = False
+        self._ocsp(request_der)
 
     def do_GET(self):
         path = urllib.parse.urlsplit(self.path).path
@@ -312,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         # included) into the log.
         log.info("%s %s %s %s %s", self.client_address[0], self.command, self._route, code, self._outcome)
 
-    def log_error(self, format, *args):
+    def log_refusal(self, format, *args):
         # send_error() passes (code, message); the message can quote the raw request line, and
         # with it a GET request's base64 (serial included), so only the code is logged.
         code = args[0] if args and isinstance(args[0], int) else "-"
@@ -350,25 +347,9 @@ def crl_url(url: str, kind: str) -> str:
 
 # --- client ---------------------------------------------------------------------------------
 # No proxy: the responder is a TEST service next to the kiosk, and an *_proxy variable in the
-# environment must not send revocation checks (or loopback traffic) through a third party.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _http(request: urllib.request.Request, timeout: float, expected_type: str) -> bytes:
-    """The body of a 200 answer of `expected_type`; OSError-family and HTTP errors propagate."""
-    with _OPENER.open(request, timeout=timeout) as answer:
-        if answer.status != 200:
-            raise http.client.HTTPException(f"HTTP {answer.status}")
-        content_type = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != expected_type:
-            raise http.client.HTTPException(f"Content-Type {content_type!r}, expected {expected_type}")
-        body = answer.read(MAX_RESPONSE_BYTES + 1)
-    if len(body) > MAX_RESPONSE_BYTES:
-        raise http.client.HTTPException("answer too large")
-    return body
-
-
-_TRANSPORT_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, socket.timeout)
+# environment must not send revocation checks (or loopback traffic) through a third party;
+# http.client (under KeepAliveClient) never looks at those variables.
+_TRANSPORT_ERRORS = (http.client.HTTPException, OSError, socket.timeout)
 
 
 def _check_url(url: str) -> str:
@@ -377,11 +358,82 @@ def _check_url(url: str) -> str:
     return url
 
 
+def _body(link: KeepAliveClient, method: str, path: str, expected_type: str, body: bytes | None = None,
+          headers: dict | None = None) -> bytes:
+    """The body of a 200 answer of `expected_type`; OSError-family and HTTP errors propagate."""
+    status, answer_headers, payload = link.exchange(method, path, body, headers, limit=MAX_RESPONSE_BYTES)
+    if status != 200:
+        raise http.client.HTTPException(f"HTTP {status}")
+    content_type = answer_headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type != expected_type:
+        raise http.client.HTTPException(f"Content-Type {content_type!r}, expected {expected_type}")
+    return payload
+
+
+class OcspClient:
+    """Asks the OCSP responder at `url` over a kept-alive connection (issuance/keepalive.py).
+
+    The centre keeps one for its validity service: a fresh connection per check (connect,
+    accept, a server thread) cost more than the responder's signature (bench P4). Thread-safe;
+    close() closes the idle connections.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5):
+        self.url = _check_url(url)
+        self._link = KeepAliveClient(url, timeout=timeout)
+
+    def close(self) -> None:
+        self._link.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def check(self, cert: x509.Certificate, issuer_cert: x509.Certificate, *, nonce: bool = True,
+              method: str = "POST", hash_algorithm: hashes.HashAlgorithm | None = None,
+              at: _dt.datetime | None = None) -> CertStatus:
+        """`cert`'s status as a CertStatus; see ocsp_check for the checks and the errors."""
+        if method not in ("POST", "GET"):
+            raise ValueError(f"method must be 'POST' or 'GET', got {method!r}")
+        try:
+            cert.verify_directly_issued_by(issuer_cert)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise ValueError(f"the certificate was not issued by the given issuer: {exc}") from None
+        algorithm = hash_algorithm if hash_algorithm is not None else hashes.SHA256()
+        at = rv.instant(at if at is not None else utc_now())
+
+        builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer_cert, algorithm)
+        sent_nonce = os.urandom(32) if nonce else None
+        if sent_nonce is not None:
+            builder = builder.add_extension(x509.OCSPNonce(sent_nonce), critical=False)
+        request_der = builder.build().public_bytes(serialization.Encoding.DER)
+        try:
+            if method == "POST":
+                body = _body(self._link, "POST", "", OCSP_RESPONSE_TYPE, request_der,
+                             {"Content-Type": OCSP_REQUEST_TYPE})
+            else:
+                encoded = urllib.parse.quote(base64.b64encode(request_der).decode("ascii"), safe="")
+                body = _body(self._link, "GET", "/" + encoded, OCSP_RESPONSE_TYPE)
+        except _TRANSPORT_ERRORS as exc:
+            raise OcspUnavailable(f"OCSP responder unreachable: {exc}") from None
+
+        try:
+            response = ocsp.load_der_ocsp_response(body)
+        except ValueError as exc:
+            raise OcspUnavailable(f"undecodable OCSP response: {exc}") from None
+        if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+            raise OcspUnavailable(f"OCSP responder answered {response.response_status.name}",
+                                  response.response_status)
+        return _check_response(response, cert, issuer_cert, algorithm, sent_nonce, at)
+
+
 def ocsp_check(url: str, cert: x509.Certificate, issuer_cert: x509.Certificate, *,
                timeout: float = 5, nonce: bool = True, method: str = "POST",
                hash_algorithm: hashes.HashAlgorithm | None = None,
                at: _dt.datetime | None = None) -> CertStatus:
-    """Ask the OCSP responder at `url` about `cert`; its status as a CertStatus.
+    """Ask the OCSP responder at `url` about `cert` once (OcspClient keeps a link for many).
 
     Checks the answer fully: successful, signed by `issuer_cert`'s key with ResponderID naming
     that CA, the CertID we asked about, our nonce echoed, thisUpdate/nextUpdate current at `at`
@@ -389,40 +441,8 @@ def ocsp_check(url: str, cert: x509.Certificate, issuer_cert: x509.Certificate, 
     responder cannot be reached within `timeout` seconds. A caller error (cert not issued by
     `issuer_cert`, bad argument) raises ValueError/TypeError instead.
     """
-    _check_url(url)
-    if method not in ("POST", "GET"):
-        raise ValueError(f"method must be 'POST' or 'GET', got {method!r}")
-    try:
-        cert.verify_directly_issued_by(issuer_cert)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise ValueError(f"the certificate was not issued by the given issuer: {exc}") from None
-    algorithm = hash_algorithm if hash_algorithm is not None else hashes.SHA256()
-    at = rv.instant(at if at is not None else utc_now())
-
-    builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer_cert, algorithm)
-    sent_nonce = os.urandom(32) if nonce else None
-    if sent_nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(sent_nonce), critical=False)
-    request_der = builder.build().public_bytes(serialization.Encoding.DER)
-    if method == "POST":
-        http_request = urllib.request.Request(
-            url, data=request_der, method="POST", headers={"Content-Type": OCSP_REQUEST_TYPE})
-    else:
-        encoded = urllib.parse.quote(base64.b64encode(request_der).decode("ascii"), safe="")
-        http_request = urllib.request.Request(f"{url.rstrip('/')}/{encoded}", method="GET")
-    try:
-        body = _http(http_request, timeout, OCSP_RESPONSE_TYPE)
-    except _TRANSPORT_ERRORS as exc:
-        raise OcspUnavailable(f"OCSP responder unreachable: {exc}") from None
-
-    try:
-        response = ocsp.load_der_ocsp_response(body)
-    except ValueError as exc:
-        raise OcspUnavailable(f"undecodable OCSP response: {exc}") from None
-    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-        raise OcspUnavailable(f"OCSP responder answered {response.response_status.name}",
-                              response.response_status)
-    return _check_response(response, cert, issuer_cert, algorithm, sent_nonce, at)
+    with OcspClient(url, timeout=timeout) as client:
+        return client.check(cert, issuer_cert, nonce=nonce, method=method, hash_algorithm=hash_algorithm, at=at)
 
 
 def _check_response(response, cert, issuer_cert, algorithm, sent_nonce, at) -> CertStatus:
@@ -476,7 +496,8 @@ def fetch_crl(url: str, issuer_cert: x509.Certificate, *, timeout: float = 5,
     _check_url(url)
     at = rv.instant(at if at is not None else utc_now())
     try:
-        body = _http(urllib.request.Request(url, method="GET"), timeout, CRL_TYPE)
+        with KeepAliveClient(url, timeout=timeout) as link:
+            body = _body(link, "GET", "", CRL_TYPE)
     except _TRANSPORT_ERRORS as exc:
         raise CrlUnavailable(f"CRL unreachable: {exc}") from None
     try:

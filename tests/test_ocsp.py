@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 
 from mynaemu.issuance.ca import TestCA
+from mynaemu.issuance.keepalive import KeepAliveClient
 from mynaemu.issuance.ocsp import (
     CrlUnavailable,
+    OcspClient,
     OcspResponder,
     OcspUnavailable,
     cert_id_hashes,
@@ -485,3 +487,96 @@ def test_server_stops_and_frees_its_port(responder, pki):
     assert not thread.is_alive()
     with pytest.raises(OcspUnavailable):
         ocsp_check(url, pki["certs"][0x10], pki["auth"].certificate, at=T0, timeout=1)
+
+
+# --- the kept-alive link (issuance/keepalive.py) --------------------------------------------
+def _counting(monkeypatch, srv):
+    """Count the TCP connections `srv` accepts."""
+    accepted = []
+    original = srv.process_request
+
+    def process_request(request, client_address):
+        accepted.append(client_address)
+        return original(request, client_address)
+
+    monkeypatch.setattr(srv, "process_request", process_request)
+    return accepted
+
+
+def test_client_keeps_one_connection_for_many_checks(pki, responder, source, clock, monkeypatch):
+    srv, thread, url = serve_ocsp(responder)
+    accepted = _counting(monkeypatch, srv)
+    cert, issuer = pki["certs"][0x10], pki["auth"].certificate
+    try:
+        with OcspClient(url) as client:
+            for method in ("POST", "GET", "POST"):
+                assert client.check(cert, issuer, method=method, at=T0).status == "good"
+            source.hold("auth", 0x10, at=T0 + H)      # a change is seen at once on the same link
+            clock.now = T0 + 2 * H
+            assert client.check(cert, issuer, at=clock.now).status == "hold"
+        assert len(accepted) == 1
+    finally:
+        srv.shutdown()
+        thread.join(5)
+
+
+def test_refused_request_ends_the_connection_and_the_next_check_works(pki, responder, monkeypatch):
+    srv, thread, url = serve_ocsp(responder)
+    accepted = _counting(monkeypatch, srv)
+    cert, issuer = pki["certs"][0x10], pki["auth"].certificate
+    try:
+        link = KeepAliveClient(url, timeout=5)
+        # The body of a refused request is never read, so the server must not read on from it.
+        status, headers, _ = link.exchange("POST", "", _request(cert, pki["auth"]),
+                                           {"Content-Type": "application/octet-stream"})
+        assert status == 415 and headers["Connection"] == "close"
+        status, headers, body = link.exchange("POST", "", _request(cert, pki["auth"]),
+                                              {"Content-Type": "application/ocsp-request"})
+        assert status == 200 and ocsp.load_der_ocsp_response(body).certificate_status == ocsp.OCSPCertStatus.GOOD
+        assert len(accepted) == 2
+        link.close()
+    finally:
+        srv.shutdown()
+        thread.join(5)
+
+
+def test_link_survives_the_server_dropping_an_idle_connection(pki, responder, monkeypatch):
+    srv, thread, url = serve_ocsp(responder)
+    accepted = _counting(monkeypatch, srv)
+    cert, issuer = pki["certs"][0x10], pki["auth"].certificate
+    try:
+        with OcspClient(url) as client:
+            assert client.check(cert, issuer, at=T0).status == "good"
+            # What the handler timeout does to an idle connection: the server closes its end.
+            for sock in list(srv._open):
+                sock.shutdown(socket.SHUT_RDWR)
+            deadline = time.monotonic() + 5
+            while srv._open and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert client.check(cert, issuer, at=T0).status == "good"
+        assert len(accepted) == 2
+    finally:
+        srv.shutdown()
+        thread.join(5)
+
+
+def test_stopped_server_ends_kept_alive_links(pki, responder):
+    srv, thread, url = serve_ocsp(responder)
+    cert, issuer = pki["certs"][0x10], pki["auth"].certificate
+    with OcspClient(url, timeout=2) as client:
+        assert client.check(cert, issuer, at=T0).status == "good"
+        srv.shutdown()
+        thread.join(5)
+        start = time.monotonic()
+        with pytest.raises(OcspUnavailable, match="unreachable"):
+            client.check(cert, issuer, at=T0)
+        assert time.monotonic() - start < 2
+
+
+def test_oversized_answer_is_unavailable_and_not_reused(pki, monkeypatch):
+    from mynaemu.issuance import ocsp as ocsp_module
+
+    monkeypatch.setattr(ocsp_module, "MAX_RESPONSE_BYTES", 16)
+    with _Static(b"\x30" * 64) as url:
+        with pytest.raises(OcspUnavailable, match="longer than 16"):
+            ocsp_check(url, pki["certs"][0x10], pki["auth"].certificate, at=T0)

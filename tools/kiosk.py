@@ -37,8 +37,6 @@ import hmac
 import http.client
 import json
 import re
-import socket
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -47,6 +45,7 @@ from typing import Callable
 
 from mynaemu.card.apps import jorei
 from mynaemu.issuance import documents
+from mynaemu.issuance.keepalive import KeepAliveClient
 from mynaemu.issuance.centre import DEFAULT_KIOSK_ID, METHODS, REASONS, Refusal, request_mac, response_mac, utc_now
 from mynaemu.issuance.municipality import SERVICE_CLOSES, SERVICE_OPENS, within_service_hours
 from mynaemu.issuance.policy import JST
@@ -57,10 +56,6 @@ from mynaemu.tools.client import (CardClient, CardDataError, CardError, JPKI_CER
 SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 AUTH_PIN_RE = re.compile(r"[0-9]{4}")
 HTTP_TIMEOUT = 10.0
-# A kept-alive connection idle longer than this is closed rather than reused: the centre drops
-# idle connections after its handler timeout (10 s), and a fresh connection beats a stale one.
-KEEPALIVE_IDLE = 5.0
-
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -74,12 +69,9 @@ def digest_info(data: bytes) -> bytes:
 class CentreClient:
     """The kiosk's authenticated HTTP link to the centre (MAC on every request and answer).
 
-    Requests go over kept-alive HTTP/1.1 connections with Nagle off (one TCP connection serves
-    a whole transaction, and the next ones): a fresh connection per request cost a connect, an
-    accept and a server thread each time, most of the kiosk's decision time on loopback
-    (bench P4). A reused connection that turns out closed by the centre before it answered is
-    replaced once by a fresh one; nothing was processed on it (the centre answers every request
-    it reads). close() closes the idle connections.
+    Requests go over kept-alive HTTP/1.1 connections with Nagle off (issuance/keepalive.py):
+    one TCP connection serves a whole transaction, and the next ones. close() closes the idle
+    connections.
     """
 
     def __init__(self, url: str, kiosk_id: str = DEFAULT_KIOSK_ID, key: bytes = b"", *,
@@ -88,82 +80,23 @@ class CentreClient:
             raise ValueError(f"the centre URL must be http(s), got {url!r}")
         if len(key) < 16:
             raise ValueError("the kiosk key must be at least 16 bytes")
-        self.url = url.rstrip("/")
+        if not urllib.parse.urlsplit(url).hostname:
+            raise ValueError(f"the centre URL has no host: {url!r}")
+        self._http = KeepAliveClient(url, timeout=timeout)
+        self.url = self._http.url
         self.kiosk_id = kiosk_id
         self.key = bytes(key)
         self.timeout = timeout
-        parts = urllib.parse.urlsplit(self.url)
-        if not parts.hostname:
-            raise ValueError(f"the centre URL has no host: {url!r}")
-        self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname, parts.port
-        self._base_path = parts.path.rstrip("/")
-        self._idle: list = []             # (connection, time it went idle); one per concurrent caller
-        self._idle_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the kept-alive connections (the client stays usable: new ones open on demand)."""
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        for conn, _ in idle:
-            conn.close()
+        self._http.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass  # interpreter shutdown: the sockets go with the process
-
-    def _connection(self):
-        """(connection, reused): an idle kept-alive connection, or a new one."""
-        now = time.monotonic()
-        with self._idle_lock:
-            while self._idle:
-                conn, since = self._idle.pop()
-                if now - since < KEEPALIVE_IDLE:
-                    return conn, True
-                conn.close()
-        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        return cls(self._host, self._port, timeout=self.timeout), False
-
-    def _keep(self, conn, response) -> None:
-        if response.will_close:
-            conn.close()
-            return
-        with self._idle_lock:
-            self._idle.append((conn, time.monotonic()))
-
-    def _exchange(self, method: str, path: str, body: bytes | None, headers: dict):
-        """One request/answer: (status, headers, payload). Transport failures raise OSError or
-        http.client.HTTPException."""
-        for attempt in (0, 1):
-            conn, reused = self._connection()
-            try:
-                if conn.sock is None:
-                    conn.connect()
-                    # Nagle off: headers and body leave in separate writes, and with delayed
-                    # ACK on the other side a kept-alive exchange would stall ~40 ms.
-                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conn.request(method, self._base_path + path, body=body, headers=headers)
-                response = conn.getresponse()
-                payload = response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                conn.close()
-                if reused and attempt == 0:
-                    continue          # the centre closed the idle connection first: go fresh
-                raise
-            except BaseException:
-                conn.close()
-                raise
-            self._keep(conn, response)
-            return response.status, response.headers, payload
-        raise AssertionError("unreachable")
 
     def health(self) -> dict:
         """GET /v1/health (unauthenticated); Refusal('centre-unavailable') when unreachable."""
@@ -179,7 +112,7 @@ class CentreClient:
         mac = request_mac(self.key, "POST", path, body)
         headers = {"Content-Type": "application/json", "X-Kiosk-Id": self.kiosk_id, "X-Kiosk-Mac": mac.hex()}
         try:
-            status, headers, payload = self._exchange("POST", path, body, headers)
+            status, headers, payload = self._http.exchange("POST", path, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             raise Refusal("centre-unavailable", f"the centre at {self.url} cannot be reached: "
                                                 f"{_one_line(exc)}") from None
