@@ -65,14 +65,17 @@ def run_p1(opts) -> list:
     with tempfile.TemporaryDirectory(prefix="mynaemu-bench-") as tmp:
         path = bench_apdu.make_image(Path(tmp))
         res = bench_apdu.compare_with_echo(path, opts.seconds_p1, opts.rounds_p1, log=_say)
-    pinned = f"pinned with this process to CPU {res['cpu']}" if res["cpu"] is not None else "unpinned"
-    how = (f"one vpcd slot ({res['port']}); mynaemu `card serve`, the echo card and the echo card with data "
-           f"take turns in it (a fresh process each turn, {pinned}), order rotated every round, "
-           f"{opts.rounds_p1} rounds × {opts.seconds_p1:g} s per client; loop SELECT EF 000A + READ BINARY "
-           "256; in each turn the lean client (libpcsclite through ctypes, byte buffers as C clients such as "
-           "OpenSC pass them: bench/pcsc_lean.py) and pyscard take turns on the same server; both echo cards "
-           "sit behind the same door (card/transport/vpcd.py) in their own process like `card serve`; "
-           "ratio = median of the per-round ratios")
+    pinned = (f"pinned with this process and pcscd to CPU {res['cpu']}" if res["cpu"] is not None
+              else "unpinned")
+    how = (f"both vpcd slots ({res['ports'][0]}, {res['ports'][1]}): mynaemu `card serve` in one, an echo card "
+           f"(bare, then with data) in the other, fresh processes every round ({pinned}), the slots swapped "
+           f"every round; the client alternates between the two cards in blocks of "
+           f"{bench_apdu.BLOCK_PAIRS} SELECT EF 000A + READ BINARY 256 pairs (~15 ms) until each has run "
+           f"{opts.seconds_p1:g} s, so both see the same machine load; {opts.rounds_p1} rounds, each with the lean "
+           "client (libpcsclite through ctypes, byte buffers as C clients such as OpenSC pass them: "
+           "bench/pcsc_lean.py) and with pyscard; both echo cards sit behind the same door "
+           "(card/transport/vpcd.py) in their own process like `card serve`; ratio = median of the "
+           "per-round ratios")
 
     def figure(key, client, other, title, note, diagnostic=False):
         r = res[client]
@@ -80,8 +83,8 @@ def run_p1(opts) -> list:
         lo, hi = r["spread"][other]
         return Figure(
             key, title, r["ratio"][other], TARGET_P1, HIGHER,
-            detail=(f"mynaemu {rate['mynaemu']:,.0f} vs {rate[other]:,.0f} APDU/s over all turns; per-round "
-                    f"ratios {lo:.2f}–{hi:.2f}, best turn / best turn {r['best'][other]:.2f}{note(rate)}"),
+            detail=(f"mynaemu {rate['mynaemu']:,.0f} vs {rate[other]:,.0f} APDU/s over all rounds; per-round "
+                    f"ratios {lo:.2f}–{hi:.2f}, best round / best round {r['best'][other]:.2f}{note(rate)}"),
             sampling=how if key == "P1" else "", diagnostic=diagnostic,
             bars=[(f"mynaemu ({client})", rate["mynaemu"]), (other.replace("+", " + "), rate[other])],
             unit="APDU/s")

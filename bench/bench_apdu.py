@@ -123,18 +123,6 @@ def _free_ports() -> list:
             if not pcscd_ctl.reader_state(pcscd_ctl.reader_for_port(port))[0]]
 
 
-def _free_port(timeout: float = 60.0) -> int:
-    """A vpcd slot with no card in it (the machine's other users may hold one for a while)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        free = _free_ports()
-        if free:
-            return free[0]
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"both vpcd slots stayed occupied for {timeout:.0f} s")
-        time.sleep(0.5)
-
-
 SIDES = ("mynaemu", "echo", "echo+data")
 CLIENTS = ("lean", "pyscard")
 
@@ -216,6 +204,17 @@ def _measure_reader(reader_name: str, seconds: float, read_len, client: str = "p
         reader.close()
 
 
+def _pin_threads(pid: int, cpus) -> None:
+    """_pin for every thread of process `pid` (pcscd runs one thread per reader and per client;
+    threads it starts later inherit the affinity of the thread that starts them)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return                          # gone, or no /proc: nothing to pin
+    for tid in tids:
+        _pin(int(tid), cpus)
+
+
 def _pin(pid: int, cpus) -> None:
     if cpus and hasattr(os, "sched_setaffinity"):
         try:
@@ -224,23 +223,49 @@ def _pin(pid: int, cpus) -> None:
             pass  # the process is gone already, or affinity is not ours to set: run unpinned
 
 
+def _blocks(pair: dict, seconds: float, read_len: dict) -> dict:
+    """Interleave the SELECT EF + READ BINARY loop on every connection of `pair` (side ->
+    transmit) in blocks of BLOCK_PAIRS pairs, A B A B ..., until each side has run `seconds`;
+    {side: (APDUs, seconds)}. Blocks of ~15 ms put both sides under the same machine load."""
+    for side, transmit in pair.items():
+        loop(transmit, 0.1, read_len[side])          # warm-up + answer checks
+    done = {side: [0, 0.0] for side in pair}
+    select_ef, read = SELECT_EF, READ_256
+    while min(t for _, t in done.values()) < seconds:
+        for side, transmit in pair.items():
+            start = time.perf_counter()
+            for _ in range(BLOCK_PAIRS):
+                transmit(select_ef)
+                transmit(read)
+            done[side][1] += time.perf_counter() - start
+            done[side][0] += 2 * BLOCK_PAIRS
+    return {side: tuple(v) for side, v in done.items()}
+
+
+BLOCK_PAIRS = 100
+
+
 def compare_with_echo(path: Path, seconds: float, rounds: int = 6, log=None, sides=SIDES, pin: bool = True,
                       clients=CLIENTS) -> dict:
-    """P1: APDU/s of `mynaemu card serve` vs the echo card, both through the same pcscd + vpcd.
+    """P1: APDU/s of `mynaemu card serve` vs the echo cards, both through the same pcscd + vpcd.
 
-    `sides` (default all of SIDES) take turns in one vpcd slot (the same reader path for all:
-    the two slots of vpcd differ in speed by up to 2x here), a fresh server process each turn,
-    the order rotated every round (A B C, B C A, C A B, ...), `rounds` rounds of `seconds` per
-    turn and client; in each turn every client of `clients` (CLIENTS: the lean ctypes client,
-    pyscard) runs the same SELECT EF + READ BINARY loop in turn, their order rotated too. With
-    `pin`, this process and the servers are pinned to one CPU, the same for every side: on a
-    small VM a request that wakes a process on the other CPU costs far more than one on the same
-    CPU, and where the scheduler puts a fresh server otherwise swings a turn by 2x either way.
+    vpcd has two slots; each comparison (mynaemu vs one other side of `sides`) serves both cards
+    at once, one per slot, and the client alternates between them in blocks of BLOCK_PAIRS
+    SELECT EF + READ BINARY pairs (_blocks), so both sides see the same machine load at the same
+    moments: on a shared VM the rate of a side swings by ±20 % from one second to the next,
+    and turns taken one after the other measured that swing more than the cards. The slots
+    swap sides every round (a slot may be a little faster than the other); each round starts
+    fresh server processes. Every client of `clients` (CLIENTS: the lean ctypes client,
+    pyscard) runs `seconds` per side in each round, their order rotated. With `pin`, this
+    process, pcscd and the servers are pinned to one CPU: on a small VM a request that wakes a
+    process on the other CPU costs far more than one on the same CPU (6,000 instead of 13,000
+    APDU/s here with pcscd on the other CPU), and where the scheduler puts pcscd's reader
+    threads made one slot up to 2x slower than the other.
 
     Returns {client: {side: [APDU/s per round], "count"/"time": {side: totals}, "ratio": {other
     side: median over rounds of mynaemu / other}, "spread": {other side: (min, max) of those},
-    "best": {other side: best mynaemu turn / best other turn}}, "port": ..., "cpu": None unpinned}.
-    RuntimeError when the PC/SC stack cannot be used.
+    "best": {other side: best mynaemu round / best other round}}, "ports": the two slots,
+    "cpu": None unpinned}. RuntimeError when the PC/SC stack cannot be used.
     """
     from mynaemu.tools import pcscd_ctl
 
@@ -259,69 +284,100 @@ def compare_with_echo(path: Path, seconds: float, rounds: int = 6, log=None, sid
 
     transient = (pcscd_ctl.PcscdError, SmartcardException, RuntimeError)
     handles = []          # every pcscd we used; only the ones we started get stopped
+    others = [k for k in sides if k != "mynaemu"]
     result = {}
     for client in clients:
         result[client] = {k: [] for k in sides}
-        result[client].update(count={k: 0 for k in sides}, time={k: 0.0 for k in sides})
+        result[client].update(count={k: 0 for k in sides}, time={k: 0.0 for k in sides},
+                              rounds={other: [] for other in others})
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     cpus = {max(allowed)} if pin and len(allowed) > 1 else None
     result["cpu"] = next(iter(cpus)) if cpus else None
+    ports = (pcscd_ctl.VPCD_PORT, pcscd_ctl.VPCD_PORT + 1)
+    result["ports"] = ports
+    read_len = {k: (None if k == "echo" else 256) for k in sides}
 
-    def turn(kind: str, order: tuple, tmp: Path) -> dict:
-        # Other users of the machine may restart pcscd or take the slot at any moment: a turn
+    def comparison(other: str, swap: bool, order: tuple, tmp: Path) -> dict:
+        # Other users of the machine may restart pcscd or take a slot at any moment: a round
         # that fails on PC/SC is run again (3 attempts) on a pcscd brought up afresh.
+        placed = dict(zip(("mynaemu", other), ports[::-1] if swap else ports))
         for attempt in range(3):
+            servers = []
             try:
                 handles.append(pcscd_ctl.ensure_pcscd())
-                port = _free_port()
-                handle = _serve(kind, path, port, tmp)
-                _pin(handle.pid, cpus)
-                try:
-                    got = {client: _measure_reader(pcscd_ctl.reader_for_port(port), seconds,
-                                                   256 if kind != "echo" else None, client)
-                           for client in order}
-                finally:
-                    handle.stop()
-                result["port"] = port
+                # pcscd on the same CPU as the client and the cards: its reader threads, left
+                # to the scheduler, made one slot up to 2x slower than the other at times.
+                _pin_threads(handles[-1].pid, cpus)
+                _wait_slots_free(ports)
+                for kind, port in placed.items():
+                    servers.append(_serve(kind, path, port, tmp))
+                    _pin(servers[-1].pid, cpus)
+                got = {}
+                for client in order:
+                    readers = {kind: _Reader(pcscd_ctl.reader_for_port(port), client)
+                               for kind, port in placed.items()}
+                    try:
+                        got[client] = _blocks({k: r.transmit for k, r in readers.items()}, seconds, read_len)
+                    finally:
+                        for reader in readers.values():
+                            reader.close()
                 return got
             except transient as exc:
                 if attempt == 2:
-                    raise RuntimeError(f"P1 {kind} turn failed 3 times, last: {exc}") from None
-                say(f"P1 {kind} turn failed ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); retrying")
+                    raise RuntimeError(f"P1 mynaemu/{other} round failed 3 times, last: {exc}") from None
+                say(f"P1 mynaemu/{other} round failed ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:100]}); retrying")
                 time.sleep(1.0)
+            finally:
+                for server in servers:
+                    server.stop()
         raise AssertionError("unreachable")
 
     _pin(0, cpus)
     try:
         with tempfile.TemporaryDirectory(prefix="mynaemu-bench-p1-") as tmp:
             for r in range(rounds):
-                shift = r % len(sides)
                 order = clients[r % len(clients):] + clients[:r % len(clients)]
-                for kind in sides[shift:] + sides[:shift]:
-                    for client, (n, t) in turn(kind, order, Path(tmp)).items():
+                for other in others:
+                    for client, sample in comparison(other, r % 2 == 1, order, Path(tmp)).items():
                         res = result[client]
-                        res[kind].append(n / t)
-                        res["count"][kind] += n
-                        res["time"][kind] += t
+                        for kind, (n, t) in sample.items():
+                            res[kind].append(n / t)
+                            res["count"][kind] += n
+                            res["time"][kind] += t
+                        res["rounds"][other].append(sample["mynaemu"][0] / sample["mynaemu"][1]
+                                                    / (sample[other][0] / sample[other][1]))
                 for client in clients:
-                    say(f"P1 round {r + 1}/{rounds} {client}: "
-                        + ", ".join(f"{k} {result[client][k][-1]:,.0f}" for k in sides) + " APDU/s")
+                    res = result[client]
+                    say(f"P1 round {r + 1}/{rounds} {client}: " + ", ".join(
+                        f"mynaemu/{other} {res['rounds'][other][-1]:.3f}" for other in others))
     finally:
         _pin(0, allowed)
         for handle in reversed(handles):
+            _pin_threads(handle.pid, allowed)     # a pcscd we did not start runs on as before
             handle.stop()
     for client in clients:
         res = result[client]
-        mine = res["mynaemu"]
         res["ratio"], res["spread"], res["best"] = {}, {}, {}
-        for other in sides:
-            if other == "mynaemu":
-                continue
-            per_round = [m / o for m, o in zip(mine, res[other])]
+        for other in others:
+            per_round = res["rounds"][other]
             res["ratio"][other] = statistics.median(per_round)
             res["spread"][other] = (min(per_round), max(per_round))
-            res["best"][other] = max(mine) / max(res[other])
+            res["best"][other] = max(res["mynaemu"]) / max(res[other])
     return result
+
+
+def _wait_slots_free(ports, timeout: float = 60.0) -> None:
+    """Wait until both vpcd slots are empty (the machine's other users may hold one a while)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        free = _free_ports()
+        if all(port in free for port in ports):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"vpcd slots {[p for p in ports if p not in free]} stayed occupied for "
+                               f"{timeout:.0f} s")
+        time.sleep(0.5)
 
 
 from bench.report import machine  # noqa: E402  (one description of the machine for every result)
