@@ -192,4 +192,4 @@ def test_quick_run_of_p1_through_pcscd(tmp_path):
         assert 0.2 < ratio < 2.0, line
         rates = re.search(r"mynaemu ([\d,]+) vs ([\d,]+) APDU/s", line)
         assert rates and all(int(g.replace(",", "")) > 500 for g in rates.groups()), line
-    assert "take turns" in summary
+    assert "alternates between the two cards" in summary
