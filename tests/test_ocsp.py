@@ -490,8 +490,10 @@ def test_server_stops_and_frees_its_port(responder, pki):
 
 
 # --- the kept-alive link (issuance/keepalive.py) --------------------------------------------
-def _counting(monkeypatch, srv):
-    """Count the TCP connections `srv` accepts."""
+@pytest.fixture
+def counted(responder, monkeypatch):
+    """A running OCSP server that counts the TCP connections it accepts: (server, url, accepted)."""
+    srv, thread, url = serve_ocsp(responder)
     accepted = []
     original = srv.process_request
 
@@ -500,32 +502,27 @@ def _counting(monkeypatch, srv):
         return original(request, client_address)
 
     monkeypatch.setattr(srv, "process_request", process_request)
-    return accepted
+    yield srv, url, accepted
+    srv.shutdown()
+    thread.join(5)
 
 
-def test_client_keeps_one_connection_for_many_checks(pki, responder, source, clock, monkeypatch):
-    srv, thread, url = serve_ocsp(responder)
-    accepted = _counting(monkeypatch, srv)
+def test_client_keeps_one_connection_for_many_checks(pki, counted, source, clock):
+    _, url, accepted = counted
     cert, issuer = pki["certs"][0x10], pki["auth"].certificate
-    try:
-        with OcspClient(url) as client:
-            for method in ("POST", "GET", "POST"):
-                assert client.check(cert, issuer, method=method, at=T0).status == "good"
-            source.hold("auth", 0x10, at=T0 + H)      # a change is seen at once on the same link
-            clock.now = T0 + 2 * H
-            assert client.check(cert, issuer, at=clock.now).status == "hold"
-        assert len(accepted) == 1
-    finally:
-        srv.shutdown()
-        thread.join(5)
+    with OcspClient(url) as client:
+        for method in ("POST", "GET", "POST"):
+            assert client.check(cert, issuer, method=method, at=T0).status == "good"
+        source.hold("auth", 0x10, at=T0 + H)      # a change is seen at once on the same link
+        clock.now = T0 + 2 * H
+        assert client.check(cert, issuer, at=clock.now).status == "hold"
+    assert len(accepted) == 1
 
 
-def test_refused_request_ends_the_connection_and_the_next_check_works(pki, responder, monkeypatch):
-    srv, thread, url = serve_ocsp(responder)
-    accepted = _counting(monkeypatch, srv)
-    cert, issuer = pki["certs"][0x10], pki["auth"].certificate
-    try:
-        link = KeepAliveClient(url, timeout=5)
+def test_refused_request_ends_the_connection_and_the_next_check_works(pki, counted):
+    _, url, accepted = counted
+    cert = pki["certs"][0x10]
+    with KeepAliveClient(url, timeout=5) as link:
         # The body of a refused request is never read, so the server must not read on from it.
         status, headers, _ = link.exchange("POST", "", _request(cert, pki["auth"]),
                                            {"Content-Type": "application/octet-stream"})
@@ -533,31 +530,22 @@ def test_refused_request_ends_the_connection_and_the_next_check_works(pki, respo
         status, headers, body = link.exchange("POST", "", _request(cert, pki["auth"]),
                                               {"Content-Type": "application/ocsp-request"})
         assert status == 200 and ocsp.load_der_ocsp_response(body).certificate_status == ocsp.OCSPCertStatus.GOOD
-        assert len(accepted) == 2
-        link.close()
-    finally:
-        srv.shutdown()
-        thread.join(5)
+    assert len(accepted) == 2
 
 
-def test_link_survives_the_server_dropping_an_idle_connection(pki, responder, monkeypatch):
-    srv, thread, url = serve_ocsp(responder)
-    accepted = _counting(monkeypatch, srv)
+def test_link_survives_the_server_dropping_an_idle_connection(pki, counted):
+    srv, url, accepted = counted
     cert, issuer = pki["certs"][0x10], pki["auth"].certificate
-    try:
-        with OcspClient(url) as client:
-            assert client.check(cert, issuer, at=T0).status == "good"
-            # What the handler timeout does to an idle connection: the server closes its end.
-            for sock in list(srv._open):
-                sock.shutdown(socket.SHUT_RDWR)
-            deadline = time.monotonic() + 5
-            while srv._open and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert client.check(cert, issuer, at=T0).status == "good"
-        assert len(accepted) == 2
-    finally:
-        srv.shutdown()
-        thread.join(5)
+    with OcspClient(url) as client:
+        assert client.check(cert, issuer, at=T0).status == "good"
+        # What the handler timeout does to an idle connection: the server closes its end.
+        for sock in list(srv._open):
+            sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + 5
+        while srv._open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client.check(cert, issuer, at=T0).status == "good"
+    assert len(accepted) == 2
 
 
 def test_stopped_server_ends_kept_alive_links(pki, responder):
