@@ -823,25 +823,33 @@ def derive_user_id(secret: bytes, municipality_code: str, juminhyo_code: str) ->
 
 
 class StoreDirectory:
-    """ResidentDirectory over the issuing store (issuance/store.py) under `home`.
+    """ResidentDirectory over the issuing store: the SQLite file under `home`, or the
+    PostgreSQL database at `db` (a postgresql:// URL; the same schema, issuance/store.py).
 
     Thread-safe like store.StoreRevocationSource: each question opens its own short read
     connection. The store has no query for "the person of an auth certificate" nor a 利用者ID,
-    so the SQL lives here (store.py is not edited): certificates → cards → persons, and the
-    利用者ID is derived (derive_user_id) from a secret under `<home>/kiosk/`. The resident's
-    household, seal registration and salary are synthesized deterministically from the person
-    (synthesize_resident): the store keeps no 住民票 beyond the 基本4情報.
+    so the SQL lives here: certificates → cards → persons, and the 利用者ID is derived
+    (derive_user_id) from a secret under `<home>/kiosk/` (with PostgreSQL too: the home keeps
+    the kiosk's keys and secrets). The resident's household, seal registration and salary are
+    synthesized deterministically from the person (synthesize_resident): the store keeps no
+    住民票 beyond the 基本4情報.
     """
 
-    def __init__(self, home):
+    def __init__(self, home, *, db: str | None = None):
         from pathlib import Path
 
+        from . import pg
         from .store import DB_NAME, StoreError
 
         self.home = Path(home)
-        self.path = self.home / DB_NAME
-        if not self.path.exists():
-            raise StoreError(f"{self.path}: no issuing store here")
+        if db is not None:
+            if not pg.is_url(db):
+                raise StoreError(f"database URL must start with postgresql:// (got {pg.redact_url(str(db))!r})")
+            self.path = db
+        else:
+            self.path = self.home / DB_NAME
+            if not self.path.exists():
+                raise StoreError(f"{self.path}: no issuing store here")
         self.user_id_secret = _secret_file(_kiosk_folder(self.home) / "user-id.secret")
 
     def _query(self, fn):
@@ -892,16 +900,17 @@ class StoreDirectory:
             "SELECT DISTINCT municipality_code FROM persons ORDER BY 1")])
 
 
-def services_from_home(home, *, clock: Callable[[], _dt.datetime] = utc_now, host: str = "127.0.0.1",
-                       pki=None, **kwargs) -> Services:
-    """The whole TEST stack over the issuing store under `home`: the JPKI validity service
-    answering from the store, and the centre with one 証明発行サーバ per municipality of the
-    store (each with its document key under `<home>/kiosk/`), trusting the home's kiosk key."""
+def services_from_home(home, *, db: str | None = None, clock: Callable[[], _dt.datetime] = utc_now,
+                       host: str = "127.0.0.1", pki=None, **kwargs) -> Services:
+    """The whole TEST stack over the issuing store under `home` (or the PostgreSQL store at
+    `db`): the JPKI validity service answering from the store, and the centre with one
+    証明発行サーバ per municipality of the store (each with its document key under
+    `<home>/kiosk/`), trusting the home's kiosk key."""
     from .ca import default_test_pki
     from .municipality import MunicipalityServer, load_or_create_key
     from .store import StoreRevocationSource
 
-    directory = StoreDirectory(home)
+    directory = StoreDirectory(home, db=db)
     source = StoreRevocationSource(directory.path)
     codes = directory.municipality_codes() or ["13221"]
     municipalities = {code: MunicipalityServer(code, load_or_create_key(home, code), directory) for code in codes}

@@ -341,3 +341,61 @@ def test_the_issue_cli_runs_on_postgresql_with_db(pg_url, tmp_path, monkeypatch)
     assert bad.exit_code == 2 and bad.stderr.strip().startswith("mynaemu issue: --db must be a postgresql:// URL")
     assert "secret" not in CliRunner().invoke(
         main, ["issue", "--db", "postgresql://u:secret@127.0.0.1:1/x", "audit"]).stderr
+
+
+def test_the_kiosk_answers_from_a_postgresql_store(pg_url, tmp_path, monkeypatch):
+    """kiosk issue / enrol with --db: the centre, the OCSP responder and the municipality read
+    the PostgreSQL store; the home folder keeps only the kiosk's keys."""
+    import json
+
+    from click.testing import CliRunner
+
+    from mynaemu.card.image import CardImage
+    from mynaemu.issuance.ca import default_test_pki
+    from mynaemu.tools.cli import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MYNAEMU_HOME", str(home))
+    monkeypatch.delenv("MYNAEMU_DB", raising=False)
+    default_test_pki()
+    card = tmp_path / "card.json"
+
+    def run(*args, code=0):
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == code, (args, result.output)
+        return result
+
+    def kiosk(out, *extra, code=0, pin="1234", document="juminhyo"):
+        return run("kiosk", "issue", "--db", pg_url, "--card", str(card), "--pin", pin, "--document", document,
+                   "-o", str(tmp_path / out), "--at", "2026-05-12T12:00:00+09:00", *extra, code=code)
+
+    app_id = json.loads(run("issue", "--db", pg_url, "apply", "--name", "番号\u3000三郎", "--birth", "1985-07-07",
+                            "--sex", "1", "--address", "東京都清瀬市試験町", "--at", "2026-05-01",
+                            "--json").stdout)["id"]
+    run("issue", "--db", pg_url, "generate", "--workers", "1", "--at", "2026-05-02T10:00")
+    run("issue", "--db", pg_url, "deliver", app_id, "--auth-pin", "1234", "--sign-pin", "ABC123",
+        "--kenhojo-pin", "1234", "-o", str(card), "--at", "2026-05-10")
+
+    doc = json.loads(kiosk("a.pdf", "--json").stdout.strip().splitlines()[-1])
+    assert doc["status"] == "issued" and {"check": "validity", "result": "good", "source": "ocsp"} in doc["checks"]
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF-")
+
+    # a hold placed in the PostgreSQL store reaches the kiosk at once; the PIN is not spent
+    run("issue", "--db", pg_url, "suspend", app_id, "--at", "2026-05-11")
+    held = kiosk("h.pdf", "--json", code=5)
+    assert json.loads(held.stdout.splitlines()[0])["reason"] == "cert-hold"
+    assert CardImage.load(card).pin("jpki", 0x0018).remaining == 3
+    run("issue", "--db", pg_url, "resume", app_id, "--at", "2026-05-11T12:00")
+
+    # 現行方式: the 利用者ID comes from the municipality reading the PostgreSQL store
+    run("kiosk", "enrol", "--db", pg_url, "--card", str(card), "--pin-zei", "4321")
+    assert "SELECT 条例利用AP" in kiosk("z.pdf", "--method", "genko", pin="4321", document="zei").output
+
+    assert not (home / "issuance.sqlite3").exists()
+    rest = ["--card", str(card), "--pin", "1234", "--document", "zei", "-o", str(tmp_path / "x.pdf")]
+    bad = CliRunner().invoke(main, ["kiosk", "issue", "--db", "sqlite:///x", *rest])
+    assert bad.exit_code == 2 and "must be a postgresql:// URL" in bad.output
+    dead = CliRunner().invoke(main, ["kiosk", "issue", "--db", "postgresql://u:secret@127.0.0.1:1/x", *rest])
+    assert dead.exit_code == 1, dead.output
+    assert "secret" not in dead.output and len(dead.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.pdf").exists()

@@ -2,8 +2,9 @@
 
 `kiosk issue` runs one kiosk transaction against a card image (in-process) or a card in any
 PC/SC reader. The centre is `--centre URL`, else a centre `kiosk serve` runs for the same home,
-else — when MYNAEMU_HOME holds an issuing store — the command starts the centre and the JPKI
-validity service on loopback itself and stops them afterwards. `demo` does everything on a
+else — when MYNAEMU_HOME holds an issuing store, or --db / MYNAEMU_DB names one on PostgreSQL —
+the command starts the centre and the JPKI validity service on loopback itself and stops them
+afterwards. `demo` does everything on a
 temporary home: issue a card through the back office, serve it, run the kiosk, write the PDF.
 
 Refusals print one line (`mynaemu kiosk: refused [reason]: …`) and exit with the code of the
@@ -59,6 +60,20 @@ def _home(home) -> Path:
     return Path(home) if home else default_home()
 
 
+def _db_url(ctx, param, value):
+    if value and not value.lower().startswith(("postgresql://", "postgres://")):
+        # Only the scheme is quoted: the rest of a URL may hold a password.
+        raise click.BadParameter(f"must be a postgresql:// URL, got {value.split(':', 1)[0]!r}...")
+    return value or None
+
+
+# The issuing store on PostgreSQL instead of <home>'s SQLite file (the issue group's --db).
+_db_option = click.option(
+    "--db", envvar="MYNAEMU_DB", default=None, metavar="URL", callback=_db_url,
+    help="The issuing store on PostgreSQL (postgresql://user:password@host:port/dbname) instead of the "
+         "SQLite file under --home, which still keeps the kiosk keys (default: $MYNAEMU_DB).")
+
+
 def _running_centre(home: Path):
     """The URL of a centre `kiosk serve` runs for `home`, if it answers; else None."""
     from mynaemu.issuance.centre import load_or_create_kiosk_key
@@ -90,7 +105,7 @@ def _narrator(stream_json: bool):
 
 
 @contextlib.contextmanager
-def _centre_for(home: Path, centre_url: str | None, clock, kiosk_id: str, say):
+def _centre_for(home: Path, centre_url: str | None, clock, kiosk_id: str, say, db: str | None = None):
     """A CentreClient: the given URL, a running centre, or a stack started here (stopped after)."""
     from mynaemu.issuance.centre import load_or_create_kiosk_key
     from mynaemu.issuance.store import DB_NAME
@@ -105,12 +120,11 @@ def _centre_for(home: Path, centre_url: str | None, clock, kiosk_id: str, say):
             say("kiosk", f"using the centre running at {running}")
         yield CentreClient(running, kiosk_id, load_or_create_kiosk_key(home, kiosk_id))
         return
-    if not (home / DB_NAME).exists():
+    if db is None and not (home / DB_NAME).exists():
         raise KioskExit("no centre: pass --centre URL, run `mynaemu kiosk serve`, or set MYNAEMU_HOME "
-                        "to an issuing store", 14)
-    from mynaemu.issuance.centre import services_from_home
+                        "(or --db) to an issuing store", 14)
 
-    services = services_from_home(home, clock=clock)
+    services = _services(home, db, clock=clock)
     try:
         if say:
             say("kiosk", f"started the JPKI validity service at {services.ocsp_url} and the "
@@ -118,6 +132,17 @@ def _centre_for(home: Path, centre_url: str | None, clock, kiosk_id: str, say):
         yield CentreClient(services.centre_url, kiosk_id, load_or_create_kiosk_key(home, kiosk_id))
     finally:
         services.stop()
+
+
+def _services(home: Path, db: str | None, **kwargs):
+    """services_from_home, a store that cannot be opened being a one-line refusal (exit 1)."""
+    from mynaemu.issuance.centre import services_from_home
+    from mynaemu.issuance.store import StoreError
+
+    try:
+        return services_from_home(home, db=db, **kwargs)
+    except StoreError as exc:
+        raise KioskExit(str(exc).splitlines()[0], 1) from None
 
 
 def _open_card(card_file: Path | None, reader: str | None):
@@ -169,10 +194,11 @@ def kiosk():
 @click.option("--centre", "centre_url", default=None, help="URL of a running centre.")
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The issuing store and kiosk keys (default: $MYNAEMU_HOME or the user data directory).")
+@_db_option
 @click.option("--kiosk-id", default="TEST-KIOSK-0001", show_default=True, help="This kiosk's id at the centre.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def kiosk_issue(card_file, reader, pin, document, output, method, with_number, last_try, as_json, at,
-                centre_url, home, kiosk_id, force):
+                centre_url, home, db, kiosk_id, force):
     """Issue one certificate at the kiosk from a card; write the PDF to OUTPUT."""
     import re
 
@@ -194,7 +220,7 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, l
     clock = SettableClock(at) if at is not None else utc_now
     say = _narrator(as_json)
     try:
-        with _centre_for(home_path, centre_url, clock, kiosk_id, say) as centre:
+        with _centre_for(home_path, centre_url, clock, kiosk_id, say, db) as centre:
             conn = _open_card(card_file, reader)
             try:
                 machine = Kiosk(centre, clock=clock, trusted_keys={k: v[0] for k, v in known_public_keys(home_path).items()},
@@ -221,22 +247,23 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, l
 @kiosk.command("serve")
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The issuing store to answer from.")
+@_db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=0, type=click.IntRange(0, 65535), help="Centre port (0: any free port).")
 @click.option("--at", "at", type=_instant(), default=None, help="Start the services' clock here.")
-def kiosk_serve(home, host, port, at):
+def kiosk_serve(home, db, host, port, at):
     """Run the 証明書交付センター and the JPKI validity service until Ctrl-C / SIGTERM.
 
     Records its URL under <home>/kiosk/ so `kiosk issue` uses it instead of starting its own.
     """
-    from mynaemu.issuance.centre import SettableClock, services_from_home, utc_now
+    from mynaemu.issuance.centre import SettableClock, utc_now
     from mynaemu.issuance.store import DB_NAME
 
     home_path = _home(home)
-    if not (home_path / DB_NAME).exists():
-        raise KioskExit(f"{home_path}: no issuing store (run `mynaemu issue apply` first)", 1)
+    if db is None and not (home_path / DB_NAME).exists():
+        raise KioskExit(f"{home_path}: no issuing store (run `mynaemu issue apply` first, or give --db)", 1)
     clock = SettableClock(at) if at is not None else utc_now
-    services = services_from_home(home_path, clock=clock, host=host, centre_port=port)
+    services = _services(home_path, db, clock=clock, host=host, centre_port=port)
     running = home_path / "kiosk" / RUNNING_FILE
     running.write_text(json.dumps({"url": services.centre_url, "ocsp_url": services.ocsp_url,
                                    "crl_url": services.crl_url, "pid": os.getpid()}))
@@ -316,7 +343,8 @@ def kiosk_verify_pdf(file, public_key, home, as_json):
 @click.option("--pin-inkan", default=None, help="PIN for 印鑑登録証明書.")
 @click.option("--pin-zei", default=None, help="PIN for 税証明.")
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None)
-def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home):
+@_db_option
+def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db):
     """Write the 条例利用AP (現行方式, AP-8) onto a card of the store, as the counter does.
 
     The 利用者ID comes from the municipality (the store under --home); each document type
@@ -337,9 +365,12 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home):
         image = CardImage.load(card_file)
         der = image.application("jpki").efs[0x000A].data
         serial = x509.load_der_x509_certificate(der).serial_number
-        resident = StoreDirectory(_home(home)).resident_for_certificate(serial)
+        resident = StoreDirectory(_home(home), db=db).resident_for_certificate(serial)
         if resident is None:
-            raise KioskExit(f"{card_file}: the store under {_home(home)} did not issue this card", 11)
+            from mynaemu.issuance.pg import redact_url
+
+            where = redact_url(db) if db else f"under {_home(home)}"
+            raise KioskExit(f"{card_file}: the store {where} did not issue this card", 11)
         jorei.add_to_image(image, user_id=resident.user_id, municipality_code=resident.municipality_code,
                            pins=pins)
         image.save(card_file)
