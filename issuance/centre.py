@@ -838,18 +838,12 @@ class StoreDirectory:
     def __init__(self, home, *, db: str | None = None):
         from pathlib import Path
 
-        from . import pg
-        from .store import DB_NAME, StoreError
+        from .store import StoreError, store_location
 
         self.home = Path(home)
-        if db is not None:
-            if not pg.is_url(db):
-                raise StoreError(f"database URL must start with postgresql:// (got {pg.redact_url(str(db))!r})")
-            self.path = db
-        else:
-            self.path = self.home / DB_NAME
-            if not self.path.exists():
-                raise StoreError(f"{self.path}: no issuing store here")
+        self.path = store_location(self.home, db)
+        if db is None and not self.path.exists():
+            raise StoreError(f"{self.path}: no issuing store here")
         self.user_id_secret = _secret_file(_kiosk_folder(self.home) / "user-id.secret")
 
     def _query(self, fn):

@@ -359,6 +359,18 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 # the store
 # ---------------------------------------------------------------------------------------------
 
+def store_location(home, db: str | None = None):
+    """Where the store is: the PostgreSQL URL `db` when given (StoreError if it is not one), else
+    the SQLite file under `home`. One answer for the issue CLI, the kiosk and the centre."""
+    from . import pg
+
+    if db is not None:
+        if not pg.is_url(db):
+            raise StoreError(f"database URL must start with postgresql:// (got {pg.redact_url(str(db))!r})")
+        return db
+    return Path(home) / DB_NAME
+
+
 class Store:
     """The store over SQLite or PostgreSQL. Use as a context manager or call close().
 
@@ -421,16 +433,9 @@ class Store:
     def open(cls, home=None, *, db: str | None = None, **kwargs) -> "Store":
         """The store at ``db`` (a PostgreSQL URL) when given; else SQLite under ``home``; with
         neither, the URL in MYNAEMU_DB when set, else SQLite under default_home()."""
-        from . import pg
-
         if db is None and home is None:
             db = os.environ.get("MYNAEMU_DB") or None
-        if db is not None:
-            if not pg.is_url(db):
-                raise StoreError(f"database URL must start with postgresql:// (got {pg.redact_url(str(db))!r})")
-            return cls(db, **kwargs)
-        home = Path(home) if home is not None else default_home()
-        return cls(home / DB_NAME, **kwargs)
+        return cls(store_location(home if home is not None else default_home(), db), **kwargs)
 
     def close(self) -> None:
         self.conn.close()

@@ -217,7 +217,9 @@ def issue(ctx, home, db):
       3  unknown application id
       4  the store stayed locked by another process beyond the busy timeout; try again
     """
-    if db is not None and not db.lower().startswith(("postgresql://", "postgres://")):
+    from mynaemu.issuance.pg import is_url
+
+    if db is not None and not is_url(db):
         raise IssueError(f"--db must be a postgresql:// URL, got {db.split(':', 1)[0]!r}...", EXIT_USAGE)
     ctx.obj = _Context(home, db or None)
 

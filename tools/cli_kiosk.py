@@ -61,7 +61,9 @@ def _home(home) -> Path:
 
 
 def _db_url(ctx, param, value):
-    if value and not value.lower().startswith(("postgresql://", "postgres://")):
+    from mynaemu.issuance.pg import is_url
+
+    if value and not is_url(value):
         # Only the scheme is quoted: the rest of a URL may hold a password.
         raise click.BadParameter(f"must be a postgresql:// URL, got {value.split(':', 1)[0]!r}...")
     return value or None

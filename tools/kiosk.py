@@ -80,8 +80,6 @@ class CentreClient:
             raise ValueError(f"the centre URL must be http(s), got {url!r}")
         if len(key) < 16:
             raise ValueError("the kiosk key must be at least 16 bytes")
-        if not urllib.parse.urlsplit(url).hostname:
-            raise ValueError(f"the centre URL has no host: {url!r}")
         self._http = KeepAliveClient(url, timeout=timeout)
         self.url = self._http.url
         self.kiosk_id = kiosk_id
