@@ -92,23 +92,11 @@ def bench_pcsc(path: Path, seconds: float) -> tuple:
     server = None
     try:
         server = pcscd_ctl.start_card_server(path, in_process=False)
-        from smartcard.System import readers
-
-        reader = next((r for r in readers() if str(r) == pcscd_ctl.READER), None)
-        if reader is None:
-            raise RuntimeError(f"reader {pcscd_ctl.READER!r} not found")
-        conn = reader.createConnection()
-        conn.connect()
+        reader = _Reader(pcscd_ctl.READER, "pyscard")
         try:
-            def transmit(apdu: bytes) -> bytes:
-                data, sw1, sw2 = conn.transmit(list(apdu))
-                return bytes(data) + bytes((sw1, sw2))
-
-            return loop(transmit, seconds)
+            return loop(reader.transmit, seconds)
         finally:
-            conn.disconnect()
-            # Release the PC/SC context now, while pcscd is still up (else __del__ complains).
-            getattr(conn, "release", lambda: None)()
+            reader.close()     # releases the PC/SC context while pcscd is still up
     finally:
         if server is not None:
             server.stop()
