@@ -205,7 +205,7 @@ _V1 = [
     """CREATE TABLE settings (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL)""",
-    f"""CREATE TABLE persons (
+    """CREATE TABLE persons (
         id INTEGER PRIMARY KEY,
         juminhyo_code TEXT NOT NULL UNIQUE CHECK (length(juminhyo_code) = 11),
         name TEXT NOT NULL CHECK (name <> ''),

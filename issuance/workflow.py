@@ -854,7 +854,7 @@ class Workflow:
             self._resident(person)
             self._no_pending_replacement(app_id_, card)
             if address == person["address"]:
-                raise BadInput(f"the new address is the registered one; nothing moves")
+                raise BadInput("the new address is the registered one; nothing moves")
             today = policy.jst_date(at)
             self.store.change_person(person["id"], at=at, field="address", value=address, reason="異動",
                                      audit_id=self._audit_id)
