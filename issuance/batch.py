@@ -128,8 +128,10 @@ def run_batch(location, *, workers: int = 1, at: _dt.datetime, operator: str = "
     `key_pool`: PEM keys to cycle instead of generating (benchmarks of the store alone)."""
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if lease_s <= 0:
-        raise ValueError(f"the lease must be positive seconds, got {lease_s!r}")
+    from .validate import finite_seconds
+
+    # nan would pass a `<= 0` test and then never expire (or crash int()); inf never expires
+    finite_seconds(lease_s, "lease", low=1, high=86400)
     from .workflow import Workflow
 
     with Store(location) as store:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 
+from . import validate
+
 # Era start dates (first day of each era). The card and the signing certificate encode
 # birth dates with an era: 照合番号B / the 券面AP birth key as era-year YYMMDD
 # (card-interface.md §4.3) and the signing certificate's 1.2.392.200149.8.5.5.4 as
@@ -71,6 +73,14 @@ class Identity:
     address_alt: str | None = None
 
     def __post_init__(self):
+        # text and date rules of validate.py (docs/input-limits.md): the same guard for every
+        # caller, CLI or Python API
+        validate.text(self.name, "name")
+        validate.text(self.address, "address")
+        validate.optional_text(self.name_kana, "name_kana")
+        validate.ascii_token(self.prefecture_romaji, "prefecture_romaji", limit=validate.LIMITS["romaji"])
+        validate.ascii_token(self.city_romaji, "city_romaji", limit=validate.LIMITS["romaji"])
+        validate.check_birth(self.birth)
         if self.sex not in SEX_CODES:
             raise ValueError(f"sex must be one of {sorted(SEX_CODES)}, got {self.sex!r}")
         if not (len(self.individual_number) == 12 and self.individual_number.isdigit()):

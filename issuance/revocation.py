@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from .profiles import KINDS, check_serial, utc_time  # check_serial: RFC 5280 §4.1.2.2
+from .validate import InputError
 
 GOOD = "good"
 HOLD = "hold"
@@ -295,6 +296,35 @@ def build_crl(ca: IssuingCA, source: RevocationSource, *, at: _dt.datetime,
     kind = check_ca(ca)
     at = instant(at)
     return _sign_crl(ca, kind, source.revoked_certificates(kind, at), at, next_update_after, crl_number)
+
+
+class CrlWindowError(InputError):
+    """A CRL that cannot be issued at that instant (found before its CRL number is spent)."""
+
+
+def check_crl_window(ca: IssuingCA, at: _dt.datetime,
+                     next_update_after: _dt.timedelta = DEFAULT_CRL_VALIDITY) -> _dt.datetime:
+    """Refuse, before anything is spent or signed, a CRL whose thisUpdate or nextUpdate falls
+    outside what can be issued: the UTCTime range (1950-2049, RFC 5280 §5.1.2.4-5) and the
+    issuing CA's own validity (a CRL from a CA past its notAfter, or before its notBefore,
+    verifies against nothing). Returns thisUpdate as build_crl will write it."""
+    kind = check_ca(ca)
+    if not isinstance(at, _dt.datetime) or at.utcoffset() is None:
+        raise CrlWindowError("the CRL instant must be a timezone-aware datetime")
+    if not isinstance(next_update_after, _dt.timedelta) or next_update_after <= _dt.timedelta(0):
+        raise CrlWindowError(f"next_update_after must be a positive timedelta, got {next_update_after!r}")
+    cert = ca.certificate
+    first, last = cert.not_valid_before_utc, cert.not_valid_after_utc
+    try:
+        this_update = instant(at, "CRL thisUpdate")
+        next_update = instant(this_update + next_update_after, "CRL nextUpdate")
+    except (ValueError, OverflowError) as exc:
+        raise CrlWindowError(f"{exc}; the CA is valid {first:%Y-%m-%d} .. {last:%Y-%m-%d}") from None
+    if this_update < first or next_update > last:
+        raise CrlWindowError(f"a CRL at {this_update:%Y-%m-%dT%H:%M:%SZ} (next update "
+                             f"{next_update:%Y-%m-%dT%H:%M:%SZ}) falls outside the {kind} CA's validity "
+                             f"{first:%Y-%m-%dT%H:%M:%SZ} .. {last:%Y-%m-%dT%H:%M:%SZ}")
+    return this_update
 
 
 def _sign_crl(ca, kind: str, entries, at: _dt.datetime, next_update_after: _dt.timedelta,

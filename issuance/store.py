@@ -592,8 +592,9 @@ class Store:
 
     def bump_setting(self, key: str, at_least: int = 1) -> int:
         """Increase an integer setting (a CRL number, RFC 5280 §5.2.3) to max(old + 1, at_least)
-        and return it, atomically among concurrent writers."""
-        with self.transaction() as conn:
+        and return it, atomically among concurrent writers. Inside an open transaction it joins
+        it, so a caller can spend the number only if what it was spent on commits."""
+        with (contextlib.nullcontext(self.conn) if self._in_tx else self.transaction()) as conn:
             self.lock_name(f"setting {key}")
             row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
             number = max(int(row[0]) + 1 if row else 1, int(at_least))

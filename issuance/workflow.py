@@ -43,7 +43,7 @@ from cryptography import x509
 
 from mynaemu.card.image import CardImage, PinEF
 
-from . import policy
+from . import policy, validate
 from .ca import TestPKI, default_test_pki
 from .identity import Identity
 from .keys import generate_rsa_key, load_private_key_pem, private_key_pem
@@ -111,8 +111,18 @@ class NotFound(WorkflowError):
     exit_code = 3
 
 
-class BadInput(WorkflowError, ValueError):
+class BadInput(WorkflowError, validate.InputError):
+    """Input the rules of validate.py (docs/input-limits.md) or of a step refuse."""
+
     exit_code = 2
+
+
+def _valid(check, *args, **kwargs):
+    """Run a validate.py check; its InputError becomes this module's BadInput."""
+    try:
+        return check(*args, **kwargs)
+    except validate.InputError as exc:
+        raise BadInput(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,11 +323,8 @@ def _check_pin(value, pattern: str, what: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def _aware(at) -> _dt.datetime:
-    if not isinstance(at, _dt.datetime):
-        raise BadInput(f"at must be a datetime, got {type(at).__name__}")
-    if at.utcoffset() is None:
-        raise BadInput("at must be timezone-aware (naive times are JST only at the CLI)")
-    return at.astimezone(_dt.timezone.utc).replace(microsecond=0)
+    _valid(validate.instant, at, "at")  # aware, 1950 .. 2099 (docs/input-limits.md)
+    return at.astimezone(_dt.timezone.utc).replace(microsecond=0).astimezone(_dt.timezone.utc).replace(microsecond=0)
 
 
 def _jst(text_or_dt) -> str:
@@ -338,8 +345,9 @@ class Workflow:
                  card_keys: Callable[[bool], CardKeys] | None = None):
         self.store = store
         self._pki = pki
-        self.operator = operator
-        self.terminal = terminal
+        # one line each: a newline here would forge an audit record (SEC-8)
+        self.operator = _valid(validate.audit_id, operator, "operator")
+        self.terminal = _valid(validate.audit_id, terminal, "terminal")
         self.key_factory = key_factory or (lambda: generate_rsa_key(2048))
         self.card_keys = card_keys or self._default_card_keys
         self._audit_id: int | None = None
@@ -389,21 +397,42 @@ class Workflow:
             self.store.audit(at=at, operator=self.operator, terminal=self.terminal, operation=operation,
                              target=target, outcome="refused", reason=str(exc))
             raise
+        except validate.InputError as exc:
+            self._audit_id = None
+            self.store.audit(at=at, operator=self.operator, terminal=self.terminal, operation=operation,
+                             target=target, outcome="refused", reason=str(exc))
+            raise BadInput(str(exc)) from None
+        except StoreConflict:
+            raise  # nothing was written; _run runs the step again
         except ValueError as exc:
             # e.g. a TEST CA refusing a validity outside its own: a refusal, not a crash
             self._audit_id = None
             self.store.audit(at=at, operator=self.operator, terminal=self.terminal, operation=operation,
                              target=target, outcome="error", reason=str(exc))
             raise Refused(str(exc)) from None
+        except Exception as exc:
+            # Anything else is a failure SEC-8 wants on record too: the step, its target and
+            # who ran it, with only the exception's class (its text may hold a PIN or 個人番号).
+            self._audit_id = None
+            self._audit_failure(at, operation, target, exc)
+            raise
         finally:
             self._audit_id = None
         return result
+
+    def _audit_failure(self, at, operation: str, target: str | None, exc: Exception) -> None:
+        try:
+            self.store.audit(at=at, operator=self.operator, terminal=self.terminal, operation=operation,
+                             target=target, outcome="error", reason=f"unexpected {type(exc).__name__}")
+        except Exception:  # noqa: BLE001 — the store itself failing (busy, gone): the original error wins
+            pass
 
     def _note(self, **items) -> None:
         self._audit_note.update(items)
 
     # --- loading ------------------------------------------------------------------------------
     def _load(self, app_id: str):
+        _valid(validate.form_id_text, app_id)
         try:
             app_id = check_form_id(app_id)
         except (ValueError, TypeError) as exc:
@@ -549,13 +578,17 @@ class Workflow:
         """
         at_ = _aware(at)
         name, address = _text(name, "name"), _text(address, "address")
+        name_kana = _valid(validate.optional_text, name_kana, "name_kana")
+        for what, value in (("prefecture_romaji", prefecture_romaji), ("city_romaji", city_romaji)):
+            _valid(validate.ascii_token, value, what, limit=validate.LIMITS["romaji"])
         if sex not in ("1", "2", "9"):
-            raise BadInput(f"sex must be 1, 2 or 9 (JIS X 0303), got {sex!r}")
+            raise BadInput(f"sex must be 1, 2 or 9 (JIS X 0303), got {validate.shown(sex)}")
         if not isinstance(birth, _dt.date) or isinstance(birth, _dt.datetime):
             raise BadInput("birth must be a date")
         today = policy.jst_date(at_)
         if birth > today:
             raise BadInput(f"birth date {birth.isoformat()} is after the application date {today.isoformat()}")
+        _valid(validate.check_birth, birth, on=today)  # 明治 onwards, at most 130 years old
         for what, flags, text in (("name_alt", name_alt, name), ("address_alt", address_alt, address)):
             if flags is not None and (len(flags) != len(text) or set(flags) - {"0", "1"}):
                 raise BadInput(f"{what} must be one 0/1 flag per character ({len(text)} flags)")
@@ -712,6 +745,9 @@ class Workflow:
         """
         if not isinstance(identity_check, str) or not identity_check.strip():
             raise BadInput("STATE-3(7): handover needs the identity check that was made (identity_check)")
+        identity_check = _valid(validate.text, identity_check.strip(), "identity_check")
+        if proxy is not None and proxy.notice_id is not None:
+            _valid(validate.text, proxy.notice_id, "notice_id")
         if pins_set_by not in (None, "holder", "legal_representative"):
             raise BadInput(f"pins_set_by must be holder or legal_representative, got {pins_set_by!r}")
         pins = dict(pins)
@@ -783,6 +819,13 @@ class Workflow:
         must match the record (FLOW-SUSP-3). Decision: without `caller` the suspension is an
         operator's own act (e.g. on a report received at the municipality) and is audited as such.
         Returns the serials put on hold."""
+        if caller is not None:
+            _valid(validate.text, caller.name, "caller_name")
+            _valid(validate.text, caller.address, "caller_address")
+            _valid(validate.check_birth, caller.birth, "caller_birth")
+            if not isinstance(caller.sex, str) or len(caller.sex) != 1:
+                raise BadInput(f"caller_sex must be one JIS X 0303 digit, got {validate.shown(caller.sex)}")
+
         def body(at):
             app_id_, application, card, person = self._load(app_id)
             self._require(app_id_, card, at, ("active",), "suspend")
@@ -812,6 +855,11 @@ class Workflow:
                channel: str = "counter") -> list[int]:
         """解除 (FLOW-SUSP-3): only at the counter, after an identity check, with the 一時停止解除申請書.
         Returns the serials released."""
+        if identity_check and isinstance(identity_check, str) and identity_check.strip():
+            identity_check = _valid(validate.text, identity_check.strip(), "identity_check")
+        if not isinstance(channel, str) or len(channel) > 32:
+            raise BadInput(f"channel must be a short text, got {validate.shown(channel)}")
+
         def body(at):
             app_id_, application, card, person = self._load(app_id)
             if channel != "counter":
@@ -1158,18 +1206,15 @@ def _load_key(pem: bytes):
 
 
 def _text(value, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadInput(f"{what} must be non-empty text")
-    if value != value.strip():
-        raise BadInput(f"{what} must not start or end with spaces")
-    return value
+    return _valid(validate.text, value, what)  # docs/input-limits.md
 
 
 def _target(app_id) -> str | None:
     try:
         return check_form_id(app_id)
     except (ValueError, TypeError):
-        return str(app_id)[:40] if app_id is not None else None
+        # a bad id is audited escaped and cut short (it may be bytes that are not UTF-8)
+        return validate.shown(app_id) if app_id is not None else None
 
 
 def _hex(serial: int | None) -> str | None:

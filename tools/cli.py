@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from mynaemu.card.image import ATR_PROFILES, CardImageError
+from mynaemu.tools.cli_types import OUTPUT, one_line_group
 
 EXIT_REFUSED = 1
 
@@ -26,7 +27,9 @@ class Refused(click.ClickException):
         self.exit_code = code
 
     def show(self, file=None):
-        click.echo(f"mynaemu: {self.format_message()}", err=True)
+        from mynaemu.issuance.validate import printable_line
+
+        click.echo(f"mynaemu: {printable_line(self.format_message())}", err=True)
 
 
 def one_line_errors(func):
@@ -64,7 +67,7 @@ def main(verbose):
 
 # -- card --------------------------------------------------------------------------------------
 
-@main.group()
+@main.group(cls=one_line_group("mynaemu card"))
 def card():
     """Create, inspect, talk to and serve virtual cards."""
 
@@ -84,7 +87,7 @@ def card_personas():
 
 @card.command("create")
 @click.option("--persona", required=True, help="Persona name (see `mynaemu card personas`).")
-@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=OUTPUT)
 @click.option("--seed", type=int, default=None, help="Reproducible identity and keys.")
 @click.option("--atr", type=click.Choice(sorted(ATR_PROFILES)), default=None, help="ATR profile.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")

@@ -34,51 +34,18 @@ class IssueError(click.ClickException):
         self.exit_code = code
 
     def show(self, file=None):
-        click.echo(f"mynaemu issue: {self.format_message()}", err=True)
+        from mynaemu.issuance.validate import printable_line
+
+        click.echo(f"mynaemu issue: {printable_line(self.format_message())}", err=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # parameter types
 # ---------------------------------------------------------------------------------------------
 
-class InstantType(click.ParamType):
-    """ISO 8601 date or datetime; a naive value is Japan time (policy.JST); a date is 00:00 JST."""
-
-    name = "DATETIME"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, _dt.datetime):
-            return value if value.utcoffset() is not None else value.replace(tzinfo=JST)
-        text = str(value).strip()
-        try:
-            if len(text) == 10:
-                day = _dt.date.fromisoformat(text)
-                return _dt.datetime(day.year, day.month, day.day, tzinfo=JST)
-            instant = _dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-        except ValueError as exc:
-            self.fail(f"{text!r} is not an ISO 8601 date or datetime ({exc})", param, ctx)
-        if instant.utcoffset() is None:
-            instant = instant.replace(tzinfo=JST)
-        return instant
-
-
-class DateType(click.ParamType):
-    name = "YYYY-MM-DD"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, _dt.date):
-            return value
-        text = str(value).strip()
-        if len(text) != 10:
-            self.fail(f"{text!r} is not a date in YYYY-MM-DD form", param, ctx)
-        try:
-            return _dt.date.fromisoformat(text)
-        except ValueError as exc:
-            self.fail(f"{text!r} is not a valid date ({exc})", param, ctx)
-
-
-INSTANT = InstantType()
-DATE = DateType()
+# InstantType / DateType and the other checked types live in cli_types (docs/input-limits.md).
+from mynaemu.tools.cli_types import (BIRTH, DATE, FLAGS, FORM_ID, INSTANT, OUTPUT,  # noqa: E402,F401
+                                     DateType, InstantType, SecondsType, text_type)
 
 
 def _now() -> _dt.datetime:
@@ -92,8 +59,10 @@ def _now() -> _dt.datetime:
 def common(func):
     """--at, --json, --operator, --terminal on every command."""
     func = click.option("--terminal", envvar="MYNAEMU_TERMINAL", default="cli", show_default=True,
+                        type=text_type("terminal"),
                         help="Terminal id for the audit (DATA-3 操作端末ID).")(func)
     func = click.option("--operator", envvar="MYNAEMU_OPERATOR", default="cli", show_default=True,
+                        type=text_type("operator"),
                         help="Operator id for the audit (SEC-4, DATA-3 操作者ID).")(func)
     func = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(func)
     func = click.option("--at", "at", type=INSTANT, default=None,
@@ -108,18 +77,37 @@ def guarded(func):
     def wrapper(*args, **kwargs):
         from mynaemu.card.image import CardImageError
         from mynaemu.issuance.store import StoreBusy, StoreError
+        from mynaemu.issuance.validate import InputError
         from mynaemu.issuance.workflow import WorkflowError
 
         try:
             return func(*args, **kwargs)
         except WorkflowError as exc:
             raise IssueError(_one_line(exc), exc.exit_code) from None
+        except InputError as exc:  # the domain's input rules (validate.py): bad arguments
+            raise IssueError(_one_line(exc), EXIT_USAGE) from None
         except StoreBusy as exc:
             raise IssueError(_one_line(exc), EXIT_BUSY) from None
         except (StoreError, CardImageError, OSError) as exc:
             raise IssueError(_one_line(exc), EXIT_REFUSED) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 — the workflow audited it; one line, no traceback
+            raise unexpected_error(exc, "mynaemu issue") from exc
 
     return wrapper
+
+
+def unexpected_error(exc: Exception, prog: str) -> click.ClickException:
+    """An exception nobody expected, as one line and exit 1; MYNAEMU_DEBUG=1 keeps the traceback."""
+    import os
+
+    from mynaemu.issuance.store import scrub
+
+    if os.environ.get("MYNAEMU_DEBUG"):
+        raise exc
+    return IssueError(f"internal error ({type(exc).__name__}): {scrub(_one_line(exc))[:200]} "
+                      f"(MYNAEMU_DEBUG=1 shows the traceback)", EXIT_REFUSED)
 
 
 def _one_line(exc) -> str:
@@ -220,20 +208,22 @@ def issue(ctx, home, db):
     from mynaemu.issuance.pg import is_url
 
     if db is not None and not is_url(db):
-        raise IssueError(f"--db must be a postgresql:// URL, got {db.split(':', 1)[0]!r}...", EXIT_USAGE)
+        from mynaemu.issuance.validate import shown
+
+        raise IssueError(f"--db must be a postgresql:// URL, got {shown(db.split(':', 1)[0], 20)}...", EXIT_USAGE)
     ctx.obj = _Context(home, db or None)
 
 
 @issue.command("apply")
-@click.option("--name", required=True, help="氏名 (family and given name separated by U+3000).")
-@click.option("--birth", required=True, type=DATE, help="生年月日, YYYY-MM-DD.")
+@click.option("--name", required=True, type=text_type("name"), help="氏名 (family and given name separated by U+3000).")
+@click.option("--birth", required=True, type=BIRTH, help="生年月日, YYYY-MM-DD (明治 1868-01-25 or later).")
 @click.option("--sex", required=True, type=click.Choice(["1", "2", "9"]), help="1 male, 2 female, 9 n/a (JIS X 0303).")
-@click.option("--address", required=True, help="住所.")
+@click.option("--address", required=True, type=text_type("address"), help="住所.")
 @click.option("--guardianship", is_flag=True, help="成年被後見人: no signing certificate (ELIG-2).")
 @click.option("--decline-sign-cert", is_flag=True, help="署名用電子証明書 不要 ticked on the form (M9).")
-@click.option("--name-kana", default="", help="ふりがな.")
-@click.option("--name-alt", default=None, help="代替文字 flags of the name, one 0/1 per character.")
-@click.option("--address-alt", default=None, help="代替文字 flags of the address, one 0/1 per character.")
+@click.option("--name-kana", default="", type=text_type("name_kana", optional=True), help="ふりがな.")
+@click.option("--name-alt", default=None, type=FLAGS, help="代替文字 flags of the name, one 0/1 per character.")
+@click.option("--address-alt", default=None, type=FLAGS, help="代替文字 flags of the address, one 0/1 per character.")
 @click.option("--alt-unconfirmed", is_flag=True, help="The form came back without the 代替文字 check (FLOW-3).")
 @common
 @click.pass_obj
@@ -250,7 +240,7 @@ def cmd_apply(obj, name, birth, sex, address, guardianship, decline_sign_cert, n
 
 
 @issue.command("receive")
-@click.argument("app_id", metavar="ID")
+@click.argument("app_id", metavar="ID", type=FORM_ID)
 @common
 @click.pass_obj
 @guarded
@@ -264,12 +254,12 @@ def cmd_receive(obj, app_id, at, as_json, operator, terminal):
 
 
 @issue.command("generate")
-@click.argument("app_ids", metavar="[ID]...", nargs=-1)
+@click.argument("app_ids", metavar="[ID]...", nargs=-1, type=FORM_ID)
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Batch mode: N worker processes claim waiting applications one at a time (PostgreSQL: "
                    "FOR UPDATE SKIP LOCKED). A killed batch is resumed by running it again: claims of dead "
                    "workers are freed, no card is generated twice.")
-@click.option("--lease", type=click.FloatRange(1, 86400), default=None,
+@click.option("--lease", type=SecondsType(1, 86400), default=None,
               help="Batch mode: seconds a claim is held before another worker may take it over "
                    "(default 120; claims of dead workers on this machine are freed at once).")
 @common
@@ -344,15 +334,16 @@ def _generate_batch(obj, workers, lease, at, as_json, operator, terminal):
 
 
 @issue.command("deliver")
-@click.argument("app_id", metavar="ID")
+@click.argument("app_id", metavar="ID", type=FORM_ID)
 @click.option("--auth-pin", required=True, help="利用者証明用暗証番号, 4 digits (AP-4).")
 @click.option("--sign-pin", default=None, help="署名用パスワード, 6-16 of A-Z 0-9 (AP-3); needed with a signing certificate.")
 @click.option("--kenhojo-pin", required=True, help="券面事項入力補助用暗証番号, 4 digits (AP-5).")
 @click.option("--juki-pin", default=None, help="住基 PIN, 4 digits (AP-6; default: the auth PIN, AP-7).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", required=True, type=OUTPUT,
               help="Card image file to write (what `mynaemu card serve` takes).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--identity-check", default="counter photo-ID check (交付時本人確認)", show_default=True,
+              type=text_type("identity_check"),
               help="The identity check that was made (STATE-3 item 7).")
 @click.option("--pins-set-by", type=click.Choice(["holder", "legal-representative"]), default=None,
               help="Who registers the PINs (ELIG-3: the legal representative under 15; default: as the rule says).")
@@ -363,7 +354,7 @@ def _generate_batch(obj, workers, lease, at, as_json, operator, terminal):
               type=click.Choice(["homebound-with-household", "homebound-alone", "facility-resident", "busy"]),
               help="The principal's condition (FLOW-PROXY-3/4).")
 @click.option("--proxy-doc", "proxy_docs", multiple=True, help="A document the proxy showed (repeat).")
-@click.option("--notice", "notice_id", default=None, help="The 交付通知書 id the proxy brought (FLOW-PROXY-2).")
+@click.option("--notice", "notice_id", default=None, type=text_type("notice_id"), help="The 交付通知書 id the proxy brought (FLOW-PROXY-2).")
 @click.option("--seal-cert-issued", type=DATE, default=None,
               help="Issue date of the principal's 印鑑登録証明書 (FLOW-PROXY-6).")
 @click.option("--no-notification-card", is_flag=True, help="No 通知カード was collected (M4: after May 2020).")
@@ -382,9 +373,11 @@ def cmd_deliver(obj, app_id, auth_pin, sign_pin, kenhojo_pin, juki_pin, output, 
     if proxy_relation or proxy_reason or proxy_docs or seal_cert_issued or notice_id:
         if not (proxy_relation and proxy_reason):
             raise click.UsageError("a proxy handover needs --proxy and --proxy-reason")
+        from mynaemu.issuance.validate import shown
+
         bad = sorted(set(proxy_docs) - set(PROXY_DOCUMENTS))
         if bad:
-            raise click.BadParameter(f"unknown document(s) {', '.join(bad)}; known: {', '.join(PROXY_DOCUMENTS)}",
+            raise click.BadParameter(f"unknown document(s) {', '.join(map(shown, bad))}; known: {', '.join(PROXY_DOCUMENTS)}",
                                      param_hint="--proxy-doc")
         proxy = ProxyHandover(condition=proxy_reason, relation=proxy_relation, documents=frozenset(proxy_docs),
                               notice_id=notice_id, seal_certificate_issued=seal_cert_issued)
@@ -405,11 +398,11 @@ def cmd_deliver(obj, app_id, auth_pin, sign_pin, kenhojo_pin, juki_pin, output, 
 
 
 @issue.command("suspend")
-@click.argument("app_id", metavar="ID")
-@click.option("--caller-name", default=None, help="氏名 the caller gives (FLOW-SUSP-3).")
-@click.option("--caller-birth", type=DATE, default=None, help="生年月日 the caller gives.")
+@click.argument("app_id", metavar="ID", type=FORM_ID)
+@click.option("--caller-name", default=None, type=text_type("caller_name"), help="氏名 the caller gives (FLOW-SUSP-3).")
+@click.option("--caller-birth", type=BIRTH, default=None, help="生年月日 the caller gives.")
 @click.option("--caller-sex", type=click.Choice(["1", "2", "9"]), default=None, help="性別 the caller gives.")
-@click.option("--caller-address", default=None, help="住所 the caller gives.")
+@click.option("--caller-address", default=None, type=text_type("caller_address"), help="住所 the caller gives.")
 @common
 @click.pass_obj
 @guarded
@@ -433,8 +426,9 @@ def cmd_suspend(obj, app_id, caller_name, caller_birth, caller_sex, caller_addre
 
 
 @issue.command("resume")
-@click.argument("app_id", metavar="ID")
-@click.option("--identity-check", default="counter identity check with 一時停止解除申請書", show_default=True)
+@click.argument("app_id", metavar="ID", type=FORM_ID)
+@click.option("--identity-check", default="counter identity check with 一時停止解除申請書", show_default=True,
+              type=text_type("identity_check"))
 @click.option("--channel", type=click.Choice(["counter", "phone"]), default="counter", show_default=True,
               help="Where the release is asked for (FLOW-SUSP-3: counter only).")
 @common
@@ -450,9 +444,9 @@ def cmd_resume(obj, app_id, identity_check, channel, at, as_json, operator, term
 
 
 @issue.command("move")
-@click.argument("app_id", metavar="ID")
-@click.option("--address", required=True, help="The new 住所.")
-@click.option("--address-alt", default=None, help="代替文字 flags of the new address.")
+@click.argument("app_id", metavar="ID", type=FORM_ID)
+@click.option("--address", required=True, type=text_type("address"), help="The new 住所.")
+@click.option("--address-alt", default=None, type=FLAGS, help="代替文字 flags of the new address.")
 @click.option("--card", "card_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="The holder's card file: rewritten with the new signing certificate (MOV-2).")
 @common
@@ -474,7 +468,7 @@ def cmd_move(obj, app_id, address, address_alt, card_file, at, as_json, operator
 
 
 @issue.command("write-card")
-@click.argument("app_id", metavar="ID")
+@click.argument("app_id", metavar="ID", type=FORM_ID)
 @click.option("--card", "card_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--sign-pin", default=None, help="A new signing password when the card gets its first signing certificate.")
 @common
@@ -491,7 +485,7 @@ def cmd_write_card(obj, app_id, card_file, sign_pin, at, as_json, operator, term
 
 
 @issue.command("renew")
-@click.argument("app_id", metavar="ID")
+@click.argument("app_id", metavar="ID", type=FORM_ID)
 @click.option("--card", "card_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="The holder's card: rewritten when only the certificates are renewed.")
 @click.option("--sign-pin", default=None, help="Signing password for a first signing certificate.")
@@ -514,7 +508,7 @@ def cmd_renew(obj, app_id, card_file, sign_pin, decline_sign_cert, at, as_json, 
 
 
 @issue.command("reissue")
-@click.argument("app_id", metavar="ID")
+@click.argument("app_id", metavar="ID", type=FORM_ID)
 @click.option("--reason", type=click.Choice(["lost", "damaged", "expired"]), default="lost", show_default=True)
 @common
 @click.pass_obj
@@ -529,7 +523,7 @@ def cmd_reissue(obj, app_id, reason, at, as_json, operator, terminal):
 
 
 def _state_command(name: str, method: str, help_text: str, reasons: tuple | None = None):
-    @click.argument("app_id", metavar="ID")
+    @click.argument("app_id", metavar="ID", type=FORM_ID)
     @common
     @click.pass_obj
     @guarded
@@ -560,7 +554,7 @@ _state_command("revoke", "revoke", "失効 (M10): death, removal of the resident
 
 
 @issue.command("status")
-@click.argument("app_id", metavar="ID")
+@click.argument("app_id", metavar="ID", type=FORM_ID)
 @click.option("--reveal", is_flag=True, help="Show the full 個人番号 (the access is audited).")
 @common
 @click.pass_obj
@@ -582,7 +576,7 @@ def cmd_status(obj, app_id, reveal, at, as_json, operator, terminal):
 
 
 @issue.command("audit")
-@click.argument("app_id", metavar="[ID]", required=False)
+@click.argument("app_id", metavar="[ID]", required=False, type=FORM_ID)
 @common
 @click.pass_obj
 @guarded
@@ -609,22 +603,25 @@ def cmd_audit(obj, app_id, at, as_json, operator, terminal):
 
 @issue.command("crl")
 @click.option("--ca", "kind", required=True, type=click.Choice(["auth", "sign"]))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=OUTPUT, default=None,
               help="Write the DER CRL here (default: PEM on stdout).")
 @common
 @click.pass_obj
 @guarded
 def cmd_crl(obj, kind, output, at, as_json, operator, terminal):
     """The CA's complete CRL as of --at, from the store (holds as certificateHold)."""
-    from mynaemu.issuance.revocation import build_crl, crl_der, crl_pem
+    from mynaemu.issuance.revocation import build_crl, check_crl_window, crl_der, crl_pem
 
     store, wf = obj.workflow(operator, terminal)
     at = at or _now()
     with store:
-        number = _next_crl_number(store, kind, at)
-        crl = build_crl(wf.pki.ca(kind), store, at=at, crl_number=number)
-        store.audit(at=at, operator=operator, terminal=terminal, operation="crl", target=kind, outcome="ok",
-                    reason=f"CRL number {number}, {len(list(crl))} entries")
+        # Refused (exit 2) before the number is spent: outside UTCTime or the CA's validity.
+        check_crl_window(wf.pki.ca(kind), at)
+        with store.transaction():  # the number is spent only with the CRL it numbers and its audit
+            number = _next_crl_number(store, kind, at)
+            crl = build_crl(wf.pki.ca(kind), store, at=at, crl_number=number)
+            store.audit(at=at, operator=operator, terminal=terminal, operation="crl", target=kind, outcome="ok",
+                        reason=f"CRL number {number}, {len(list(crl))} entries")
     if output is not None:
         output.write_bytes(crl_der(crl))
     doc = {"ca": kind, "number": number, "this_update": crl.last_update_utc.isoformat(),
@@ -693,7 +690,7 @@ def cmd_ocsp_serve(obj, host, port, at, as_json, operator, terminal):
 
 @issue.command("persona")
 @click.argument("name")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=OUTPUT)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @common
 @click.pass_obj
@@ -704,7 +701,9 @@ def cmd_persona(obj, name, output, force, at, as_json, operator, terminal):
     from mynaemu.issuance.pipeline_personas import PIPELINE_PERSONAS, build_pipeline_persona
 
     if name not in PIPELINE_PERSONAS:
-        raise click.BadParameter(f"unknown persona {name!r}; choose from: {', '.join(PIPELINE_PERSONAS)}",
+        from mynaemu.issuance.validate import shown
+
+        raise click.BadParameter(f"unknown persona {shown(name)}; choose from: {', '.join(PIPELINE_PERSONAS)}",
                                  param_hint="NAME")
     if output.exists() and not force:
         raise IssueError(f"{output}: exists (use --force to overwrite)", EXIT_REFUSED)

@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 
 from mynaemu.issuance.centre import EXIT_CLASSES, Refusal
+from mynaemu.tools.cli_types import OUTPUT, one_line_group, one_line_usage, text_type
 
 JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
 RUNNING_FILE = "centre.json"
@@ -45,7 +46,9 @@ class KioskExit(click.ClickException):
         self.exit_code = code
 
     def show(self, file=None):
-        click.echo(f"mynaemu kiosk: {self.format_message()}", err=True)
+        from mynaemu.issuance.validate import printable_line
+
+        click.echo(f"mynaemu kiosk: {printable_line(self.format_message())}", err=True)
 
 
 def _instant():
@@ -166,7 +169,7 @@ def _open_card(card_file: Path | None, reader: str | None):
 
 # -- the group ---------------------------------------------------------------------------------
 
-@click.group("kiosk", epilog=_exit_table())
+@click.group("kiosk", epilog=_exit_table(), cls=one_line_group("mynaemu kiosk"))
 def kiosk():
     """The コンビニ交付 kiosk (新方式, 変換方式, 現行方式), its centre, and the PDF checker.
 
@@ -179,12 +182,12 @@ def kiosk():
 @kiosk.command("issue", epilog=_exit_table())
 @click.option("--card", "card_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A card image file, driven in-process (PIN state is saved back to it).")
-@click.option("--reader", default=None, help="A PC/SC reader name (or a unique part of it).")
+@click.option("--reader", default=None, type=text_type("reader"), help="A PC/SC reader name (or a unique part of it).")
 @click.option("--pin", required=True,
               help="The 4-digit PIN: 利用者証明用 (新方式/変換方式) or the document's PIN (現行方式).")
 @click.option("--document", required=True, type=click.Choice(DOCUMENT_CHOICES),
               help="juminhyo 住民票の写し, inkan 印鑑登録証明書, zei 所得・課税証明書.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", required=True, type=OUTPUT,
               help="Where the PDF is written (only after the fee is paid).")
 @click.option("--method", default="shin", show_default=True, type=click.Choice(METHOD_CHOICES),
               help="shin 新方式, henkan 変換方式, genko 現行方式 (needs the 条例利用AP).")
@@ -193,11 +196,13 @@ def kiosk():
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
 @click.option("--at", "at", type=_instant(), default=None,
               help="The kiosk's clock (ISO 8601; naive = JST; default now). Moves a started stack too.")
-@click.option("--centre", "centre_url", default=None, help="URL of a running centre.")
+@click.option("--centre", "centre_url", default=None, type=text_type("url", ascii_only=True),
+              help="URL of a running centre.")
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The issuing store and kiosk keys (default: $MYNAEMU_HOME or the user data directory).")
 @_db_option
-@click.option("--kiosk-id", default="TEST-KIOSK-0001", show_default=True, help="This kiosk's id at the centre.")
+@click.option("--kiosk-id", default="TEST-KIOSK-0001", show_default=True, type=text_type("kiosk_id", ascii_only=True),
+              help="This kiosk's id at the centre.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def kiosk_issue(card_file, reader, pin, document, output, method, with_number, last_try, as_json, at,
                 centre_url, home, db, kiosk_id, force):
@@ -206,12 +211,13 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, l
 
     from mynaemu.issuance.centre import SettableClock, utc_now
     from mynaemu.issuance.municipality import known_public_keys
+    from mynaemu.issuance.validate import InputError
     from mynaemu.tools.client import CardClient
     from mynaemu.tools.kiosk import Kiosk
 
     if (card_file is None) == (reader is None):
         raise click.UsageError("give exactly one of --card FILE or --reader NAME")
-    if not re.fullmatch(r"[0-9]{4}", pin):
+    if not re.fullmatch(r"[0-9]{4}", pin, flags=re.ASCII):
         raise click.BadParameter("the PIN is 4 digits (checked here so a typo never costs a try)",
                                  param_hint="--pin")
     if with_number and document != "juminhyo":
@@ -236,6 +242,8 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, l
         if as_json:
             click.echo(json.dumps(refusal.to_json(), ensure_ascii=False))
         raise KioskExit(f"refused [{refusal.reason}]: {refusal.message}", refusal.code) from None
+    except InputError as exc:  # the input rules of validate.py: bad arguments
+        raise KioskExit(str(exc).splitlines()[0], 2) from None
     except (OSError, ValueError) as exc:
         raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
     summary = result.summary()
@@ -361,6 +369,9 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db):
 
     pins = {doc: p for doc, p in (("juminhyo", pin_juminhyo or pin), ("inkan", pin_inkan or pin),
                                    ("zei", pin_zei or pin)) if p}
+    for doc, value in pins.items():
+        if not (len(value) == 4 and value.isascii() and value.isdigit()):
+            raise click.BadParameter(f"the {doc} PIN is 4 digits", param_hint="--pin")
     if not pins:
         raise click.UsageError("give --pin or at least one --pin-<document>")
     try:
@@ -395,10 +406,10 @@ def _demo_instant(now: _dt.datetime) -> tuple[_dt.datetime, bool]:
     return local.replace(hour=10, minute=0, second=0, microsecond=0), True
 
 
-@click.command("demo")
+@click.command("demo", cls=one_line_usage("mynaemu"))
 @click.option("--pcsc", is_flag=True, help="Serve the card through pcscd + vpcd (a real PC/SC reader).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the PDF (default ./mynaemu-demo-juminhyo.pdf).")
+@click.option("-o", "--output", type=OUTPUT, default=None,
+              help="Where to write the PDF (default ./mynaemu-demo-juminhyo.pdf); its folder is checked first.")
 @click.option("--document", default="juminhyo", show_default=True, type=click.Choice(DOCUMENT_CHOICES))
 @click.option("--keep-home", is_flag=True, help="Keep the temporary MYNAEMU_HOME and print where it is.")
 def demo(pcsc, output, document, keep_home):
@@ -413,6 +424,8 @@ def demo(pcsc, output, document, keep_home):
     from mynaemu.issuance.centre import utc_now
 
     output = output or Path.cwd() / f"mynaemu-demo-{document}.pdf"
+    # Checked before the demo runs (a missing folder must not surface after the whole story).
+    output = OUTPUT.convert(str(output), None, click.get_current_context())
     home = Path(tempfile.mkdtemp(prefix="mynaemu-demo-"))
     try:
         _run_demo(home, pcsc=pcsc, output=output, document=document, now=utc_now())
