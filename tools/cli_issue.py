@@ -102,12 +102,11 @@ def unexpected_error(exc: Exception, prog: str) -> click.ClickException:
     """An exception nobody expected, as one line and exit 1; MYNAEMU_DEBUG=1 keeps the traceback."""
     import os
 
-    from mynaemu.issuance.store import scrub
-
     if os.environ.get("MYNAEMU_DEBUG"):
         raise exc
-    return IssueError(f"internal error ({type(exc).__name__}): {scrub(_one_line(exc))[:200]} "
-                      f"(MYNAEMU_DEBUG=1 shows the traceback)", EXIT_REFUSED)
+    # only the class: the text of an unexpected error may hold a PIN or a 個人番号
+    return IssueError(f"internal error ({type(exc).__name__}) in this step; it was audited, nothing was "
+                      f"changed (MYNAEMU_DEBUG=1 shows the traceback)", EXIT_REFUSED)
 
 
 def _one_line(exc) -> str:
