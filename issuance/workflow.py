@@ -196,12 +196,15 @@ class ProxyHandover:
 def check_proxy(proxy: ProxyHandover, *, has_sign_cert: bool, today: _dt.date, notice_id: str) -> policy.Decision:
     """May this proxy collect the card today? FLOW-PROXY-1..6 in order."""
     if proxy.condition not in PROXY_CONDITIONS:
-        raise BadInput(f"unknown proxy condition {proxy.condition!r}; one of {', '.join(PROXY_CONDITIONS)}")
+        raise BadInput(f"unknown proxy condition {validate.shown(proxy.condition)}; "
+                       f"one of {', '.join(PROXY_CONDITIONS)}")
     if proxy.relation not in PROXY_RELATIONS:
-        raise BadInput(f"unknown proxy relation {proxy.relation!r}; one of {', '.join(PROXY_RELATIONS)}")
+        raise BadInput(f"unknown proxy relation {validate.shown(proxy.relation)}; "
+                       f"one of {', '.join(PROXY_RELATIONS)}")
     unknown = sorted(set(proxy.documents) - set(PROXY_DOCUMENTS))
     if unknown:
-        raise BadInput(f"unknown proxy document(s) {', '.join(unknown)}; known: {', '.join(PROXY_DOCUMENTS)}")
+        raise BadInput(f"unknown proxy document(s) {', '.join(map(validate.shown, unknown))}; "
+                       f"known: {', '.join(PROXY_DOCUMENTS)}")
     allowed = PROXY_CONDITIONS[proxy.condition]
     if not allowed:
         return policy.Decision(False, "FLOW-PROXY-4: a principal who is merely busy cannot send a proxy; "
@@ -749,7 +752,7 @@ class Workflow:
         if proxy is not None and proxy.notice_id is not None:
             _valid(validate.text, proxy.notice_id, "notice_id")
         if pins_set_by not in (None, "holder", "legal_representative"):
-            raise BadInput(f"pins_set_by must be holder or legal_representative, got {pins_set_by!r}")
+            raise BadInput(f"pins_set_by must be holder or legal_representative, got {validate.shown(pins_set_by)}")
         pins = dict(pins)
         _check_pin(pins.get("auth"), AUTH_PIN_PATTERN, "the user-authentication PIN (4 digits, AP-4)")
         _check_pin(pins.get("kenhojo"), FOUR_DIGIT_PIN_PATTERN, "the 券面事項入力補助 PIN (4 digits, AP-5)")
@@ -1052,7 +1055,7 @@ class Workflow:
         """再発行 (FLOW-REISSUE-1 [INF]): a fresh issue (D6) that abolishes the old card now.
         A lost card's certificates are revoked as keyCompromise. Returns the new application id."""
         if reason not in REISSUE_REASONS:
-            raise BadInput(f"reissue reason must be one of {', '.join(REISSUE_REASONS)}, got {reason!r}")
+            raise BadInput(f"reissue reason must be one of {', '.join(REISSUE_REASONS)}, got {validate.shown(reason)}")
 
         def body(at):
             app_id_, application, card, person = self._load(app_id)
@@ -1075,7 +1078,7 @@ class Workflow:
     def abolish(self, app_id: str, *, at: _dt.datetime, reason: str = "holder-request") -> None:
         """廃止 (FLOW-ABOL-1): the card leaves service; its certificates are revoked."""
         if reason not in ABOLISH_REASONS:
-            raise BadInput(f"abolish reason must be one of {', '.join(ABOLISH_REASONS)}, got {reason!r}")
+            raise BadInput(f"abolish reason must be one of {', '.join(ABOLISH_REASONS)}, got {validate.shown(reason)}")
 
         def body(at):
             app_id_, application, card, person = self._load(app_id)
@@ -1110,7 +1113,7 @@ class Workflow:
         (消除), or a change of 個人番号 (NUM-7: a new number is designated, history kept).
         Death and removal end every live card and pending application of the person."""
         if reason not in REVOKE_REASONS:
-            raise BadInput(f"revoke reason must be one of {', '.join(REVOKE_REASONS)}, got {reason!r}")
+            raise BadInput(f"revoke reason must be one of {', '.join(REVOKE_REASONS)}, got {validate.shown(reason)}")
 
         def body(at):
             app_id_, application, card, person = self._load(app_id)

@@ -214,7 +214,8 @@ def issue(ctx, home, db):
 
 
 @issue.command("apply")
-@click.option("--name", required=True, type=text_type("name"), help="氏名 (family and given name separated by U+3000).")
+@click.option("--name", required=True, type=text_type("name"),
+              help="氏名 (family and given name separated by U+3000).")
 @click.option("--birth", required=True, type=BIRTH, help="生年月日, YYYY-MM-DD (明治 1868-01-25 or later).")
 @click.option("--sex", required=True, type=click.Choice(["1", "2", "9"]), help="1 male, 2 female, 9 n/a (JIS X 0303).")
 @click.option("--address", required=True, type=text_type("address"), help="住所.")
@@ -222,7 +223,8 @@ def issue(ctx, home, db):
 @click.option("--decline-sign-cert", is_flag=True, help="署名用電子証明書 不要 ticked on the form (M9).")
 @click.option("--name-kana", default="", type=text_type("name_kana", optional=True), help="ふりがな.")
 @click.option("--name-alt", default=None, type=FLAGS, help="代替文字 flags of the name, one 0/1 per character.")
-@click.option("--address-alt", default=None, type=FLAGS, help="代替文字 flags of the address, one 0/1 per character.")
+@click.option("--address-alt", default=None, type=FLAGS,
+              help="代替文字 flags of the address, one 0/1 per character.")
 @click.option("--alt-unconfirmed", is_flag=True, help="The form came back without the 代替文字 check (FLOW-3).")
 @common
 @click.pass_obj
@@ -293,8 +295,10 @@ def cmd_generate(obj, app_ids, workers, lease, at, as_json, operator, terminal):
     lines = [f"{r['id']}: notice {r['notice_id']}, card expires {r['card_expires']}, "
              f"{'auth + sign' if r['sign_serial'] else 'auth only'} ({r['sign']})" for r in results]
     _emit(as_json, {"generated": results, "failed": failures}, "\n".join(lines) if lines else "nothing to generate")
+    from mynaemu.issuance.validate import printable_line
+
     for f in failures:
-        click.echo(f"mynaemu issue: {f['id']}: {f['error']}", err=True)
+        click.echo(f"mynaemu issue: {printable_line(f['id'] + ': ' + f['error'])}", err=True)
     if failures:
         codes = {f["exit_code"] for f in failures}
         raise SystemExit(codes.pop() if len(codes) == 1 and not results else EXIT_REFUSED)
@@ -322,10 +326,12 @@ def _generate_batch(obj, workers, lease, at, as_json, operator, terminal):
     if result.reclaimed:
         lines.append(f"reclaimed {len(result.reclaimed)} claim(s) of dead workers")
     _emit(as_json, doc, "\n".join(lines) if lines else "nothing to generate")
+    from mynaemu.issuance.validate import printable_line
+
     for f in result.failed:
-        click.echo(f"mynaemu issue: {f['id']}: {f['error']}", err=True)
+        click.echo(f"mynaemu issue: {printable_line(str(f['id']) + ': ' + str(f['error']))}", err=True)
     for line in result.worker_errors:
-        click.echo(f"mynaemu issue: {line}", err=True)
+        click.echo(f"mynaemu issue: {printable_line(line)}", err=True)
     if result.failed or result.worker_errors:
         codes = {f["exit_code"] for f in result.failed}
         raise SystemExit(codes.pop() if len(codes) == 1 and not result.generated and not result.worker_errors
