@@ -172,11 +172,12 @@ def form_id_text(value) -> str:
 
 # --- dates --------------------------------------------------------------------------------------
 
-# The instants an operation may be dated: from 1950 (the first year a certificate's UTCTime can
-# encode) to the end of 2099. Wide enough for any test or demo, narrow enough that no time-zone
-# shift or policy arithmetic (years added for an expiry) can overflow Python's datetime.
-INSTANT_FIRST = _dt.datetime(1950, 1, 1, tzinfo=JST)
-INSTANT_LAST = _dt.datetime(2099, 12, 31, 23, 59, 59, tzinfo=JST)
+# The instants an operation may be dated: the range of UTCTime (RFC 5280 §4.1.2.5.1), which
+# every TEST CA signs in — certificates, CRLs and the OCSP responder's clock all refuse anything
+# else, so a later --at would only fail deeper down (in a server thread, as a traceback).
+# Checked on the wall-clock year first, so no time-zone shift can overflow Python's datetime.
+INSTANT_FIRST = _dt.datetime(1950, 1, 1, tzinfo=_dt.timezone.utc)
+INSTANT_LAST = _dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=_dt.timezone.utc)
 
 # 明治 1868-01-25 is the first day of the first era the card encodes (identity.ERAS: 照合番号B's
 # era-year YYMMDD, §4.3; the signing certificate's era digit, §7.3). Nobody is older than 130.
@@ -187,9 +188,9 @@ MAX_AGE = 130
 def naive_in_range(value: _dt.datetime, field: str = "at") -> None:
     """Before any time-zone conversion: the wall-clock year must be one we accept, so converting
     cannot overflow (0001-01-01 +09:00 or 9999-12-31 -05:00 would)."""
-    if not INSTANT_FIRST.year <= value.year <= INSTANT_LAST.year:
-        raise InputError(f"{field} {value.isoformat()} is outside {INSTANT_FIRST.date().isoformat()} .. "
-                         f"{INSTANT_LAST.date().isoformat()}")
+    # one year of slack either side: any UTC offset (at most ±24 h) stays inside datetime's range
+    if not INSTANT_FIRST.year - 1 <= value.year <= INSTANT_LAST.year + 1:
+        raise InputError(f"{field} {value.isoformat()} is outside {_range_text()}")
 
 
 def instant(value, field: str = "at") -> _dt.datetime:
@@ -200,9 +201,13 @@ def instant(value, field: str = "at") -> _dt.datetime:
         raise InputError(f"{field} must be timezone-aware (naive times are JST only at the CLI)")
     naive_in_range(value, field)
     if not INSTANT_FIRST <= value <= INSTANT_LAST:
-        raise InputError(f"{field} {value.isoformat()} is outside {INSTANT_FIRST.isoformat()} .. "
-                         f"{INSTANT_LAST.isoformat()}")
+        raise InputError(f"{field} {value.isoformat()} is outside {_range_text()}")
     return value
+
+
+def _range_text() -> str:
+    return (f"{INSTANT_FIRST:%Y-%m-%dT%H:%M:%SZ} .. {INSTANT_LAST:%Y-%m-%dT%H:%M:%SZ} "
+            "(UTCTime, which the TEST CAs sign in)")
 
 
 def age_on(birth: _dt.date, day: _dt.date) -> int:

@@ -106,12 +106,15 @@ CASES = [
      None, 2, "outside"),
     ("at-tz-overflow-low", lambda i: ["issue", "status", i["active"], "--at", "0001-01-01T00:00:00+14:00"],
      None, 2, "outside"),
-    ("at-2100", lambda i: ["issue", "apply", "--name", "見本\u3000一郎", *PERSON, "--address", ADDRESS,
-                           "--at", "2100-01-01"], None, 2, "2099-12-31"),
+    ("at-2050", lambda i: ["issue", "apply", "--name", "見本\u3000一郎", *PERSON, "--address", ADDRESS,
+                           "--at", "2050-01-01T09:00"], None, 2, "2049-12-31T23:59:59Z"),
+    ("at-1949", lambda i: ["issue", "status", i["active"], "--at", "1949-12-31T23:59:59Z"], None, 2, "1950-01-01"),
     ("at-garbage", lambda i: ["issue", "status", i["active"], "--at", "yesterday\x1b[2J"], None, 2,
      "not an ISO 8601"),
     # CRL past the TEST CAs' end (2049, UTCTime): refused before the number is spent
     ("crl-2051", lambda i: ["issue", "crl", "--ca", "auth", "--at", "2051-01-01"], None, 2, "UTCTime"),
+    ("crl-before-ca", lambda i: ["issue", "crl", "--ca", "auth", "--at", "2014-06-01"], None, 2,
+     "outside the auth CA's validity"),
     ("crl-next-update-2050", lambda i: ["issue", "crl", "--ca", "sign", "--at", "2049-12-31T23:00"], None, 2,
      "nextUpdate"),
     # operator / terminal: one line, non-empty, bounded
@@ -220,6 +223,8 @@ CASES = [
     ("card-create-o-missing", lambda i: ["card", "create", "--persona", "adult", "-o", OUT_MISSING], None, 2,
      "no such directory"),
     # kiosk option types
+    ("kiosk-at-2060", lambda i: ["kiosk", "issue", "--card", "c.json", "--pin", "1234", "--document",
+                                 "juminhyo", "-o", "x.pdf", "--at", "2060-01-01T10:00"], None, 2, "UTCTime"),
     ("kiosk-at-year-1", lambda i: ["kiosk", "issue", "--card", "c.json", "--pin", "1234", "--document",
                                    "juminhyo", "-o", "x.pdf", "--at", "0001-01-01"], None, 2, "outside"),
     ("kiosk-reader-control", lambda i: ["kiosk", "issue", "--reader", "Virtual\x1b[2J", "--pin", "1234",
@@ -248,7 +253,8 @@ def test_bad_input_is_one_line_exit_code_and_store_unchanged(office, case):
 def test_crl_number_not_spent_by_a_refused_crl_then_spent_by_a_good_one(office):
     home, _ = office
     settings_before = dict(dump(home)["settings"])
-    assert_one_line(invoke(["issue", "crl", "--ca", "auth", "--at", "2051-01-01"]), 2, "UTCTime")
+    # refused by the CRL window (nextUpdate past 2049), not by the --at type
+    assert_one_line(invoke(["issue", "crl", "--ca", "auth", "--at", "2049-12-31T23:00"]), 2, "nextUpdate")
     assert dict(dump(home)["settings"]) == settings_before
     ok = invoke(["issue", "crl", "--ca", "auth", "--at", "2026-06-01", "--json"])
     assert ok.exit_code == 0, ok.stderr
