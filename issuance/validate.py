@@ -28,7 +28,7 @@ import unicodedata
 __all__ = [
     "InputError", "LIMITS", "ID_LIMIT", "text", "optional_text", "audit_id", "ascii_token", "shown",
     "printable_line", "instant", "check_birth", "FIRST_BIRTH", "MAX_AGE", "INSTANT_FIRST",
-    "INSTANT_LAST", "finite_seconds", "form_id_text",
+    "INSTANT_LAST", "finite_seconds", "form_id_text", "naive_in_range", "age_on",
 ]
 
 

@@ -234,6 +234,9 @@ CASES = [
     ("kiosk-id-non-ascii", lambda i: ["kiosk", "issue", "--card", "c.json", "--pin", "1234", "--document",
                                       "juminhyo", "-o", "x.pdf", "--kiosk-id", "キオスク"], None, 2, "ASCII"),
     ("kiosk-enrol-pin", lambda i: ["kiosk", "enrol", "--card", "c.json", "--pin", "12a4"], None, 2, "4 digits"),
+    ("issue-home-is-file", lambda i: ["issue", "--home", "/etc/passwd", "status", i["active"]], None, 2,
+     "is a file"),
+    ("main-bad-option", lambda i: ["--bogus\x1b[2J"], None, 2, "No such option"),
     ("kiosk-unknown-command", lambda i: ["kiosk", "bogus\x1b[2J"], None, 2, "No such command"),
 ]
 

@@ -177,6 +177,14 @@ class IssueCommand(click.Command):
 class IssueGroup(click.Group):
     command_class = IssueCommand
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:  # the group's own options (--home, --db): one line too
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # no arguments at all: the help, as before
+        except click.UsageError as exc:
+            raise IssueError(exc.format_message(), EXIT_USAGE) from None
+
     def resolve_command(self, ctx, args):
         try:
             return super().resolve_command(ctx, args)

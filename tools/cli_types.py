@@ -225,6 +225,14 @@ def one_line_group(prog: str):
     class OneLineGroup(click.Group):
         command_class = one_line_usage(prog)
 
+        def make_context(self, info_name, args, parent=None, **extra):
+            try:  # the group's own options
+                return super().make_context(info_name, args, parent=parent, **extra)
+            except click.exceptions.NoArgsIsHelpError:
+                raise  # no arguments at all: the help, as before
+            except click.UsageError as exc:
+                raise OneLineError(prog, exc.format_message()) from None
+
         def resolve_command(self, ctx, args):
             try:
                 return super().resolve_command(ctx, args)
