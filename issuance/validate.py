@@ -93,11 +93,12 @@ def _plain(ch: str) -> bool:
     return ch.isprintable() and unicodedata.category(ch) not in _REFUSED_CATEGORIES
 
 
-def printable_line(message: str, limit: int = 1000) -> str:
-    """A message made safe for one terminal line: the first line only, every non-printable code
-    point escaped, at most `limit` characters. The last guard before stderr."""
+def printable_line(message: str, limit: int = 1000, *, first_line_only: bool = True) -> str:
+    """A message made safe for one terminal line: the first line only (or, first_line_only=False,
+    every line break escaped too), every non-printable code point escaped, at most `limit`
+    characters. The last guard before a terminal."""
     text = str(message)
-    first = text.splitlines()[0] if text else ""
+    first = (text.splitlines()[0] if text else "") if first_line_only else text
     safe = "".join(ch if (_plain(ch) or unicodedata.category(ch) == "Zs") else
                    (f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}") for ch in first)
     return safe if len(safe) <= limit else safe[:limit] + "…"

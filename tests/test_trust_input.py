@@ -402,6 +402,23 @@ def test_mynaemu_debug_keeps_the_traceback(office, monkeypatch):
                            catch_exceptions=False)
 
 
+def test_audit_listing_is_one_line_per_record_even_for_an_older_store(office):
+    """Records written before these checks (or by hand) cannot forge lines in `issue audit`."""
+    home, ids = office
+    conn = sqlite3.connect(home / DB_NAME)
+    with conn:
+        conn.execute("UPDATE audit SET operator = ?, reason = ? WHERE id = (SELECT max(id) FROM audit)",
+                     ("eve\n2026-01-01T00:00:00+00:00 admin@t generate X ok", "r\x1b[2J\u202e"))
+    conn.close()
+    result = invoke(["issue", "audit"])
+    assert result.exit_code == 0, result.stderr
+    rows = len(dump(home)["audit"])
+    lines = result.stdout.splitlines()
+    assert len(lines) == rows
+    assert all(ch.isprintable() or unicodedata.category(ch) == "Zs" for line in lines for ch in line)
+    assert "eve\\u000a2026" in lines[-1] and "\\u202e" in lines[-1]
+
+
 # ---------------------------------------------------------------------------------------------
 # echo helpers
 # ---------------------------------------------------------------------------------------------

@@ -609,9 +609,12 @@ def cmd_audit(obj, app_id, at, as_json, operator, terminal):
     if as_json:
         _emit(True, rows)
         return
-    for r in rows:
-        click.echo(f"{r['at']} {r['operator']}@{r['terminal']} {r['operation']} {r['target'] or '-'} "
-                   f"{r['outcome']}{': ' + r['reason'] if r['reason'] else ''}")
+    from mynaemu.issuance.validate import printable_line
+
+    for r in rows:  # one record, one line, whatever an older store holds (SEC-8)
+        click.echo(printable_line(f"{r['at']} {r['operator']}@{r['terminal']} {r['operation']} {r['target'] or '-'} "
+                                  f"{r['outcome']}{': ' + r['reason'] if r['reason'] else ''}",
+                                  limit=100_000, first_line_only=False))
 
 
 @issue.command("crl")
