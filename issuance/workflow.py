@@ -584,6 +584,9 @@ class Workflow:
         name_kana = _valid(validate.optional_text, name_kana, "name_kana")
         for what, value in (("prefecture_romaji", prefecture_romaji), ("city_romaji", city_romaji)):
             _valid(validate.ascii_token, value, what, limit=validate.LIMITS["romaji"])
+        if not (isinstance(municipality_code, str) and len(municipality_code) == 5 and municipality_code.isascii()
+                and municipality_code.isdigit()):
+            raise BadInput(f"municipality_code must be 5 ASCII digits, got {validate.shown(municipality_code)}")
         if sex not in ("1", "2", "9"):
             raise BadInput(f"sex must be 1, 2 or 9 (JIS X 0303), got {validate.shown(sex)}")
         if not isinstance(birth, _dt.date) or isinstance(birth, _dt.datetime):

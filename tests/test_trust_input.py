@@ -320,6 +320,7 @@ def test_first_birth_is_the_first_era_day_the_card_encodes():
     ({"at": dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14)))}, "outside"),
     ({"at": dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-12)))}, "outside"),
     ({"city_romaji": "Kiyose\x1b"}, "control character"),
+    ({"municipality_code": "1322１"}, "5 ASCII digits"),
 ])
 def test_workflow_apply_refuses_what_the_cli_refuses(tmp_path, kwargs, needle):
     with Store.open(tmp_path) as store:
