@@ -208,7 +208,9 @@ def issue(ctx, home, db):
       0  success
       1  refused: a rule or the card's current state forbids the step (the message names the
          rule id, e.g. VAL-7, or the state); nothing was changed
-      2  bad usage or bad arguments (impossible dates, malformed ids, bad PIN formats)
+         — or an internal error (audited; MYNAEMU_DEBUG=1 shows the traceback)
+      2  bad usage or bad arguments (impossible dates, malformed ids, bad PIN formats, text
+         outside docs/input-limits.md)
       3  unknown application id
       4  the store stayed locked by another process beyond the busy timeout; try again
     """
