@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, utils
 from .apdu import ApduFormatError, Command
 from .image import BinaryEF, CardImage, FREE, KeyEF, NEVER, PinEF, RecordEF, atr_bytes
 from .crypto import sign_pkcs1_raw
+from . import sm
 from .redact import redact_command
 from .status import SW, retries
 
@@ -119,6 +120,7 @@ class Card:
             if warm:
                 self.current_app = None
                 self.current_ef = None
+                self.sm.end()    # §13.2: no application is current after a reset
             else:
                 self._clear_all()
             return self.atr
@@ -129,6 +131,7 @@ class Card:
         self.security_app = None     # the application whose verified status is held
         self.verified = set()        # (app name, PIN fid)
         self.app_selected = False    # an application was selected since the cold reset
+        self.sm = sm.Session()       # §13.2: secure-messaging session, memory only
 
     def transmit(self, raw: bytes) -> bytes:
         with self._lock:
@@ -161,6 +164,8 @@ class Card:
         if cla & 0x03:
             return _sw(SW.CHANNEL_NOT_SUPPORTED)      # spec §1.1: channel 0 only
         if cla & 0x0C:
+            if sm.handles(self.current_app):
+                return sm.transmit(self, cmd)        # §13.2: kenhojo's confidentiality SM
             # spec §1.1: SM class bytes refused (SELECT 6882; READ/VERIFY 69FC)
             if ins in (0xB0, 0xB2, 0x20):
                 return _sw(SW.SM_DATA_MISSING)
@@ -185,6 +190,7 @@ class Card:
     def _enter(self, app) -> None:
         """Make `app` (None = ISD/MF level) current, applying the §4.5 status scope."""
         keep = app is not None and app is self.security_app and self.options.reselect_keeps_status
+        self.sm.end()    # §13.2: any application SELECT ends the SM session
         if not keep:
             self.verified.clear()
             self.security_app = app
@@ -552,9 +558,8 @@ class Card:
         return _sw(SW.WRONG_LENGTH if len(cmd.data) > 255 else SW.INCORRECT_P1P2)
 
     def _set_session_key(self, cmd: Command) -> bytes:
-        # spec §1.1: only 券面入力補助AP has SET SESSION KEY (confidentiality SM) and no client
-        # in scope uses it; this card does not offer SM, so the conditions are never met.
-        return _sw(SW.CONDITIONS_NOT_SATISFIED)
+        # spec §1.1, §13.2: only 券面入力補助AP has SET SESSION KEY (card/sm.py).
+        return sm.set_session_key(self, cmd)
 
     def _last_command(self, cmd: Command) -> bytes:
         return _sw(SW.WRONG_LENGTH)   # spec §8: 80 FC is the iPhone profile's; cards say 6700

@@ -14,7 +14,13 @@ Format `mynaemu-card-image`, version 1 (documented in docs/card-image.md):
             {"fid": "0018", "type": "pin", "value": "1234", "max_tries": 3, "remaining": 3,
              "pattern": "[0-9]{4}", "change": "iso"},
             {"fid": "0017", "type": "key", "use": ["0018"], "ops": ["sign"], "default": false,
-             "key": "-----BEGIN PRIVATE KEY-----..."}]}]}
+             "key": "-----BEGIN PRIVATE KEY-----..."}],
+         "sm_key": "-----BEGIN PRIVATE KEY-----..."}]}   # optional, see below
+
+`sm_key` (optional, kenhojo only; an additive field, so the version stays 1 and images made
+before it still load): the private half of the session-key encryption key whose
+public half is EF 0006 (spec §13.2). It is no EF: no APDU selects or reads it; SET SESSION
+KEY decrypts with it. Without it the application answers SET SESSION KEY with 6985.
 
 Access rules (`read` of data EFs, `use` of keys): "free", "never", or a list of PIN FIDs of
 the same application, any one of which must be verified (spec §3, §4.3).
@@ -135,6 +141,8 @@ class Application:
     name: str
     aid: bytes
     efs: dict  # fid -> EF
+    # §13.2: private half of the session-key encryption key (EF 0006), PKCS#8 PEM; no EF.
+    sm_key_pem: bytes | None = None
 
     def add(self, ef) -> None:
         if ef.fid in self.efs:
@@ -368,8 +376,11 @@ def _ef_from_json(doc):
 
 
 def _app_to_json(app: Application) -> dict:
-    return {"name": app.name, "aid": app.aid.hex().upper(),
-            "efs": [_ef_to_json(ef) for _, ef in sorted(app.efs.items())]}
+    out = {"name": app.name, "aid": app.aid.hex().upper(),
+           "efs": [_ef_to_json(ef) for _, ef in sorted(app.efs.items())]}
+    if app.sm_key_pem is not None:
+        out["sm_key"] = app.sm_key_pem.decode("ascii")
+    return out
 
 
 def _app_from_json(doc) -> Application:
@@ -377,6 +388,11 @@ def _app_from_json(doc) -> Application:
     if not 5 <= len(aid) <= 16:
         raise ValueError(f"AID {doc['aid']} must be 5..16 bytes")
     app = Application(str(doc["name"]), aid, {})
+    if doc.get("sm_key") is not None:
+        pem = doc["sm_key"].encode("ascii")
+        if b"PRIVATE KEY" not in pem:
+            raise ValueError(f"{app.name}: sm_key is not a PEM private key")
+        app.sm_key_pem = pem
     for ef_doc in _need(doc, "efs", list):
         app.add(_ef_from_json(ef_doc))
     for ef in app.efs.values():

@@ -5,7 +5,8 @@
 - CvcIssuer: the key that signs the card-verifiable certificates (CVC) in EF 0004 of the
   券面事項入力補助AP and 券面AP (§3.2, §3.3): `7F21 { 5F4E body(297), 5F37 signature(256) }`,
   body = issuer key id (16) ‖ subject key id (16) ‖ `90 03 010001 91 82 0100 <modulus>`.
-  Its key id starts with ASCII "TESTCVCA" so it can never be taken for a production id.
+  Its key id has the card's own form (§13.1, mynaemu.card.keyid) in the TEST hierarchy's
+  `6…` series (`6000023/NNN`), so it can never be taken for a production (`5…`) id.
 - TestPKI / default_test_pki(): the project's fixed TEST hierarchy, derived deterministically
   from PROJECT_SEED (so vectors/certs/*.pem can be reproduced byte for byte), cached per process
   and on disk under platformdirs.user_cache_dir("mynaemu") (file name keyed by the cache format
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from . import profiles
 from .identity import Identity
 from .keys import PUBLIC_EXPONENT, derive_rng, generate_rsa_key, load_private_key_pem, private_key_pem
-from mynaemu.card import tlv
+from mynaemu.card import keyid, tlv
 from mynaemu.card.apps import kenhojo
 from mynaemu.card.image import write_file_atomic
 
@@ -56,7 +57,8 @@ PKI_CACHE_VERSION = 1
 _SHAPING_MODULES = ("ca.py", "profiles.py", "keys.py", "identity.py")
 CACHE_FORMAT = "mynaemu-test-pki"
 
-CVC_KEY_ID_PREFIX = b"TESTCVCA"
+# §13.1: the TEST CVC CA names itself 6000023/NNN (production's 券面事項確認AP CVC issuer is 5000023).
+CVC_ISSUER_NUMBER = "6000023"
 CVC_KEY_ID_LENGTH = 16  # 証明者鍵ID / 被証明者鍵ID are 16 bytes (§3.2 EF 0004)
 CVC_LENGTH = 568
 
@@ -219,16 +221,25 @@ class CvcIssuer:
         _check_rsa_2048(self.key.public_key(), "CVC issuer key")
         if not isinstance(self.key_id, bytes) or len(self.key_id) != CVC_KEY_ID_LENGTH:
             raise ValueError(f"key_id must be {CVC_KEY_ID_LENGTH} bytes")
-        if not self.key_id.startswith(CVC_KEY_ID_PREFIX):
-            raise ValueError(f"a TEST CVC issuer key id starts with {CVC_KEY_ID_PREFIX!r}")
+        try:
+            kid = keyid.parse(self.key_id)
+        except keyid.KeyIdError as exc:
+            raise ValueError(f"a TEST CVC issuer key id has the §13.1 form: {exc}") from None
+        if not kid.is_test:
+            raise ValueError(f"a TEST CVC issuer key id is in the {keyid.TEST_SERIES}… series, got {kid}")
 
     @classmethod
     def create(cls, *, key: rsa.RSAPrivateKey | None = None, rng: random.Random | None = None) -> "CvcIssuer":
-        """A new issuer; key (when not given) then the 8 key-id bytes after "TESTCVCA" come from rng."""
+        """A new issuer `6000023/NNN`; key (when not given) then the group NNN (001-999) come from rng."""
         if key is None:
             key = generate_rsa_key(2048, rng)
-        tail = rng.getrandbits(64).to_bytes(8, "big") if rng is not None else secrets.token_bytes(8)
-        return cls(key, CVC_KEY_ID_PREFIX + tail)
+        group = rng.randrange(1, 1000) if rng is not None else 1 + secrets.randbelow(999)
+        return cls(key, keyid.make_test_id(CVC_ISSUER_NUMBER, group))
+
+    @property
+    def key_id_text(self) -> str:
+        """The id as printed, e.g. `6000023/001` (§13.1)."""
+        return str(keyid.parse(self.key_id))
 
     @property
     def public_key(self) -> rsa.RSAPublicKey:
@@ -239,7 +250,12 @@ class CvcIssuer:
         return self.key.sign(bytes(data), padding.PKCS1v15(), hashes.SHA256())
 
     def issue_cvc(self, subject_key_id: bytes, public_key: rsa.RSAPublicKey) -> bytes:
-        """The 568-byte CVC of EF 0004 (spec §3.2), in the card's own encoding."""
+        """The 568-byte CVC of EF 0004 (spec §3.2), in the card's own encoding.
+
+        subject_key_id must be a §13.1 key id (mynaemu.card.keyid); KeyIdError (a ValueError)
+        otherwise, as a client parsing the certificate would reject it.
+        """
+        keyid.parse(subject_key_id)
         return kenhojo.encode_cvc(issuer_key_id=self.key_id, subject_key_id=subject_key_id,
                                   subject_public_key=public_key, issuer_key=self.key)
 

@@ -18,6 +18,7 @@ import random
 
 from cryptography import x509
 
+from mynaemu.card import keyid
 from mynaemu.card.apps import common, jpki, juki, kenhojo, kenkaku, mf
 from mynaemu.card.image import ATR_PROFILES, CardImage, CardOptions
 
@@ -37,7 +38,7 @@ class CardKeys:
     sign: object | None
     kenhojo_signer: object      # certified by the kenhojo CVC (EF 0004); signs 0003 and 0007
     kenhojo_card: object        # key 0013
-    kenhojo_session: object     # public half in EF 0006
+    kenhojo_session: object     # SM key delivery (§13.2): public half EF 0006, private half on the AP
     kenkaku_signer: object      # certified by the kenkaku CVC; signs DF28, DF13, DF43
     kenkaku_card: object        # key 001A (public half in DF12/DF24/DF42)
     common: object              # 共通AP key 0019 (INTERNAL AUTHENTICATE)
@@ -68,10 +69,31 @@ class CardRequest:
     options: CardOptions = dataclasses.field(default_factory=CardOptions)
 
 
-def _key_id(tag: str, public_key) -> bytes:
-    """A 16-byte key id: a TEST marker and a digest of the public key."""
-    der = public_key.public_bytes(*_SPKI)
-    return (tag.encode("ascii") + hashlib.sha256(der).digest())[:16]
+# §13.1: the key numbers this TEST back office gives each role (production ids begin with 5;
+# kenhojo's 5000033 and kenkaku's 5000024-style numbers mirrored into the 6… test series).
+KEY_NUMBERS = {
+    "kenhojo": "6000033",        # 券面入力補助AP CVC subject (EF 0004), kenhojo EF 0005 DF42
+    "kenkaku": "6000024",        # 券面事項確認AP CVC subject (EF 0004), kenkaku EF 0003 DF32
+    "intermediate": "6000020",   # MF upper CVC subject (GET DATA 00F7), certifies the CVC CA key
+    "key_reference": "6000019",  # 共通AP/住基AP EF 0002 key reference (§3.4)
+}
+
+
+def key_id(role: str, material: bytes) -> bytes:
+    """The 16-byte §13.1 key id of `role` for one card: `NNNNNNN 08 05 GGG 00000000`.
+
+    The number comes from KEY_NUMBERS; the group GGG (001-999) from SHA-256 of `material`
+    (the certified public key, or the card serial), so ids are stable for a given key.
+    Everything the personaliser writes goes through here (mynaemu.card.keyid codec).
+    """
+    if role not in KEY_NUMBERS:
+        raise ValueError(f"unknown key-id role {role!r} (known: {', '.join(KEY_NUMBERS)})")
+    group = 1 + int.from_bytes(hashlib.sha256(bytes(material)).digest()[:4], "big") % 999
+    return keyid.make_test_id(KEY_NUMBERS[role], group)
+
+
+def public_key_material(public_key) -> bytes:
+    return public_key.public_bytes(*_SPKI)
 
 
 from cryptography.hazmat.primitives import serialization as _ser  # noqa: E402
@@ -90,11 +112,12 @@ def personalise(req: CardRequest) -> CardImage:
     collation_b = era_yymmdd(ident.birth) + f"{req.card_expiry.year:04d}" + req.security_code
     cvc_issuer = pki.cvc_issuer
 
-    def cvc(tag, signer):
-        return cvc_issuer.issue_cvc(_key_id(tag, signer.public_key()), signer.public_key())
+    def cvc(role, signer):
+        return cvc_issuer.issue_cvc(key_id(role, public_key_material(signer.public_key())),
+                                    signer.public_key())
 
-    # spec §3.4: EF 0002 is a 16-byte key reference, the same in both APs.
-    key_reference = (b"TESTKREF" + hashlib.sha256(req.card_serial.encode()).digest())[:16]
+    # spec §3.4: EF 0002 is a 16-byte key reference, the same in both APs (§13.1 form).
+    key_reference = key_id("key_reference", req.card_serial.encode("ascii"))
     der = lambda cert: cert.public_bytes(_ser.Encoding.DER)  # noqa: E731
     apps = [
         jpki.build(auth_cert_der=der(req.auth_cert), auth_ca_der=der(pki.auth_ca.certificate),
@@ -107,14 +130,14 @@ def personalise(req: CardRequest) -> CardImage:
         kenhojo.build(individual_number=ident.individual_number, name=ident.name,
                       address=ident.address, birth=ident.birth, sex=ident.sex,
                       pin=req.pins["kenhojo"], collation_b=collation_b,
-                      cvc=cvc("TESTHOJO", keys.kenhojo_signer), signer_key=keys.kenhojo_signer,
+                      cvc=cvc("kenhojo", keys.kenhojo_signer), signer_key=keys.kenhojo_signer,
                       ap_key=keys.kenhojo_card,
-                      session_public_key=keys.kenhojo_session.public_key()),
+                      session_key=keys.kenhojo_session),
         kenkaku.build(individual_number=ident.individual_number, name=ident.name,
                       address=ident.address, birth=ident.birth, sex=ident.sex,
                       expiry=req.card_expiry, security_code=req.security_code,
                       collation_b=collation_b, municipality_code=ident.municipality_code,
-                      cvc=cvc("TESTKAKU", keys.kenkaku_signer), signer_key=keys.kenkaku_signer,
+                      cvc=cvc("kenkaku", keys.kenkaku_signer), signer_key=keys.kenkaku_signer,
                       card_key=keys.kenkaku_card,
                       face_seed=int(hashlib.sha256(ident.juminhyo_code.encode()).hexdigest()[:8], 16)),
         juki.build(juminhyo_code=ident.juminhyo_code, card_serial=req.card_serial,
@@ -127,7 +150,7 @@ def personalise(req: CardRequest) -> CardImage:
     get_data = mf.build_get_data(card_id=req.card_serial, municipality_code=ident.municipality_code,
                                  expiry=req.card_expiry,
                                  contact_atr=ATR_PROFILES["contact"],
-                                 cvc_upper=cvc("TESTUPPR", cvc_issuer.key))
+                                 cvc_upper=cvc("intermediate", cvc_issuer.key))
     meta = {
         "holder": ident.name,
         "individual_number": ident.individual_number,

@@ -359,7 +359,8 @@ def test_kenkaku_face_flips(kaku):
 def test_kenkaku_ap_info_and_number_image(keys, kaku, cvc):
     info = kenkaku.parse_ap_info(data(kaku, 3))
     assert info["id"] == bytes.fromhex("06030E01") and info["municipality_code"] == "13221"
-    assert info["version"] == 1 and info["blob_key_id"] == b"TEST-CVC-ISSUER1"
+    # §13.1: DF33 is 00 on the test card
+    assert info["version"] == 0 and info["blob_key_id"] == b"TEST-CVC-ISSUER1"
     assert data(kaku, 3)[:5] == bytes.fromhex("FF3082013B")
     assert data(kaku, 4) == cvc and data(kaku, 6) == b"\xff" * 16
     ef5 = data(kaku, 5)
@@ -526,10 +527,12 @@ def test_mf_get_data(keys, cvc):
     assert objs[0x5F51] == atr[1:]
     assert objs[0x0042] == b"TEST-CVC-ISSUER1" and objs[0x00F7] == b"TEST-CVC-SUBJ-01"
     assert objs[0x00F0] == b"13221" and objs[0x00F2] == b"20350217"
-    assert objs[0x00F8] == cvc and objs[0x7F21] == lower
+    # §13.3: 00F8/7F21 hold the CVC template's contents (5F4E … 5F37 …), not the 7F21 wrapper
+    assert objs[0x00F8] == cvc[5:] and objs[0x7F21] == lower[5:]
+    assert objs[0x00F8][:2] == b"\x5f\x4e" and mf.cvc_from_contents(objs[0x00F8]) == cvc
     gp = tlv.expect(objs[0x0066], 0x66)
     assert tlv.find(gp.children()[0].children(), 0x06).value == bytes.fromhex("2A864886FC6B01")
-    assert kenhojo.verify_cvc(objs[0x7F21], keys["signer"].public_key())
+    assert kenhojo.verify_cvc(mf.cvc_from_contents(objs[0x7F21]), keys["signer"].public_key())
     no_lower = mf.build_get_data(card_id="X1", municipality_code="13221", expiry=EXPIRY,
                                  contact_atr=atr, cvc_upper=cvc)
     assert 0x7F21 not in no_lower

@@ -421,9 +421,11 @@ def test_make_issue_id():
 # --- CVC issuer ---------------------------------------------------------------------------------------
 def test_cvc_issuer(pki, ee_key):
     issuer = pki.cvc_issuer
-    assert len(issuer.key_id) == 16 and issuer.key_id.startswith(b"TESTCVCA")
+    # §13.1: the TEST CVC CA names itself by a card-form key id in the 6… series
+    assert len(issuer.key_id) == 16 and issuer.key_id[:9] == b"6000023\x08\x05"
+    assert issuer.key_id_text.startswith("6000023/")
     assert issuer.key.key_size == 2048
-    subject_id = b"TESTCARD" + bytes(range(8))
+    subject_id = b"6000033\x08\x05007" + bytes(4)
     cvc = issuer.issue_cvc(subject_id, ee_key.public_key())
     assert len(cvc) == 568 and cvc[:5] == bytes.fromhex("7F21820233")
     assert cvc[5:10] == bytes.fromhex("5F4E820129")
@@ -443,8 +445,14 @@ def test_cvc_issuer(pki, ee_key):
         issuer.verify_cvc(cvc[:-1])
     with pytest.raises(ValueError, match="16 bytes"):
         issuer.issue_cvc(b"short", ee_key.public_key())
-    with pytest.raises(ValueError, match="TESTCVCA"):
-        CvcIssuer(issuer.key, b"5000023" + bytes(9))
+    with pytest.raises(ValueError, match="6… series"):
+        CvcIssuer(issuer.key, b"5000023\x08\x05001" + bytes(4))
+    with pytest.raises(ValueError, match="§13.1 form"):
+        CvcIssuer(issuer.key, b"TESTCVCA" + bytes(8))
+    with pytest.raises(ValueError, match="7 ASCII digits"):
+        issuer.issue_cvc(b"TESTCARD" + bytes(range(8)), ee_key.public_key())
+    with pytest.raises(ValueError, match="08 05"):
+        issuer.issue_cvc(b"6000033\x08\x06007" + bytes(4), ee_key.public_key())
     a = CvcIssuer.create(key=issuer.key, rng=random.Random(4))
     assert a.key_id == CvcIssuer.create(key=issuer.key, rng=random.Random(4)).key_id != issuer.key_id
     with pytest.raises(ValueError, match="another key id"):

@@ -9,8 +9,9 @@ Keys involved (all RSA-2048, e=65537):
 - the signer key, certified by that CVC, signs the integrity record (0003) and the AP's
   public key record (0007);
 - key 0013, the AP's own key on the card, signs challenges without a PIN (§3.3 end);
-- the session-key public key of EF 0006 (SET SESSION KEY is out of scope; only the public
-  half is on the card).
+- the session-key key of EF 0006: the public half is the EF, the private half is held by
+  the application (Application.sm_key_pem, no EF) and decrypts SET SESSION KEY (§13.2,
+  card/sm.py).
 
 Decisions on [U] points (spec §4.1, §12):
 - 照合番号A (0014) and 照合番号B (0015) allow 10 tries, like the kenkaku 照合番号B.
@@ -74,7 +75,6 @@ COLLATION_MAX_TRIES = 10     # [U] §4.1: "10 is likely"
 
 AP_INFO_ID = bytes.fromhex("01030E01")   # DF41 as seen on cards (§3.2)
 AP_INFO_SIZE = 256
-DEFAULT_INFO_KEY_ID = b"TEST-KENHOJO-034"  # DF42: synthetic 16-byte key id
 
 SHA256_DIGESTINFO_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
 
@@ -414,12 +414,18 @@ def _pin(value: str, pattern: str, what: str) -> bytes:
 
 
 def build(*, individual_number: str, name: str, address: str, birth: _dt.date, sex: str,
-          pin: str, collation_b: str, cvc: bytes, signer_key, ap_key, session_public_key,
-          info_key_id: bytes = DEFAULT_INFO_KEY_ID, long_form: bool = False) -> Application:
+          pin: str, collation_b: str, cvc: bytes, signer_key, ap_key, session_public_key=None,
+          session_key=None,
+          info_key_id: bytes | None = None, long_form: bool = False) -> Application:
     """The kenhojo DF with the EFs of spec §3.2 and the access rules of §4.3.
 
     cvc: EF 0004 as made by encode_cvc; signer_key: the private key it certifies (signs
-    0003 and 0007); ap_key: key 0013 (stored on the card); session_public_key: EF 0006.
+    0003 and 0007); ap_key: key 0013 (stored on the card); session_key: the private
+    session-key encryption key (§13.2: EF 0006 holds its public half, the application the
+    private half, so SET SESSION KEY works); or session_public_key alone for a card without
+    secure messaging (SET SESSION KEY then answers 6985).
+    info_key_id: EF 0005 DF42; by default the CVC's 被証明者鍵ID (the §13.1 key id of this
+    AP's key, as the issuer wrote it).
     collation_b: 照合番号B, 14 digits (era YYMMDD + expiry year + security code, §4.3).
     """
     _check_digits(individual_number, 12, "individual number")
@@ -437,10 +443,21 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
         raise ValueError(f"cvc is {len(cvc)} bytes, EF 0004 holds {SIZE_CVC}")
     if not same_public_key(certified, signer_key):
         raise ValueError("signer_key is not the key certified by the CVC")
+    if info_key_id is None:
+        info_key_id = parse_cvc(cvc).subject_key_id   # §13.1: DF42 is this AP's key id
+    if session_key is not None:
+        check_rsa2048(session_key, "session key")
+        if not isinstance(session_key, rsa.RSAPrivateKey):
+            raise TypeError("session_key must be a private key (the card decrypts with it)")
+        if session_public_key is not None and not same_public_key(session_key, session_public_key):
+            raise ValueError("session_public_key is not the public half of session_key")
+        session_public_key = session_key.public_key()
+    elif session_public_key is None:
+        raise TypeError("build() needs session_key (or session_public_key for a card without SM)")
 
     ef1 = encode_my_number(individual_number)
     ef2 = encode_basic4(name=name, address=address, birth=birth, sex=sex, long_form=long_form)
-    app = Application(NAME, AID, {})
+    app = Application(NAME, AID, {}, sm_key_pem=key_pem(session_key) if session_key is not None else None)
     contents = {
         EF_MY_NUMBER: (ef1, "個人番号"),
         EF_BASIC4: (ef2, "基本4情報"),

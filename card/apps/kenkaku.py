@@ -6,7 +6,8 @@ signed by the key certified in EF 0004 (the CVC, same shape as kenhojo's); the c
 
 Decisions on [U] points:
 - 照合番号A (0013) and the 生年月日 key (0011) allow 10 tries, like 照合番号B (0012).
-- EF 0003 DF33 (version) is 01; DF35 is the 16-byte CVC issuer key id followed by 256 opaque
+- EF 0003 DF33 (version) is 00 as on the test card (§13.1); DF32 is the CVC's 被証明者鍵ID
+  and DF35 the 16-byte CVC issuer key id (§13.1 form on issued cards) followed by 256 opaque
   bytes. The real card is said to hold the 照合番号 encrypted for the issuer there; this
   emulator writes a deterministic expansion of the key ids instead, so the field holds no
   secret and no personal data.
@@ -63,8 +64,7 @@ PIN_B_PATTERN = "[0-9]{14}"
 MAX_TRIES = 10  # 0012: 10 [C]; 0011 and 0013: [U], same
 
 AP_INFO_ID = bytes.fromhex("06030E01")
-AP_INFO_VERSION = 0x01
-DEFAULT_INFO_KEY_ID = b"TEST-KENKAKU-024"  # DF32: synthetic 16-byte key id
+AP_INFO_VERSION = 0x00   # §13.1: DF33 is 00 on the test card
 
 T_AGE, T_AGE_BIRTH, T_AGE_KEY, T_AGE_SIG = 0xFF10, 0xDF11, 0xDF12, 0xDF13
 T_FACE = 0xFF20
@@ -282,12 +282,13 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
           name_image: bytes | None = None, address_image: bytes | None = None,
           face_image: bytes | None = None, security_code_image: bytes | None = None,
           number_image: bytes | None = None,
-          info_key_id: bytes = DEFAULT_INFO_KEY_ID) -> Application:
+          info_key_id: bytes | None = None) -> Application:
     """The kenkaku DF with the EFs of spec §3.3 and the access rules of §4.3.
 
     collation_b: 照合番号B = era YYMMDD of birth + expiry year + security code (14 digits,
     §4.3); its first 6 digits are the 生年月日 key 0011. cvc: EF 0004 (encode_cvc);
     signer_key: the key it certifies; card_key: key 001A, stored on the card.
+    info_key_id: EF 0003 DF32; by default the CVC's 被証明者鍵ID (§13.1).
     """
     _digits(individual_number, 12, "individual number")
     _digits(security_code, 4, "security code")
@@ -310,6 +311,8 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
         raise ValueError(f"cvc is {len(cvc)} bytes, EF 0004 holds {kenhojo.SIZE_CVC}")
     if not same_public_key(parsed.public_key, signer_key):
         raise ValueError("signer_key is not the key certified by the CVC")
+    if info_key_id is None:
+        info_key_id = parsed.subject_key_id   # §13.1: DF32 is this AP's key id
 
     card_pub = card_key.public_key()
     face = encode_face(

@@ -11,7 +11,9 @@ consistent with each other:
 - 00F0 municipality code (5 ASCII digits), 00F2 expiry (8 ASCII digits);
 - 00F7 the intermediate key id: the 被証明者鍵ID of the upper CVC, which is the 証明者鍵ID of
   the lower one when there is one (checked);
-- 00F8 the upper CVC, 7F21 the lower CVC (absent on older cards, so optional);
+- 00F8 the upper CVC, 7F21 the lower CVC (absent on older cards, so optional; 6A88). Both
+  answer the **contents** of the CVC template, `5F4E … 5F37 …`, not the `7F21` wrapper
+  (§13.3); build_get_data takes whole CVCs and stores their contents;
 - 5F51 the contact ATR without its initial TS byte.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from mynaemu.card import tlv
-from mynaemu.card.apps.kenhojo import parse_cvc
+from mynaemu.card.apps.kenhojo import T_CVC, parse_cvc
 
 ISSUER_IDENTIFICATION = 0x0042
 CARD_IDENTIFICATION = 0x0045
@@ -57,6 +59,16 @@ def card_recognition_data() -> bytes:
     return tlv.encode(0x66, tlv.encode(0x73, inner))
 
 
+def cvc_contents(cvc: bytes) -> bytes:
+    """The value of a CVC's 7F21 template: `5F4E body 5F37 signature` (§13.3)."""
+    return bytes(tlv.expect(bytes(cvc), T_CVC).value)
+
+
+def cvc_from_contents(contents: bytes) -> bytes:
+    """The whole CVC (7F21 wrapper restored) from a GET DATA 00F8/7F21 answer."""
+    return tlv.encode(T_CVC, bytes(contents))
+
+
 def build_get_data(*, card_id: str, municipality_code: str, expiry: _dt.date,
                    contact_atr: bytes, cvc_upper: bytes, cvc_lower: bytes | None = None
                    ) -> dict[int, bytes]:
@@ -87,9 +99,9 @@ def build_get_data(*, card_id: str, municipality_code: str, expiry: _dt.date,
         MUNICIPALITY_CODE: municipality_code.encode("ascii"),
         EXPIRY: f"{expiry.year:04d}{expiry.month:02d}{expiry.day:02d}".encode("ascii"),
         INTERMEDIATE_KEY_ID: upper.subject_key_id,
-        CHAIN_UPPER: bytes(cvc_upper),
+        CHAIN_UPPER: cvc_contents(cvc_upper),
         CONTACT_ATR: atr[1:],
     }
     if cvc_lower is not None:
-        objects[CHAIN_LOWER] = bytes(cvc_lower)
+        objects[CHAIN_LOWER] = cvc_contents(cvc_lower)
     return objects
