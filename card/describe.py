@@ -44,7 +44,44 @@ def describe_image(image: CardImage, *, reveal: bool = False) -> dict:
     out["applications"] = apps
     out["pins"] = pins
     out["certificates"] = certs
+    out["key_ids"] = key_id_lines(image)
     return out
+
+
+def key_id_lines(image: CardImage) -> list[str]:
+    """Every 16-byte key id on the card, printed as §13.1 `6000033/001` (hex when malformed)."""
+    from .apps import kenhojo, kenkaku, mf   # the layouts that say where the ids are
+    from .keyid import describe as kid
+    from .tlv import TLVError
+
+    found = []
+
+    def add(where, fn):
+        try:
+            value = fn()
+        except (KeyError, AttributeError, IndexError, ValueError, TLVError):
+            return
+        found.append(f"{where}: {kid(value)}")
+
+    by_name = {app.name: app for app in image.applications}
+    for name in ("kenhojo", "kenkaku"):
+        if name in by_name:
+            efs = by_name[name].efs
+            add(f"{name} CVC 証明者鍵ID", lambda: kenhojo.parse_cvc(efs[0x0004].data).issuer_key_id)
+            add(f"{name} CVC 被証明者鍵ID", lambda: kenhojo.parse_cvc(efs[0x0004].data).subject_key_id)
+            if name == "kenhojo":
+                add("kenhojo EF 0005 DF42", lambda: kenhojo.parse_ap_info(efs[0x0005].data)["key_id"])
+            else:
+                add("kenkaku EF 0003 DF32", lambda: kenkaku.parse_ap_info(efs[0x0003].data)["key_id"])
+                add("kenkaku EF 0003 DF35", lambda: kenkaku.parse_ap_info(efs[0x0003].data)["blob_key_id"])
+    for name in ("common", "juki"):
+        if name in by_name and 0x0002 in by_name[name].efs:
+            ef = by_name[name].efs[0x0002]
+            add(f"{name} EF 0002", lambda: ef.records[0][-16:] if isinstance(ef, RecordEF) else ef.data)
+    gd = image.get_data
+    add("MF GET DATA 0042", lambda: gd[mf.ISSUER_IDENTIFICATION])
+    add("MF GET DATA 00F7", lambda: gd[mf.INTERMEDIATE_KEY_ID])
+    return found
 
 
 def _cert_line(kind: str, der: bytes) -> str:
