@@ -183,6 +183,9 @@ def card_serve(file, host, port, atr):
     run(the_card, host=host, port=port)
 
 
+from mynaemu.tools.cli_sm import card_sm_read  # noqa: E402  (§13.2 secure-messaging read)
+card.add_command(card_sm_read)
+
 from mynaemu.tools.cli_issue import issue  # noqa: E402
 main.add_command(issue)
 

@@ -668,6 +668,11 @@ class CardClient:
         self.verify(key, pin)
         return parse_basic4(self.read_object(0x0002))
 
+    def open_sm(self, pin: str, **kwargs):
+        """§13.2: SET SESSION KEY on kenhojo after its PIN; an SmSession (tools/client_sm.py)."""
+        from .client_sm import SmSession
+        return SmSession.open(self, pin, **kwargs)
+
     def read_card_info(self) -> dict:
         """共通AP EF 0001 record 1 (§3.4): dict(serial, municipality_code, expiry: date)."""
         self.select_ap("common")
