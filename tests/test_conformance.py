@@ -25,6 +25,8 @@ from mynaemu.card.core import Card
 from mynaemu.issuance.identity import era_yymmdd
 from mynaemu.tools.client import AIDS, InProcessConnection, ber_header
 
+import sm_vectors
+
 TRANSCRIPTS = Path(__file__).resolve().parent.parent / "vectors" / "transcripts"
 
 
@@ -37,7 +39,9 @@ class TranscriptError(Exception):
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.BitAnd: operator.and_,
            ast.BitOr: operator.or_}
-_FUNCS = {"min": min, "max": max, "len": len}
+_FUNCS = {"min": min, "max": max, "len": len,
+          # §13.2 SM vectors (tests/sm_vectors.py): bytes-valued helpers
+          "sm86": sm_vectors.sm86, "unhex": bytes.fromhex, "b": lambda s: s.encode("utf-8")}
 
 
 def evaluate(expr: str, env: dict):
@@ -117,6 +121,10 @@ def expand_hex(text: str, env: dict) -> bytes:
             if fmt:
                 raise TranscriptError(f"{{{inner}}}: a string takes no format")
             parts.append(value.encode("utf-8").hex())
+        elif isinstance(value, bytes):
+            if fmt:
+                raise TranscriptError(f"{{{inner}}}: bytes take no format")
+            parts.append(value.hex())
         elif fmt:
             parts.append(format(value, fmt))
         else:
@@ -343,6 +351,7 @@ def persona_env(image, info) -> dict:
             env[var + "_LEN"] = _object_len(data)
     env["BASIC4_EF"] = len(_ef_data(image, "kenhojo", 0x0002))
     env["KENKAKU_FACE_LEN"] = _object_len(_ef_data(image, "kenkaku", 0x0002))
+    env.update(sm_vectors.env(_ef_data(image, "kenhojo", 0x0006)))
     return env
 
 
@@ -425,6 +434,19 @@ def check_response(where: str, expect: str, env: dict, apdu: bytes, resp: bytes,
             if not ok:
                 raise TranscriptError(f"{where}: expected {key} {want.hex().upper()}, got {got}: "
                                       f"{data[:40].hex().upper()}{'…' if len(data) > 40 else ''}")
+        elif key in ("smdata", "smprefix"):
+            # smdata=N:HEX / smprefix=N:HEX: the answer is 86 L 01 ‖ C of message N (§13.2)
+            m = re.match(r"^(\d+):(.*)$", value)
+            if not m:
+                raise TranscriptError(f"{where}: {key} takes N:HEX")
+            try:
+                plain = sm_vectors.open86(int(m.group(1)), data)
+            except ValueError as exc:
+                raise TranscriptError(f"{where}: not an SM answer to message {m.group(1)}: {exc}") from None
+            want = expand_hex(m.group(2), env)
+            if not (plain == want if key == "smdata" else plain.startswith(want)):
+                raise TranscriptError(f"{where}: expected {key} {want.hex().upper()}, got "
+                                      f"{plain[:40].hex().upper()}")
         elif key == "pkcs1":
             if value not in keys:
                 raise TranscriptError(f"{where}: the persona has no {value!r} public key")
