@@ -96,6 +96,12 @@ class Session:
         enc = self._ecb.encryptor()
         return enc.update(n.to_bytes(16, "big")) + enc.finalize()
 
+    def wrap(self, n: int, plaintext: bytes) -> bytes:
+        """`86 L 01 ‖ AES-CBC(padded plaintext)` of message N under this session's key."""
+        enc = Cipher(algorithms.AES(self.key), modes.CBC(self.iv(n))).encryptor()
+        value = bytes((PADDING_INDICATOR,)) + enc.update(iso_pad(plaintext)) + enc.finalize()
+        return bytes((T_CRYPTOGRAM,)) + ber_length(len(value)) + value
+
 
 # -- codec (both sides use the same rules; the tests check it against hand-built vectors) ------
 
@@ -123,18 +129,11 @@ def ber_length(n: int) -> bytes:
     raise ValueError("SM data object too long")
 
 
-def encrypt(key: bytes, n: int, plaintext: bytes) -> bytes:
-    """AES-128-CBC of the padded plaintext with IV = AES-ECB(key, N)."""
+def cryptogram_object(key: bytes, n: int, plaintext: bytes) -> bytes:
+    """`86 L 01 ‖ AES-128-CBC(padded plaintext, IV = AES-ECB(key, N))` for message N."""
     session = Session()
     session.start(key)
-    enc = Cipher(algorithms.AES(bytes(key)), modes.CBC(session.iv(n))).encryptor()
-    return enc.update(iso_pad(plaintext)) + enc.finalize()
-
-
-def cryptogram_object(key: bytes, n: int, plaintext: bytes) -> bytes:
-    """`86 L 01 ‖ ciphertext` for message N."""
-    value = bytes((PADDING_INDICATOR,)) + encrypt(key, n, plaintext)
-    return bytes((T_CRYPTOGRAM,)) + ber_length(len(value)) + value
+    return session.wrap(n, plaintext)
 
 
 def parse_single_object(data: bytes) -> tuple[int, bytes]:
@@ -265,7 +264,7 @@ def _secured(card, session: Session, n: int, cmd: Command) -> bytes:
         data, sw = answer[:-2], answer[-2:]
         if sw != b"\x90\x00":
             return sw
-        out = cryptogram_object(session.key, n, data)
+        out = session.wrap(n, data)
         if cmd.le is not None and len(out) > cmd.le:
             return _sw(SW.WRONG_LENGTH)           # as in the clear: never more than Le, no 6Cxx
         return out + sw

@@ -396,3 +396,12 @@ def test_sm_read_refusals_are_plain_status_words(term):
     assert plain_sw != "9000" and term.sm_read(key, 3, p1p2="9F00") == (b"", plain_sw)
     plain, sw = term.sm_read(key, 4, p1p2="8100")                        # still in step
     assert sw == "9000" and plain == ef(term, 0x0001)
+
+
+@pytest.mark.bench
+def test_bench_sm_smoke():
+    # the benchmark's own check (SM plaintext == plain read) runs; figures are not judged here
+    from bench import bench_sm
+    res = bench_sm.run(0.01, 1)
+    assert res["bytes"] > 0 and res["plain_us"] > 0 and res["sm_us"] > 0
+    assert "SM / plain" in bench_sm.report(res)
