@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
 from .apdu import ApduFormatError, Command
-from .image import BinaryEF, CardImage, FREE, KeyEF, NEVER, PinEF, RecordEF, atr_bytes
+from .image import BinaryEF, CardImage, FREE, KeyEF, NEVER, OpaqueEF, PinEF, RecordEF, atr_bytes
 from .crypto import sign_pkcs1_raw
 from . import sm
 from .redact import redact_command
@@ -379,6 +379,8 @@ class Card:
             fid, ef = self._current_ef()
             offset = (cmd.p1 << 8) | cmd.p2
         if not isinstance(ef, BinaryEF):
+            if isinstance(ef, OpaqueEF):       # §13.3: exists, content refused
+                return _sw(int(self.options.unknown_ef_sw, 16))
             return _sw(SW.INCOMPATIBLE_FILE)   # internal or record EF (spec §2.2, §9)
         if not self._granted(self.current_app, ef.read):
             return _sw(SW.SECURITY_NOT_SATISFIED)
@@ -402,6 +404,8 @@ class Card:
             fid, ef = self._ef_by_sfi(sfi)
             self.current_ef = fid
         if not isinstance(ef, RecordEF):
+            if isinstance(ef, OpaqueEF):       # §13.3: exists, content refused
+                return _sw(int(self.options.unknown_ef_sw, 16))
             return _sw(SW.INCOMPATIBLE_FILE)
         if not self._granted(self.current_app, ef.read):
             return _sw(SW.SECURITY_NOT_SATISFIED)

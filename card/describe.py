@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from .image import BinaryEF, CardImage, KeyEF, PinEF, RecordEF
+from .image import BinaryEF, CardImage, KeyEF, OpaqueEF, PinEF, RecordEF
 from .redact import mask_number
 
 # Certificate EFs of the JPKI-AP (spec §3.1).
@@ -24,7 +24,7 @@ def describe_image(image: CardImage, *, reveal: bool = False) -> dict:
         out["secrets"] = meta["secrets"]
     apps, pins, certs = [], [], []
     for app in image.applications:
-        kinds = {"binary": 0, "record": 0, "pin": 0, "key": 0}
+        kinds = {"binary": 0, "record": 0, "pin": 0, "key": 0, "opaque": 0}
         for fid, ef in sorted(app.efs.items()):
             if isinstance(ef, BinaryEF):
                 kinds["binary"] += 1
@@ -39,6 +39,8 @@ def describe_image(image: CardImage, *, reveal: bool = False) -> dict:
                 pins.append(f"{app.name}/{fid:04X} {ef.label or ''} {state}{value}".replace("  ", " "))
             elif isinstance(ef, KeyEF):
                 kinds["key"] += 1
+            elif isinstance(ef, OpaqueEF):
+                kinds["opaque"] += 1
         apps.append(f"{app.name} {app.aid.hex().upper()} " +
                     ", ".join(f"{n} {k}" for k, n in kinds.items() if n))
     out["applications"] = apps

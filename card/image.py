@@ -22,6 +22,9 @@ before it still load): the private half of the session-key encryption key whose
 public half is EF 0006 (spec §13.2). It is no EF: no APDU selects or reads it; SET SESSION
 KEY decrypts with it. Without it the application answers SET SESSION KEY with 6985.
 
+`{"fid": "001C", "type": "opaque"}` is an EF that exists though its use is unknown (§13.3):
+it selects, and READ BINARY/RECORD answer options.unknown_ef_sw.
+
 Access rules (`read` of data EFs, `use` of keys): "free", "never", or a list of PIN FIDs of
 the same application, any one of which must be verified (spec §3, §4.3).
 
@@ -57,6 +60,9 @@ NEVER = "never"
 Access = Union[str, tuple]  # FREE, NEVER, or a tuple of PIN FIDs (ints), any one suffices
 
 
+UNKNOWN_EF_SWS = ("6981", "6982", "6985", "6986")
+
+
 class CardImageError(Exception):
     """A card image that cannot be read or is not valid; the message is one line."""
 
@@ -79,10 +85,16 @@ class CardOptions:
     # §4.2: a PIN of the wrong length/charset counts as a wrong PIN ("count", a byte-comparing
     # card), or is refused with 6A80 without touching the counter ("reject").
     bad_pin_format: str = "count"
+    # §13.3: EFs that exist though their use is unknown (type "opaque") select with 9000 and
+    # refuse READ BINARY / READ RECORD with this status word. Default 6981, as the MF's EF
+    # 001E that also selects but cannot be read (§2.2 [S]); 6982/6985/6986 are the alternatives.
+    unknown_ef_sw: str = "6981"
 
     def __post_init__(self):
         if self.bad_pin_format not in ("count", "reject"):
             raise ValueError("bad_pin_format must be 'count' or 'reject'")
+        if self.unknown_ef_sw not in UNKNOWN_EF_SWS:
+            raise ValueError(f"unknown_ef_sw must be one of {', '.join(UNKNOWN_EF_SWS)}")
 
 
 @dataclasses.dataclass
@@ -133,7 +145,14 @@ class KeyEF:
     label: str = ""
 
 
-EF = Union[BinaryEF, RecordEF, PinEF, KeyEF]
+@dataclasses.dataclass
+class OpaqueEF:
+    """An EF that exists though its use is unknown (§13.3): SELECT 9000, no content access."""
+    fid: int
+    label: str = ""
+
+
+EF = Union[BinaryEF, RecordEF, PinEF, KeyEF, OpaqueEF]
 
 
 @dataclasses.dataclass
@@ -342,6 +361,8 @@ def _ef_to_json(ef) -> dict:
     elif isinstance(ef, KeyEF):
         out.update(type="key", use=_access_to_json(ef.use), ops=list(ef.ops), default=ef.default,
                    key=ef.key_pem.decode("ascii"))
+    elif isinstance(ef, OpaqueEF):
+        out.update(type="opaque")
     else:  # pragma: no cover - programming error
         raise TypeError(type(ef))
     return out
@@ -372,6 +393,8 @@ def _ef_from_json(doc):
         if b"PRIVATE KEY" not in pem:
             raise ValueError(f"key {doc['fid']}: not a PEM private key")
         return KeyEF(fid, pem, _access_from_json(doc["use"]), ops, bool(doc.get("default", False)), label)
+    if kind == "opaque":
+        return OpaqueEF(fid, label)
     raise ValueError(f"unknown EF type {kind!r}")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mynaemu.card.core import Card
 from mynaemu.card.image import BinaryEF, CardImage, KeyEF, PinEF, RecordEF
@@ -39,7 +39,11 @@ AIDS = {
     "mf": None,
 }
 PERSONAS = ("adult", "under15")
-COMMANDS = ("READ BINARY", "READ RECORD", "SIGN", "SIGN DEFAULT", "INTERNAL AUTH")
+COMMANDS = ("READ BINARY", "READ RECORD", "SIGN", "SIGN DEFAULT", "INTERNAL AUTH",
+            "SET SESSION KEY", "GET DATA")
+# Commands that name no EF: SET SESSION KEY (§13.2; the "ef" column is 0000) and GET DATA
+# (§3.5, §13.3; the "ef" column is the P1P2 tag).
+NO_EF_COMMANDS = ("SIGN DEFAULT", "SET SESSION KEY", "GET DATA")
 # spec §5.1: the P1=00 input clients send, a SHA-256 DigestInfo (51 bytes).
 DIGEST_INFO = (bytes.fromhex("3031300d060960864801650304020105000420")
                + hashlib.sha256(b"mynaemu access matrix").digest())
@@ -210,6 +214,21 @@ def _check_signature(s: Session, cell: Cell, sig: bytes) -> None:
 def _run(s: Session, cell: Cell, form: str) -> None:
     """Send the cell's command in `form` ("fid" after SELECT EF, or "sfi") and check it."""
     fid = cell.ef
+    if cell.command == "SET SESSION KEY":
+        # §13.2: a valid key block for this card (OAEP-SHA-256 under kenhojo EF 0006)
+        ef6 = s.image.application("kenhojo").efs[0x0006].data
+        pub = rsa.RSAPublicNumbers(int.from_bytes(ef6[6:9], "big"), int.from_bytes(ef6[13:269], "big")).public_key()
+        block = pub.encrypt(bytes.fromhex("A0228020") + bytes(range(32)), padding.OAEP(
+            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+        s.expect(bytes.fromhex("80AE0000000100") + block, cell.expected, "SET SESSION KEY")
+        return
+    if cell.command == "GET DATA":
+        body = s.expect(bytes((0, 0xCA, fid >> 8, fid & 0xFF, 0, 0, 0)), cell.expected, "GET DATA")
+        if cell.expected == 0x9000:
+            assert body == s.image.get_data[fid], f"{cell.where} {cell.id}: GET DATA is not the image's object"
+            if fid in (0x00F8, 0x7F21):   # §13.3: the CVC template's contents, not the 7F21 wrapper
+                assert body[:2] == b"\x5f\x4e" and b"\x5f\x37\x82\x01\x00" in body, f"{cell.where}: not 5F4E … 5F37 …"
+        return
     if cell.command == "SIGN DEFAULT":
         apdu = b"\x80\x2A\x00\x00" + bytes((len(DIGEST_INFO),)) + DIGEST_INFO + b"\x00"
         body = s.expect(apdu, cell.expected, "SIGN P2=00")
@@ -249,7 +268,7 @@ def _run(s: Session, cell: Cell, form: str) -> None:
 
 
 def _has_sfi_form(cell: Cell) -> bool:
-    if cell.command == "SIGN DEFAULT" or not 1 <= cell.ef <= 0x1E:
+    if cell.command in NO_EF_COMMANDS or not 1 <= cell.ef <= 0x1E:
         return False
     # An absent key named by SFI is "referenced data not found" to ISO; the spec names 6A82 only
     # for EFs selected by FID and AIDs (§2.3, §9), so the key cells test 6A82 in the SELECT form.

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mynaemu.card import tlv
-from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, PinEF
+from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
 
 AID = bytes.fromhex("D3921000310001010408")
 NAME = "kenhojo"
@@ -54,6 +54,8 @@ PIN_BLOCKED = 0x0012         # blocked as issued
 KEY_AP = 0x0013              # the AP's own signing key (no PIN)
 PIN_A = 0x0014               # 照合番号A (= 個人番号)
 PIN_B = 0x0015               # 照合番号B (14 digits)
+# §13.3: EFs that exist though their use is unknown (SELECT 9000, content refused).
+UNKNOWN_EFS = (0x0010, 0x001C, 0x001E)
 
 # spec §4.3 table, kenhojo column: which PIN EFs open which data EF.
 ACCESS = {
@@ -480,4 +482,6 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
                   COLLATION_MAX_TRIES, PIN_A_PATTERN, "none", "照合番号A"))
     app.add(PinEF(PIN_B, pin_b, COLLATION_MAX_TRIES, COLLATION_MAX_TRIES, PIN_B_PATTERN, "none",
                   "照合番号B"))
+    for fid in UNKNOWN_EFS:
+        app.add(OpaqueEF(fid, "exists, purpose unknown (§13.3)"))
     return app

@@ -29,7 +29,7 @@ from mynaemu.card.apps.kenhojo import (  # shared signed-structure helpers
     check_rsa2048, cvc_public_key, encode_cvc, key_pem, parse_cvc, same_public_key,
     sign_sha256, verify_cvc, verify_pkcs1_raw, verify_sha256)
 from mynaemu.card.crypto import sign_pkcs1_raw
-from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, PinEF
+from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
 
 __all__ = ["AID", "build", "encode_cvc", "parse_cvc", "verify_cvc", "verify_face",
            "verify_age_record", "verify_number_image", "parse_face", "parse_age_record"]
@@ -47,6 +47,7 @@ PIN_BIRTH = 0x0011        # 生年月日 key: era YYMMDD
 PIN_B = 0x0012            # 照合番号B
 PIN_A = 0x0013            # 照合番号A
 KEY_CARD = 0x001A         # the AP's own signing key (no PIN)
+UNKNOWN_EFS = (0x001C, 0x001E)   # §13.3: exist, purpose unknown (SELECT 9000, content refused)
 
 # spec §4.3 table, 券面事項確認AP column (0003/0004 are free per §3.3).
 ACCESS = {
@@ -346,4 +347,6 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
     app.add(PinEF(PIN_A, individual_number.encode("ascii"), MAX_TRIES, MAX_TRIES, PIN_A_PATTERN,
                   "none", "照合番号A"))
     app.add(KeyEF(KEY_CARD, key_pem(card_key), FREE, ("sign",), True, "AP signing key"))
+    for fid in UNKNOWN_EFS:
+        app.add(OpaqueEF(fid, "exists, purpose unknown (§13.3)"))
     return app
