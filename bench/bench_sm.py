@@ -4,8 +4,9 @@ Both run in this process against the same card (an adult persona, seed 0), the c
 called directly (`Card.transmit`), same run, alternating turns (plain, SM, SM, plain, ...)
 so both see the same machine load:
 
-- plain: `00 B0 82 00 00` (READ BINARY of EF 0002 by SFI, whole file) after the PIN;
-- SM:    `08 B0 82 00 05 96 03 00 00 00 00` in a session opened once by SET SESSION KEY; the
+- plain: `00 B0 82 00 00` (READ BINARY of EF 0002 by SFI, 256 bytes = the whole file with
+         its filler, §13.3) after the PIN;
+- SM:    `08 B0 82 00 000005 96 03 000000 0000` in a session opened once by SET SESSION KEY; the
          terminal side is included (the command's 96 object is fixed, the answer's `86`
          cryptogram is decrypted and checked against the plain read), so the figure is what a
          client pays per read, not only the card.
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 RESULTS = Path(__file__).resolve().parent / "results" / "sm.md"
 SELECT_KENHOJO = bytes.fromhex("00A4040C0AD3921000310001010408")
 PLAIN_READ = bytes.fromhex("00B0820000")
-SM_READ = bytes.fromhex("08B08200059603000000" "00")
+SM_READ = bytes.fromhex("08B0820000000596030000000000")   # extended Lc/Le: EF 0002 has filler
 SECRET = bytes(range(32))
 
 
@@ -131,7 +132,7 @@ def report(res: dict) -> str:
         "| read | µs per read (best turn) |",
         "|---|---|",
         f"| plain `00 B0 82 00 00` | {res['plain_us']:.1f} |",
-        f"| SM `08 B0 82 00 05 96 03 000000 00` + terminal decryption | {res['sm_us']:.1f} |",
+        f"| SM `08 B0 82 00 000005 96 03 000000 0000` + terminal decryption | {res['sm_us']:.1f} |",
         "",
         f"SM / plain: **{res['best_ratio']:.2f}** (best turns), {res['median_ratio']:.2f} "
         "(median of per-round ratios).",

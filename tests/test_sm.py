@@ -98,9 +98,9 @@ class Terminal:
         return key32[:16]
 
     def sm_read(self, key: bytes, n: int, p1p2: str = "0000", le: int = 0):
-        """08 B0 P1 P2 05 96 03 00 <Le> 00: the plaintext of the 86 answer, and the SW."""
+        """08 B0 P1 P2 000005 96 03 00 <Le> 0000 (extended): the 86 answer's plaintext, and the SW."""
         obj = bytes.fromhex("960300") + le.to_bytes(2, "big")
-        data, sw = self.tx(bytes.fromhex("08B0" + p1p2) + bytes((len(obj),)) + obj + b"\x00")
+        data, sw = self.tx(bytes.fromhex("08B0" + p1p2) + b"\x00\x00" + bytes((len(obj),)) + obj + b"\x00\x00")
         if sw != "9000":
             return data, sw
         assert data[0] == 0x86

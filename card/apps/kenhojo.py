@@ -23,6 +23,11 @@ Decisions on [U] points (spec §4.1, §12):
 - EF 0005 is written `FF 40 82 00 9F` with DF43 as `82 00 80` (the header §3.2 marks [U]),
   DF43 = SHA-256 of the DF42 key id + 96 FF, then FF filler to 256 bytes.
 - EF 0008 (16 FF, purpose unknown) is readable without a credential.
+- Filler (§13.3: EFs read straight off the card carry filler after their TLV; clients trim by
+  the TLV length): with build(filler=True), as personalisation does, EF 0002 is FF-filled to
+  its allocation, the object rounded up to the next multiple of 256 bytes (always at least one
+  filler byte; the allocation size itself is [U]). The DF32 digest covers the TLVs only
+  (§3.2), so filler never changes EF 0003; verify_integrity accepts only FF after the object.
 """
 from __future__ import annotations
 
@@ -310,6 +315,17 @@ def parse_basic4(ef0002: bytes) -> dict:
     return {"name": name, "address": address, "birth": birth, "sex": sex, "offsets": offsets}
 
 
+def with_filler(obj: bytes, unit: int = 256) -> bytes:
+    """`obj` followed by FF filler up to the next multiple of `unit` (at least one byte, §13.3)."""
+    obj = bytes(obj)
+    return obj + b"\xff" * (unit - len(obj) % unit)
+
+
+def only_filler_after(data: bytes, end: int) -> bool:
+    """True when everything after the object (from `end`) is FF filler (§13.3)."""
+    return all(b == 0xFF for b in data[end:])
+
+
 def basic4_signed_range(ef0002: bytes) -> bytes:
     """The bytes DF32 digests: from the DF22 tag to the end of the outer value (spec §3.2)."""
     outer, offsets, _ = _basic4_fields(ef0002)
@@ -346,6 +362,8 @@ def verify_integrity(ef0001: bytes, ef0002: bytes, ef0003: bytes, ef0004: bytes)
             return False
         if items[1].value != hashlib.sha256(basic4_signed_range(ef0002)).digest():
             return False
+        if not only_filler_after(ef0002, tlv.expect(ef0002, T_BASIC4).end):
+            return False          # the card's layout: the object, then FF filler only
         signed = items[0].raw + items[1].raw
         return verify_sha256(cvc_public_key(ef0004), items[2].value, signed)
     except (tlv.TLVError, ValueError):
@@ -418,7 +436,8 @@ def _pin(value: str, pattern: str, what: str) -> bytes:
 def build(*, individual_number: str, name: str, address: str, birth: _dt.date, sex: str,
           pin: str, collation_b: str, cvc: bytes, signer_key, ap_key, session_public_key=None,
           session_key=None,
-          info_key_id: bytes | None = None, long_form: bool = False) -> Application:
+          info_key_id: bytes | None = None, long_form: bool = False,
+          filler: bool = False) -> Application:
     """The kenhojo DF with the EFs of spec §3.2 and the access rules of §4.3.
 
     cvc: EF 0004 as made by encode_cvc; signer_key: the private key it certifies (signs
@@ -462,7 +481,7 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
     app = Application(NAME, AID, {}, sm_key_pem=key_pem(session_key) if session_key is not None else None)
     contents = {
         EF_MY_NUMBER: (ef1, "個人番号"),
-        EF_BASIC4: (ef2, "基本4情報"),
+        EF_BASIC4: (with_filler(ef2) if filler else ef2, "基本4情報"),   # §13.3 filler
         EF_INTEGRITY: (encode_integrity(ef1, ef2, signer_key), "integrity record"),
         EF_CVC: (bytes(cvc), "CVC"),
         EF_AP_INFO: (encode_ap_info(info_key_id), "AP basic info"),

@@ -12,6 +12,10 @@ Decisions on [U] points:
   emulator writes a deterministic expansion of the key ids instead, so the field holds no
   secret and no personal data.
 - EF 0006 (16 x FF, purpose unknown) follows the 照合番号 cross-check of §3.3: A or B opens it.
+- Filler (§13.3): with build(filler=True), as personalisation does, EF 0002 (card face) and
+  EF 0005 (rendered 個人番号) are FF-filled after their TLV to the next multiple of 256 bytes
+  (kenhojo.with_filler). Signatures cover TLVs only (§3.3), so filler changes none of them;
+  verify_face / verify_number_image accept only FF after the object.
 - The name/address/face/security-code images default to the synthetic ones of
   mynaemu.card.images; a caller may pass its own PNG/JP2 bytes.
 """
@@ -214,6 +218,8 @@ def parse_face(ef0002: bytes) -> dict:
 def verify_face(ef0002: bytes, ef0004: bytes) -> bool:
     """DF28 verifies (PKCS#1 v1.5 over the 96-byte DigestInfo) with the key of EF 0004."""
     try:
+        if not kenhojo.only_filler_after(ef0002, tlv.expect(ef0002, T_FACE).end):
+            return False
         f = _face_fields(ef0002)
         payload = face_digest_info([item.raw for item in f[:6]])
         return verify_pkcs1_raw(cvc_public_key(ef0004), f[6].value, payload)
@@ -266,7 +272,10 @@ def encode_number_image(*, number_image: bytes, card_public_key, signer_key) -> 
 
 def verify_number_image(ef0005: bytes, ef0004: bytes) -> bool:
     try:
-        items = tlv.expect(ef0005, T_NUMBER).children()
+        outer = tlv.expect(ef0005, T_NUMBER)
+        if not kenhojo.only_filler_after(ef0005, outer.end):
+            return False
+        items = outer.children()
         if [i.tag for i in items] != [T_NUMBER_IMG, T_NUMBER_KEY, T_NUMBER_SIG]:
             return False
         tlv.decode_rsa_public_key(items[1].value)
@@ -277,13 +286,17 @@ def verify_number_image(ef0005: bytes, ef0004: bytes) -> bool:
 
 # -- the DF -----------------------------------------------------------------------------------
 
+def _filled(obj: bytes, filler: bool) -> bytes:
+    return kenhojo.with_filler(obj) if filler else obj
+
+
 def build(*, individual_number: str, name: str, address: str, birth: _dt.date, sex: str,
           expiry: _dt.date, security_code: str, collation_b: str, municipality_code: str,
           cvc: bytes, signer_key, card_key, face_seed: int = 0,
           name_image: bytes | None = None, address_image: bytes | None = None,
           face_image: bytes | None = None, security_code_image: bytes | None = None,
           number_image: bytes | None = None,
-          info_key_id: bytes | None = None) -> Application:
+          info_key_id: bytes | None = None, filler: bool = False) -> Application:
     """The kenkaku DF with the EFs of spec §3.3 and the access rules of §4.3.
 
     collation_b: 照合番号B = era YYMMDD of birth + expiry year + security code (14 digits,
@@ -328,13 +341,13 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
     contents = {
         EF_AGE: (encode_age_record(birth=birth, card_public_key=card_pub, signer_key=signer_key),
                  "age-verification record"),
-        EF_FACE: (face, "card face"),
+        EF_FACE: (kenhojo.with_filler(face) if filler else face, "card face"),   # §13.3 filler
         EF_AP_INFO: (encode_ap_info(key_id=info_key_id, municipality_code=municipality_code,
                                     issuer_key_id=parsed.issuer_key_id), "AP basic info"),
         EF_CVC: (bytes(cvc), "CVC"),
-        EF_NUMBER_IMAGE: (encode_number_image(
+        EF_NUMBER_IMAGE: (_filled(encode_number_image(
             number_image=number_image if number_image is not None else images.number_png(individual_number),
-            card_public_key=card_pub, signer_key=signer_key), "rendered 個人番号"),
+            card_public_key=card_pub, signer_key=signer_key), filler), "rendered 個人番号"),
         EF_0006: (b"\xff" * 16, "unknown (16 x FF)"),
     }
     app = Application(NAME, AID, {})
