@@ -95,6 +95,11 @@ class Card:
         """A card whose state lives in `path` (saved atomically after every PIN change)."""
         path = Path(path)
         image = CardImage.load(path)
+        if sm.ensure_key(image):
+            # §13.2: an image made before the session-key private half was kept gets one
+            # (new EF 0006 key pair) once, durably, so SET SESSION KEY works from now on.
+            image.save(path)
+            log.info("%s: added the kenhojo session-key private half (EF 0006 renewed)", path)
         return cls(image, persist=lambda img: img.save(path), **kwargs)
 
     @property

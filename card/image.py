@@ -20,7 +20,8 @@ Format `mynaemu-card-image`, version 1 (documented in docs/card-image.md):
 `sm_key` (optional, kenhojo only; an additive field, so the version stays 1 and images made
 before it still load): the private half of the session-key encryption key whose
 public half is EF 0006 (spec §13.2). It is no EF: no APDU selects or reads it; SET SESSION
-KEY decrypts with it. Without it the application answers SET SESSION KEY with 6985.
+KEY decrypts with it. An image without it answers SET SESSION KEY with 6985; Card.from_file
+(every door on a file) adds one once (card/sm.py ensure_key: a new EF 0006 key pair).
 
 `{"fid": "001C", "type": "opaque"}` is an EF that exists though its use is unknown (§13.3):
 it selects, and READ BINARY/RECORD answer options.unknown_ef_sw.

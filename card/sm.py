@@ -37,10 +37,11 @@ has an SM form).
 from __future__ import annotations
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .apdu import Command
+from .apps import kenhojo
 from .status import SW
 
 # §13.2 status words beyond card/status.py's enum.
@@ -214,6 +215,28 @@ def set_session_key(card, cmd: Command) -> bytes:
         return _sw(SW.WRONG_DATA)                # only A0 { 80 20 <32> } (§13.2)
     card.sm.start(block[4:20])
     return _sw(SW.OK)
+
+
+def ensure_key(image) -> bool:
+    """Give kenhojo the private half of its EF 0006 key when the image lacks it (§13.2).
+
+    Images made before the key was kept hold only the public half, so no terminal could
+    deliver a session key. A new RSA-2048 pair replaces EF 0006 (the EF is signed by nothing:
+    the integrity record covers 0001/0002, the CVC the signer key) and its private half is
+    kept as Application.sm_key_pem. Returns True when the image was changed.
+    """
+    changed = False
+    for app in image.applications:
+        if app.name != kenhojo.NAME or app.sm_key_pem is not None:
+            continue
+        ef = app.efs.get(kenhojo.EF_SESSION_KEY)
+        if ef is None or not hasattr(ef, "data"):
+            continue                              # not a kenhojo of the §3.2 layout: leave it
+        key = rsa.generate_private_key(65537, 2048)
+        ef.data = kenhojo.encode_session_key(key.public_key())
+        app.sm_key_pem = kenhojo.key_pem(key)
+        changed = True
+    return changed
 
 
 def handles(app) -> bool:

@@ -166,6 +166,33 @@ def test_an_image_without_the_key_still_loads_and_refuses_set_session_key(person
     assert old.tx("08A4020C03860100")[1] == "6882"      # §1.1: an AP without SM
 
 
+def test_a_card_file_without_the_key_gets_one_once(persona, tmp_path):
+    from mynaemu.card.apps import kenhojo
+    doc = persona[0].to_json()
+    for app in doc["applications"]:
+        app.pop("sm_key", None)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False))
+    old6 = persona[0].application("kenhojo").efs[0x0006].data
+    card = Card.from_file(path)                       # the door adds the key, durably
+    saved = CardImage.load(path)
+    hojo = saved.application("kenhojo")
+    assert hojo.sm_key_pem is not None and hojo.efs[0x0006].data != old6
+    key = serialization.load_pem_private_key(hojo.sm_key_pem, None)
+    assert key.public_key().public_numbers() == ef0006_key(saved).public_numbers()
+    # nothing signed changed: the integrity record and CVC still verify
+    efs = {f: hojo.efs[f].data for f in (1, 2, 3, 4)}
+    assert kenhojo.verify_integrity(efs[1], efs[2], efs[3], efs[4])
+    card.power_on()
+    t = Terminal(card, persona[1])
+    t.open_session()
+    # a second open keeps the same key (no renewal when it is there)
+    before = path.read_bytes()
+    Card.from_file(path)
+    assert CardImage.load(path).application("kenhojo").sm_key_pem == hojo.sm_key_pem
+    assert json.loads(path.read_bytes()) == json.loads(before)
+
+
 # -- SET SESSION KEY answers ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("app, sw", [("common", "66F1"), ("kenkaku", "66F1"), ("jpki", "6982"),
