@@ -207,7 +207,7 @@ def test_mf_level_refuses_set_session_key(term):
 
 
 def test_only_the_kenhojo_pin_opens_set_session_key(term):
-    image, info = term.card.image, term.info
+    image = term.card.image
     assert term.select("kenhojo") == "9000"
     assert term.verify(0x94, image.meta["secrets"]["collation_a"]) == "9000"   # 照合番号A
     assert term.deliver(os.urandom(32)) == "6982"
