@@ -135,13 +135,15 @@ class CardFacts:
     def of(cls, image: CardImage) -> "CardFacts":
         keys = set()
         for app in image.applications:
-            for ef in app.efs.values():
-                if isinstance(ef, KeyEF):
-                    public = set()
-                    for blob in public_material(ef.key_pem):
-                        public.update(_windows(blob))
-                    for blob in private_material(ef.key_pem):
-                        keys.update(w for w in _windows(blob) if w not in public)
+            pems = [ef.key_pem for ef in app.efs.values() if isinstance(ef, KeyEF)]
+            if getattr(app, "sm_key_pem", None):
+                pems.append(app.sm_key_pem)       # §13.2: the session-key private half
+            for pem in pems:
+                public = set()
+                for blob in public_material(pem):
+                    public.update(_windows(blob))
+                for blob in private_material(pem):
+                    keys.update(w for w in _windows(blob) if w not in public)
         free = set()
         sources = list(image.get_data.values()) + [ISD_AID] + [a.aid for a in image.applications]
         protected = collections.defaultdict(set)
