@@ -125,16 +125,16 @@ class Floor:
 
 def bench(runs: int) -> tuple[dict, dict]:
     """(decision samples, floor medians), transactions and floor operations interleaved."""
+    import tempfile
+
     from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ed25519
 
     from mynaemu.card.core import Card
     from mynaemu.card.image import CardImage
-    from mynaemu.issuance import documents
     from mynaemu.issuance.ca import default_test_pki
     from mynaemu.issuance.centre import (MemoryResidentDirectory, Refusal, SettableClock, start_services,
                                          synthesize_resident)
-    from mynaemu.issuance.municipality import MunicipalityServer
+    from mynaemu.issuance.municipality import MunicipalityServer, load_or_create_signer
     from mynaemu.issuance.personas import build_persona
     from mynaemu.issuance.policy import JST
     from mynaemu.issuance.revocation import MemoryRevocationSource
@@ -155,13 +155,14 @@ def bench(runs: int) -> tuple[dict, dict]:
         # One card presented again and again (power cycled each time, as a card taken out and
         # put back): the first run, dropped, also pays the card's one-off key loading.
         cards[label] = Card(CardImage.from_json(image.to_json()))
-    muni_key = ed25519.Ed25519PrivateKey.generate()
+    muni_home = tempfile.TemporaryDirectory()
+    muni_key = load_or_create_signer(muni_home.name, "13221")
     kiosk_key = secrets.token_bytes(32)
     services = start_services(pki=default_test_pki(), source=source, directory=directory,
                               municipalities={"13221": MunicipalityServer("13221", muni_key, directory)},
                               kiosk_keys={"TEST-KIOSK-BENCH": kiosk_key}, clock=clock)
     kiosk = Kiosk(CentreClient(services.centre_url, "TEST-KIOSK-BENCH", kiosk_key), clock=clock,
-                  trusted_keys={documents.key_id(muni_key.public_key()): muni_key.public_key()})
+                  trust_roots=[muni_key.root])
     floor = Floor()
     out = {"accept": [], "refuse": [], "render": [], "total": [], "first": None}
     try:
@@ -193,6 +194,7 @@ def bench(runs: int) -> tuple[dict, dict]:
     finally:
         floor.stop()
         services.stop()
+        muni_home.cleanup()
     return out, floor.medians()
 
 

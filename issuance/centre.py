@@ -198,6 +198,11 @@ class HouseholdMember:
     became_resident: _dt.date     # 住民となった日
     individual_number: str
     remarks: str = ""
+    # DATA-6 (発行用住民票ファイル): 住定日, 届出日, 従前の住所, and the member's 住民票コード
+    address_since: _dt.date | None = None   # 住所を定めた日 (None: the same as became_resident)
+    notified_on: _dt.date | None = None     # 届出日 (None: not recorded, e.g. a birth)
+    previous_address: str = ""              # 前住所 ("" for a birth in the municipality)
+    juminhyo_code: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,11 +262,50 @@ def _birthday(birth: _dt.date, years: int) -> _dt.date:
         return _dt.date(birth.year + years, 3, 1)
 
 
-def _member_number(juminhyo_code: str, index: int) -> str:
-    # A household member's synthetic 住民票コード, and a valid 個人番号 from it (rules.md §20 M2).
+def _member_code(juminhyo_code: str, index: int) -> str:
+    # A household member's synthetic 住民票コード (11 digits).
     digest = hashlib.sha256(f"mynaemu-household/{juminhyo_code}/{index}".encode()).hexdigest()
-    code = f"{int(digest[:16], 16) % 10**11:011d}"
-    return individual_number_from_juminhyo_code(code, b"mynaemu TEST household numbering")
+    return f"{int(digest[:16], 16) % 10**11:011d}"
+
+
+def _member_number(juminhyo_code: str, index: int) -> str:
+    # A valid 個人番号 from the member's 住民票コード (rules.md §20 M2).
+    return individual_number_from_juminhyo_code(_member_code(juminhyo_code, index),
+                                                b"mynaemu TEST household numbering")
+
+
+# Synthetic former addresses (前住所) for members who moved in; every one is fictional.
+_PREVIOUS_ADDRESSES = ("埼玉県TEST市見本町二丁目５番８号", "神奈川県TEST市試験台１丁目１２番３号",
+                       "千葉県TEST市架空町３丁目４番２０号", "東京都TEST区模擬町四丁目７番１号")
+
+
+def _given_name(rng: random.Random, sex: str, taken: set) -> str:
+    """A given name from the synthetic list that nobody in the household has yet."""
+    names = _GIVEN[sex]
+    first = names.index(rng.choice(names))
+    for i in range(len(names)):
+        candidate = names[(first + i) % len(names)]
+        if candidate not in taken:
+            return candidate
+    return names[first]
+
+
+def _with_moves(members: list, identity: Identity, on: _dt.date) -> tuple:
+    """Each member's 住定日, 届出日, 前住所 and 住民票コード (DATA-6), from its own seed so the
+    household drawn before stays the same."""
+    rng = _rng_for(identity.juminhyo_code, "moves")
+    out = []
+    for index, m in enumerate(members):
+        code = identity.juminhyo_code if m.individual_number == identity.individual_number \
+            else _member_code(identity.juminhyo_code, index + 1)
+        born_here = m.became_resident == m.birth
+        since = m.became_resident if rng.random() < 0.7 else min(on, m.became_resident + _dt.timedelta(
+            days=rng.randrange(30, 900)))
+        previous = "" if born_here and since == m.became_resident else rng.choice(_PREVIOUS_ADDRESSES)
+        notified = None if born_here and not previous else since + _dt.timedelta(days=rng.randrange(0, 14))
+        out.append(dataclasses.replace(m, address_since=since, notified_on=min(notified, on) if notified else None,
+                                       previous_address=previous, juminhyo_code=code))
+    return tuple(out)
 
 
 def synthesize_resident(identity: Identity, *, on: _dt.date, user_id: str | None = None,
@@ -278,10 +322,13 @@ def synthesize_resident(identity: Identity, *, on: _dt.date, user_id: str | None
     became = max(identity.birth, on - _dt.timedelta(days=rng.randrange(200, 4000)))
     me_rel = "世帯主"
     members = []
+    taken = {identity.name.split("\u3000")[-1]}   # distinct given names in one household
     if age < 18:
         psex = rng.choice(["1", "2"])
         pbirth = identity.birth - _dt.timedelta(days=365 * rng.randrange(25, 40) + rng.randrange(365))
-        members.append(HouseholdMember(f"{family}\u3000{rng.choice(_GIVEN[psex])}", pbirth, psex,
+        given = _given_name(rng, psex, taken)
+        taken.add(given)
+        members.append(HouseholdMember(f"{family}\u3000{given}", pbirth, psex,
                                        "世帯主", became, _member_number(identity.juminhyo_code, 1)))
         me_rel = "子"
     me = HouseholdMember(identity.name, identity.birth, identity.sex, me_rel, became,
@@ -291,13 +338,17 @@ def synthesize_resident(identity: Identity, *, on: _dt.date, user_id: str | None
     if age >= 25 and rng.random() < 0.6:
         ssex = "2" if identity.sex == "1" else "1"
         sbirth = identity.birth + _dt.timedelta(days=rng.randrange(-1500, 1500))
-        members.append(HouseholdMember(f"{family}\u3000{rng.choice(_GIVEN[ssex])}", sbirth, ssex,
+        given = _given_name(rng, ssex, taken)
+        taken.add(given)
+        members.append(HouseholdMember(f"{family}\u3000{given}", sbirth, ssex,
                                        "妻" if ssex == "2" else "夫", became,
                                        _member_number(identity.juminhyo_code, 2)))
         if age >= 30 and rng.random() < 0.7:
             csex = rng.choice(["1", "2"])
             cbirth = on - _dt.timedelta(days=365 * rng.randrange(1, min(age - 22, 17)) + rng.randrange(365))
-            members.append(HouseholdMember(f"{family}\u3000{rng.choice(_GIVEN[csex])}", cbirth, csex, "子",
+            given = _given_name(rng, csex, taken)
+            taken.add(given)
+            members.append(HouseholdMember(f"{family}\u3000{given}", cbirth, csex, "子",
                                            max(cbirth, became), _member_number(identity.juminhyo_code, 3)))
     head = members[0].name
     seal = None
@@ -308,7 +359,8 @@ def synthesize_resident(identity: Identity, *, on: _dt.date, user_id: str | None
     return Resident(juminhyo_code=identity.juminhyo_code, name=identity.name, birth=identity.birth,
                     sex=identity.sex, address=identity.address,
                     individual_number=identity.individual_number,
-                    municipality_code=identity.municipality_code, household=tuple(members),
+                    municipality_code=identity.municipality_code,
+                    household=_with_moves(members, identity, on),
                     self_index=self_index, head_of_household=head, seal=seal, salary_income=salary,
                     user_id=user_id, status=status)
 
@@ -543,6 +595,9 @@ class Centre:
             raise Refusal("bad-request", "with_number must be true or false")
         if with_number and document != "juminhyo":
             raise Refusal("bad-request", "the 個人番号 can be printed only on a 住民票 (NUM-13)")
+        with_code = request.get("with_code", False)
+        if not isinstance(with_code, bool) or (with_code and document != "juminhyo"):
+            raise Refusal("bad-request", "with_code (the 住民票コード) is true or false, and only for a 住民票")
         nonce = _b64(request.get("nonce"), "nonce")
         self._take_session(nonce, kiosk_id, method)
         checks = [{"check": "challenge", "result": "fresh, single use"}]
@@ -556,14 +611,14 @@ class Centre:
             muni = self._municipality(resident.municipality_code)
             if method == "shin":
                 checks.append({"check": "route", "result": f"municipality {muni.code} by certificate"})
-                produced = muni.produce_for_certificate(cert.serial_number, document, with_number=with_number,
+                produced = muni.produce_for_certificate(cert.serial_number, document, with_number=with_number, with_code=with_code,
                                                         at=self.now(), method=method)
             else:
                 if not resident.user_id:
                     raise Refusal("resident-unknown", "the resident has no 利用者ID for 変換方式")
                 checks.append({"check": "convert", "result": "certificate converted to the 利用者ID"})
                 checks.append({"check": "route", "result": f"municipality {muni.code} by 利用者ID"})
-                produced = muni.produce_for_user_id(resident.user_id, document, with_number=with_number,
+                produced = muni.produce_for_user_id(resident.user_id, document, with_number=with_number, with_code=with_code,
                                                     at=self.now(), method=method)
         else:
             user_id = request.get("user_id")
@@ -573,7 +628,7 @@ class Centre:
             t_verified = time.perf_counter()
             muni = self._municipality(code)
             checks.append({"check": "route", "result": f"municipality {muni.code} by 利用者ID"})
-            produced = muni.produce_for_user_id(user_id, document, with_number=with_number,
+            produced = muni.produce_for_user_id(user_id, document, with_number=with_number, with_code=with_code,
                                                 at=self.now(), method=method)
         log.info("issued kiosk=%s method=%s document=%s municipality=%s", kiosk_id, method, document, muni.code)
         return {
@@ -898,16 +953,16 @@ def services_from_home(home, *, db: str | None = None, clock: Callable[[], _dt.d
                        host: str = "127.0.0.1", pki=None, **kwargs) -> Services:
     """The whole TEST stack over the issuing store under `home` (or the PostgreSQL store at
     `db`): the JPKI validity service answering from the store, and the centre with one
-    証明発行サーバ per municipality of the store (each with its document key under
-    `<home>/kiosk/`), trusting the home's kiosk key."""
+    証明発行サーバ per municipality of the store (each signing as its mayor with a TEST LGPKI
+    certificate under `<home>/kiosk/lgpki/`), trusting the home's kiosk key."""
     from .ca import default_test_pki
-    from .municipality import MunicipalityServer, load_or_create_key
+    from .municipality import MunicipalityServer, load_or_create_signer
     from .store import StoreRevocationSource
 
     directory = StoreDirectory(home, db=db)
     source = StoreRevocationSource(directory.path)
     codes = directory.municipality_codes() or ["13221"]
-    municipalities = {code: MunicipalityServer(code, load_or_create_key(home, code), directory) for code in codes}
+    municipalities = {code: MunicipalityServer(code, load_or_create_signer(home, code), directory) for code in codes}
     return start_services(pki=pki or default_test_pki(), source=source, directory=directory,
                           municipalities=municipalities,
                           kiosk_keys={DEFAULT_KIOSK_ID: load_or_create_kiosk_key(home)}, clock=clock,

@@ -6,34 +6,40 @@ it to the kiosk together with the anti-forgery data (偽造防止情報, CVS-2 s
 seeds give neither the layout nor the anti-forgery technique (rules.md §19 gap 10), so the
 format below is a project decision.
 
-Rendering: reportlab's built-in CID fonts HeiseiMin-W3 and HeiseiKakuGo-W5 (Adobe-Japan1,
-UniJIS-UCS2-H): no font file is embedded or needed at build time; viewers substitute a
-Japanese font (poppler needs poppler-data for that). The 住民票 layout follows the sample of
-CVS-9: a block per household member (生年月日, 性別, 続柄, 氏名, 本籍/筆頭者, 住所, 住民となった日,
-備考), the certification line, the date in 西暦（和暦） with full-width digits, the mayor's name
-and seal. Every page says TEST / 見本: these are not legal documents.
+Rendering: reportlab with the IPA fonts (IPA明朝, IPAゴシック; Debian's fonts-ipafont-mincho and
+fonts-ipafont-gothic, which setup.sh installs) **subset-embedded**, so every viewer shows the same
+glyphs (`pdffonts` lists each font as embedded). The 住民票 layout follows the sample of CVS-9 as
+municipalities print it: a ruled table, one block per household member (氏名, 生年月日, 性別,
+続柄, 住民となった日, 住所を定めた日, 届出日, 前住所, 本籍・筆頭者, 個人番号 only on request,
+住民票コード only on request, 備考 — the fields of the 発行用住民票ファイル, DATA-6, that apply),
+the certification line, the date in 西暦（和暦） with full-width digits, the mayor's name and
+seal. Every page says TEST / 見本: these are not legal documents.
 
 個人番号 (NUM-13, CVS-9): a 住民票 shows it **only** when the person asked for it
 (`with_number`); tax certificates never show it. When not asked for, it is absent from the page
 and from the embedded content alike.
 
-Tamper evidence (anti-forgery data, a third party can check it with the municipality's public
-key alone):
+Tamper evidence that standard tools check (CVS-2 step (5), CVS-3 偽造防止情報; the technique is a
+project decision, rules.md §19 gap 10):
 
-1. The document's content (a canonical JSON of every printed field, the fee, the issue time,
-   the serial) is signed with the municipality's TEST Ed25519 key: the *content signature*.
-   Its SHA-256, in base-32, gives the 20-character **検証コード** printed on the page
-   (`XXXX-XXXX-XXXX-XXXX-XXXX`), so a paper copy carries a code tied to its content.
-2. The PDF's Info dictionary carries the content (`/Subject (mynaemu-doc:v1:<base64>)`) and
-   `/Keywords (mynaemu-sig:v1 key=<key id> content=<sig hex> code=<code> file=<sig hex>)`.
-3. The *file signature* is an Ed25519 signature over the whole PDF file with the 128 hex
-   digits of `file=` set to '0' (the approach of a PDF ByteRange, without the offsets). So one
-   changed byte anywhere in the file fails the check: outside the field the signed bytes
-   change; inside it the signature changes (lower-case hex only, so no case flip survives);
-   in a marker the markers are no longer found exactly once.
+1. **A PAdES signature** (ETSI.CAdES.detached, SHA-256, RSA) over the whole file by the issuing
+   municipality's mayor (市区町村長), with a certificate of the installation's TEST LGPKI
+   (issuance/lgpki.py). `pdfsig`, pyHanko and Acrobat verify it; a relying party trusts the TEST
+   LGPKI root (docs/verifying-documents.md). One changed byte anywhere breaks it.
+2. **The content and its 検証コード**: the document's content (a canonical JSON of every printed
+   field, the fee, the issue time, the serial) is signed with the mayor's key (RSA PKCS#1 v1.5,
+   SHA-256); the SHA-256 of that signature, in base-32, gives the 20-character **検証コード**
+   printed on the page (`XXXX-XXXX-XXXX-XXXX-XXXX`), so a paper copy carries a code tied to
+   its content. The PDF's Info dictionary carries the content
+   (`/Subject (mynaemu-doc:v2:<base64>)`) and `/Keywords (mynaemu-sig:v2 cert=<id>
+   content=<signature hex> code=<code>)`, inside the PAdES-signed bytes.
+3. **The signer belongs to the municipality the document names**: the signing certificate's
+   organizationIdentifier `LGJP-<code>` must equal the document's 地方公共団体コード, so a
+   document signed by one municipality's key but naming another is refused.
 
-`verify_pdf(data, public_key) -> bool`; `check_pdf` gives the reason of a failure and the
-verified content; `inspect_pdf` reads the content without trusting it.
+`check_pdf(data, trust_roots)` verifies all three and gives the verified content or a
+TamperError saying what failed; `verify_pdf` is its boolean form; `inspect_pdf` reads the
+content without trusting it.
 """
 from __future__ import annotations
 
@@ -46,15 +52,19 @@ import json
 import re
 import threading
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from pathlib import Path
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from . import lgpki, pades
 from .identity import SEX_CODES, era_of
 from .policy import JST
 
 FORMAT = "mynaemu-kiosk-document"
-VERSION = 1
+VERSION = 2
 TITLES = {
     "juminhyo": "住民票の写し",
     "inkan": "印鑑登録証明書",
@@ -63,51 +73,35 @@ TITLES = {
 DOCUMENTS = tuple(TITLES)
 METHOD_LABELS = {"shin": "新方式", "henkan": "変換方式", "genko": "現行方式"}
 
-CONTENT_DOMAIN = b"mynaemu-kiosk-document-content-v1\0"
-FILE_DOMAIN = b"mynaemu-kiosk-document-file-v1\0"
-SIG_HEX = 128   # an Ed25519 signature in lower-case hex
-KEY_ID_HEX = 16
+CONTENT_DOMAIN = b"mynaemu-kiosk-document-content-v2\0"
+SIG_HEX = 512   # an RSA-2048 signature in lower-case hex
+CERT_ID_HEX = 16
 
-_SUBJECT_RE = re.compile(rb"/Subject \(mynaemu-doc:v1:([A-Za-z0-9+/=]+)\)")
+_SUBJECT_RE = re.compile(rb"/Subject \(mynaemu-doc:v2:([A-Za-z0-9+/=]+)\)")
 _KEYWORDS_RE = re.compile(
-    rb"mynaemu-sig:v1 key=([0-9a-f]{16}) content=([0-9a-f]{128}) "
-    rb"code=([A-Z2-7]{4}(?:-[A-Z2-7]{4}){4}) file=([0-9a-f]{128})\)")
-_FILE_FIELD = b" file="
+    rb"mynaemu-sig:v2 cert=([0-9a-f]{16}) content=([0-9a-f]{512}) "
+    rb"code=([A-Z2-7]{4}(?:-[A-Z2-7]{4}){4})\)")
 
-FONT_MIN = "HeiseiMin-W3"
-FONT_GOTHIC = "HeiseiKakuGo-W5"
+FONT_MIN = "IPAMincho"
+FONT_GOTHIC = "IPAGothic"
+# Debian's fonts-ipafont-mincho / fonts-ipafont-gothic (setup.sh installs them).
+FONT_FILES = {
+    FONT_MIN: ("/usr/share/fonts/opentype/ipafont-mincho/ipam.ttf",
+               "/usr/share/fonts/truetype/fonts-japanese-mincho.ttf"),
+    FONT_GOTHIC: ("/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf",
+                  "/usr/share/fonts/truetype/fonts-japanese-gothic.ttf"),
+}
+FONT_PACKAGES = "fonts-ipafont-mincho fonts-ipafont-gothic"
 _fonts_lock = threading.Lock()
 _fonts_ready = False
 
 
+class FontsMissing(RuntimeError):
+    """The Japanese fonts the documents embed are not installed (the message names the package)."""
+
+
 class TamperError(Exception):
     """The PDF fails its tamper-evidence check; the message says which part."""
-
-
-# -- keys -------------------------------------------------------------------------------------
-
-def key_id(public_key) -> str:
-    """16 hex digits naming an Ed25519 public key: SHA-256 of its raw 32 bytes, first 8 bytes."""
-    if not isinstance(public_key, ed25519.Ed25519PublicKey):
-        raise TypeError(f"expected an Ed25519 public key, got {type(public_key).__name__}")
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:KEY_ID_HEX]
-
-
-def load_public_key(data: bytes) -> ed25519.Ed25519PublicKey:
-    """An Ed25519 public key from PEM (SubjectPublicKeyInfo) bytes; ValueError otherwise."""
-    try:
-        key = serialization.load_pem_public_key(bytes(data))
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"not a PEM public key: {exc}") from None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise ValueError(f"the document key must be Ed25519, got {type(key).__name__}")
-    return key
-
-
-def public_key_pem(public_key) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.PEM,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 # -- content ----------------------------------------------------------------------------------
@@ -179,16 +173,26 @@ def yen(amount: int) -> str:
 
 # -- rendering --------------------------------------------------------------------------------
 
+def font_path(name: str) -> Path:
+    """The installed TrueType file of `name`, or FontsMissing naming the Debian package."""
+    for candidate in FONT_FILES[name]:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise FontsMissing(f"the Japanese font {name} is not installed "
+                       f"(apt-get install {FONT_PACKAGES}; looked in {', '.join(FONT_FILES[name])})")
+
+
 def _register_fonts() -> None:
+    """Register the IPA fonts once; reportlab embeds the subset of glyphs each document uses."""
     global _fonts_ready
     with _fonts_lock:
         if _fonts_ready:
             return
         from reportlab.pdfbase import pdfmetrics
-        from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+        from reportlab.pdfbase.ttfonts import TTFont
 
-        pdfmetrics.registerFont(UnicodeCIDFont(FONT_MIN))
-        pdfmetrics.registerFont(UnicodeCIDFont(FONT_GOTHIC))
+        for name in (FONT_MIN, FONT_GOTHIC):
+            pdfmetrics.registerFont(TTFont(name, str(font_path(name))))
         _fonts_ready = True
 
 
@@ -296,24 +300,76 @@ def _sex(code: str) -> str:
     return SEX_CODES.get(code, code)
 
 
+class _Table:
+    """Ruled rows as municipalities print a 住民票: a label cell (shaded) and value cells."""
+
+    ROW = 19
+    LABEL_W = 88
+
+    def __init__(self, page: _Page):
+        self.p = page
+        self.c = page.c
+
+    def _cell(self, x, w, label: bool, text: str, size: float) -> None:
+        y = self.p.y
+        if label:
+            self.c.setFillColorRGB(0.93, 0.93, 0.93)
+            self.c.rect(x, y - self.ROW, w, self.ROW, stroke=0, fill=1)
+        self.c.setStrokeColorRGB(0.2, 0.2, 0.2)
+        self.c.setLineWidth(0.5)
+        self.c.rect(x, y - self.ROW, w, self.ROW, stroke=1, fill=0)
+        self.c.setFillColorRGB(0, 0, 0)
+        font = FONT_GOTHIC if label else FONT_MIN
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+
+        while size > 6 and stringWidth(text, font, size) > w - 8:   # long text: shrink to fit
+            size -= 0.5
+        self.c.setFont(font, size)
+        self.c.drawString(x + 4, y - self.ROW + 6, text)
+
+    def row(self, *cells, size=9.5) -> None:
+        """cells: (label, value) pairs sharing the width; the last value takes what is left."""
+        x, right = self.p.LEFT, self.p.RIGHT
+        widths = []
+        free = right - x - self.LABEL_W * len(cells)
+        for i, _ in enumerate(cells):
+            widths.append(free // len(cells) if i < len(cells) - 1 else free - (free // len(cells)) * (len(cells) - 1))
+        for (label, value), w in zip(cells, widths):
+            self._cell(x, self.LABEL_W, True, label, size)
+            x += self.LABEL_W
+            self._cell(x, w, False, value, size)
+            x += w
+        self.p.y -= self.ROW
+
+    def gap(self, points=6) -> None:
+        self.p.y -= points
+
+
 def _body_juminhyo(p: _Page, content: dict) -> None:
     f = content["fields"]
-    p.pairs([("住所", f["address"]), ("世帯主", f["head_of_household"])])
-    p.rule(14)
-    for member in f["members"]:
-        rows = [
-            ("氏名", member["name"]),
-            ("生年月日", wareki(_date(member["birth"])) + f"　　性別　{_sex(member['sex'])}"
-             + f"　　続柄　{member['relation']}"),
-            ("住民となった日", wareki(_date(member["became_resident"]))),
-            ("本籍・筆頭者", f["honseki"]),
-        ]
+    t = _Table(p)
+    t.row(("住所", f["address"]))
+    t.row(("世帯主", f["head_of_household"]))
+    t.gap(8)
+    for n, member in enumerate(f["members"], 1):
+        since = member.get("address_since") or member["became_resident"]
+        notified = member.get("notified_on")
+        t.row(("氏名", member["name"]), ("続柄", member["relation"]))
+        t.row(("生年月日", wareki(_date(member["birth"]))), ("性別", _sex(member["sex"])))
+        t.row(("住民となった日", wareki(_date(member["became_resident"]))),
+              ("住所を定めた日", wareki(_date(since))))
+        t.row(("届出日", wareki(_date(notified)) if notified else ""),
+              ("前住所", member.get("previous_address") or ""))
+        t.row(("本籍・筆頭者", f["honseki"]))
+        extra = []
         if "individual_number" in member:  # NUM-13: only on the person's explicit request
-            rows.append(("個人番号", member["individual_number"]))
-        rows.append(("備考", member.get("remarks") or ""))
-        p.pairs(rows, size=10)
-        p.rule(12)
-    p.y -= 4
+            extra.append(("個人番号", member["individual_number"]))
+        if "juminhyo_code" in member:      # only on request
+            extra.append(("住民票コード", member["juminhyo_code"]))
+        if extra:
+            t.row(*extra)
+        t.row(("備考", member.get("remarks") or ""))
+        t.gap(8 if n < len(f["members"]) else 12)
     scope = "世帯全員" if f.get("scope", "all") == "all" else "世帯の一部"
     p.line(f"この写しは、{scope}の住民票の原本と相違ないことを証明する。", 11)
 
@@ -370,7 +426,7 @@ def _render(content: dict, keywords: str, subject: str) -> bytes:
 
     _register_fonts()
     buf = io.BytesIO()
-    c = rl_canvas.Canvas(buf, pagesize=A4, pageCompression=0)
+    c = rl_canvas.Canvas(buf, pagesize=A4, pageCompression=1, initialFontName=FONT_MIN)
     c.setTitle(f"{TITLES[content['document']]} (TEST)")
     c.setAuthor(f"{content['municipality']['name']} (TEST)")
     c.setCreator("mynaemu TEST kiosk")
@@ -404,41 +460,35 @@ def _render(content: dict, keywords: str, subject: str) -> bytes:
     c.setFont(FONT_GOTHIC, 12)
     c.drawString(p.LEFT, y - 36, f"検証コード：{content['_code']}")
     c.setFont(FONT_GOTHIC, 8)
-    c.drawString(p.LEFT, y - 54, "偽造防止：この PDF には発行した市区町村の TEST 鍵（Ed25519）による署名が"
-                                 "埋め込まれています。")
-    c.drawString(p.LEFT, y - 66, f"確認：mynaemu kiosk verify-pdf FILE（鍵ID {content['_key_id']}）。"
+    c.drawString(p.LEFT, y - 54, "偽造防止：この PDF には市区町村長の TEST 電子署名（PAdES、TEST LGPKI）が"
+                                 "付いています。")
+    c.drawString(p.LEFT, y - 66, f"確認：pdfsig / pyHanko / mynaemu kiosk verify-pdf（証明書ID {content['_key_id']}）。"
                                  "1 バイトでも変更されると検証に失敗します。")
     c.showPage()
     c.save()
     return buf.getvalue()
 
 
-def render_pdf(content: dict, key: ed25519.Ed25519PrivateKey) -> RenderedDocument:
-    """The signed PDF of `content` (see check_content) with the municipality's TEST key."""
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
-        raise TypeError(f"the document key must be an Ed25519 private key, got {type(key).__name__}")
+def render_pdf(content: dict, signer: lgpki.Signer) -> RenderedDocument:
+    """The PAdES-signed PDF of `content` (see check_content) by the municipality's TEST signer."""
+    if not isinstance(signer, lgpki.Signer):
+        raise TypeError(f"signer must be an lgpki.Signer, got {type(signer).__name__}")
     content = check_content(dict(content))
+    if content["municipality"]["code"] != signer.code:
+        raise ValueError(f"the signer of municipality {signer.code} cannot sign a document of "
+                         f"{content['municipality']['code']}")
     body = canonical(content)
-    content_sig = key.sign(CONTENT_DOMAIN + body)
+    content_sig = signer.key.sign(CONTENT_DOMAIN + body, padding.PKCS1v15(), hashes.SHA256())
     code = verification_code(content_sig)
-    kid = key_id(key.public_key())
-    subject = "mynaemu-doc:v1:" + base64.b64encode(body).decode("ascii")
-    keywords = f"mynaemu-sig:v1 key={kid} content={content_sig.hex()} code={code} file={'0' * SIG_HEX}"
-    pdf = _render({**content, "_code": code, "_key_id": kid}, keywords, subject)
-    start = _file_field(pdf)
-    file_sig = key.sign(FILE_DOMAIN + pdf)
-    pdf = pdf[:start] + file_sig.hex().encode("ascii") + pdf[start + SIG_HEX:]
-    return RenderedDocument(pdf, code, kid, content)
-
-
-def _file_field(pdf: bytes) -> int:
-    """Offset of the 128 hex digits of `file=`, after checking the markers occur exactly once."""
-    if pdf.count(b"mynaemu-sig:") != 1 or pdf.count(b"mynaemu-doc:") != 1:
-        raise TamperError("the tamper-evidence markers are missing or repeated")
-    found = list(_KEYWORDS_RE.finditer(pdf))
-    if len(found) != 1:
-        raise TamperError("the signature field is missing or malformed")
-    return found[0].start(4)
+    cid = signer.key_id
+    subject = "mynaemu-doc:v2:" + base64.b64encode(body).decode("ascii")
+    keywords = f"mynaemu-sig:v2 cert={cid} content={content_sig.hex()} code={code}"
+    pdf = _render({**content, "_code": code, "_key_id": cid}, keywords, subject)
+    muni = content["municipality"]
+    pdf = pades.sign(pdf, key=signer.key, certificate=signer.certificate, chain=(signer.root,),
+                     reason=f"TEST {TITLES[content['document']]}の交付（コンビニ交付）",
+                     location=f"TEST {muni['name']}", name=f"TEST {muni['name']}長 {muni['mayor']}")
+    return RenderedDocument(pdf, code, cid, content)
 
 
 # -- checking ---------------------------------------------------------------------------------
@@ -448,62 +498,70 @@ class VerifiedDocument:
     content: dict
     verification_code: str
     key_id: str
+    signer: x509.Certificate
 
 
 def inspect_pdf(data: bytes) -> dict:
     """{'content', 'verification_code', 'key_id'} as embedded, **not verified**; TamperError if absent."""
     data = bytes(data)
-    _file_field(data)
-    match = _KEYWORDS_RE.search(data)
     subjects = _SUBJECT_RE.findall(data)
-    if len(subjects) != 1:
-        raise TamperError("the embedded content is missing or repeated")
+    keywords = list(_KEYWORDS_RE.finditer(data))
+    if len(subjects) != 1 or len(keywords) != 1:
+        raise TamperError("the embedded content or its signature field is missing or repeated")
     try:
         content = json.loads(base64.b64decode(subjects[0], validate=True).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise TamperError("the embedded content is not valid") from None
     if not isinstance(content, dict):
         raise TamperError("the embedded content is not an object")
+    match = keywords[0]
     return {"content": content, "verification_code": match.group(3).decode("ascii"),
-            "key_id": match.group(1).decode("ascii"), "content_signature": bytes.fromhex(match.group(2).decode())}
+            "key_id": match.group(1).decode("ascii"),
+            "content_signature": bytes.fromhex(match.group(2).decode())}
 
 
-def check_pdf(data: bytes, public_key) -> VerifiedDocument:
-    """Verify a kiosk PDF against the municipality's public key; TamperError saying what failed."""
+def check_pdf(data: bytes, trust_roots) -> VerifiedDocument:
+    """Verify a kiosk PDF: its PAdES signature chains to one of `trust_roots`, the signer is the
+    mayor of the municipality the document names, and the content and 検証コード check."""
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError("data must be bytes")
     data = bytes(data)
-    kid = key_id(public_key)
-    start = _file_field(data)
-    file_sig = bytes.fromhex(data[start:start + SIG_HEX].decode("ascii"))
-    zeroed = data[:start] + b"0" * SIG_HEX + data[start + SIG_HEX:]
     try:
-        public_key.verify(file_sig, FILE_DOMAIN + zeroed)
-    except InvalidSignature:
-        raise TamperError("the file signature does not verify: the PDF was changed "
-                          "or was not issued with this key") from None
+        validated = pades.validate(data, list(trust_roots))
+    except pades.PadesError as exc:
+        raise TamperError(str(exc)) from None
     info = inspect_pdf(data)
-    if info["key_id"] != kid:
-        raise TamperError(f"the PDF names key {info['key_id']}, not {kid}")
     content = info["content"]
     try:
-        public_key.verify(info["content_signature"], CONTENT_DOMAIN + canonical(content))
+        check_content(content)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise TamperError(f"the signed content is not a kiosk document: {exc}") from None
+    signer_code = lgpki.municipality_code_of(validated.signer)
+    named = content["municipality"]["code"]
+    if signer_code != named:
+        raise TamperError(f"signed by the mayor of municipality {signer_code or '(none)'}, "
+                          f"but the document names municipality {named}")
+    cid = lgpki.certificate_id(validated.signer)
+    if info["key_id"] != cid:
+        raise TamperError(f"the PDF names certificate {info['key_id']}, but was signed with {cid}")
+    public_key = validated.signer.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise TamperError("the signer's key is not RSA")
+    try:
+        public_key.verify(info["content_signature"], CONTENT_DOMAIN + canonical(content),
+                          padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         raise TamperError("the content signature does not verify") from None
     code = verification_code(info["content_signature"])
     if code != info["verification_code"]:
         raise TamperError("the 検証コード does not match the content signature")
-    try:
-        check_content(content)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise TamperError(f"the signed content is not a kiosk document: {exc}") from None
-    return VerifiedDocument(content, code, kid)
+    return VerifiedDocument(content, code, cid, validated.signer)
 
 
-def verify_pdf(data: bytes, public_key) -> bool:
-    """True when the PDF's tamper evidence checks with `public_key`; False otherwise."""
+def verify_pdf(data: bytes, trust_roots) -> bool:
+    """True when the PDF's signature and content check against `trust_roots`; False otherwise."""
     try:
-        check_pdf(data, public_key)
+        check_pdf(data, trust_roots)
     except (TamperError, ValueError, UnicodeDecodeError):
         return False
     return True

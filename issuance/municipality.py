@@ -17,24 +17,20 @@ Rules applied here:
   centre.SEAL_MIN_AGE); the tax certificate of fiscal year Y (課税年度, income of Y-1) is
   available from 1 June of Y; amounts are synthetic, from a simplified formula.
 
-The municipality's document key is a TEST Ed25519 key. `load_or_create_key(home, code)` keeps
-one per municipality under `<home>/kiosk/`, with its public half next to it so third parties
-can check the PDFs (`mynaemu kiosk verify-pdf`).
+The municipality signs as its mayor (市区町村長) with a certificate of the installation's TEST
+LGPKI (issuance/lgpki.py): `load_or_create_signer(home, code)` keeps one per municipality under
+`<home>/kiosk/lgpki/`, beside the root a relying party trusts to check the PDFs (`pdfsig`,
+pyHanko, `mynaemu kiosk verify-pdf`; docs/verifying-documents.md).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import os
 import secrets
 import threading
 import time
-from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
-from . import documents
+from . import documents, lgpki
 from .centre import METHODS, Refusal, Resident, ResidentDirectory
 from .policy import JST
 
@@ -106,20 +102,29 @@ def tax_record(resident: Resident, fiscal_year: int) -> dict:
             "municipal_tax": municipal, "prefectural_tax": prefectural}
 
 
-def document_fields(resident: Resident, document: str, *, with_number: bool, at: _dt.datetime) -> dict:
+def document_fields(resident: Resident, document: str, *, with_number: bool, at: _dt.datetime,
+                    with_code: bool = False) -> dict:
     """The printed fields of `document` for `resident` (Refusal when it cannot be issued)."""
     if document == "juminhyo":
         members = []
         for m in resident.household:
+            # DATA-6: the fields of the 発行用住民票ファイル that apply to a Japanese resident
+            since = m.address_since or m.became_resident
             row = {"name": m.name, "birth": m.birth.isoformat(), "sex": m.sex, "relation": m.relation,
-                   "became_resident": m.became_resident.isoformat(), "remarks": m.remarks}
+                   "became_resident": m.became_resident.isoformat(), "address_since": since.isoformat(),
+                   "notified_on": m.notified_on.isoformat() if m.notified_on else None,
+                   "previous_address": m.previous_address, "remarks": m.remarks}
             if with_number:  # NUM-13: only on explicit request
                 row["individual_number"] = m.individual_number
+            if with_code:    # the 住民票コード, likewise only on request
+                row["juminhyo_code"] = m.juminhyo_code
             members.append(row)
         return {"address": resident.address, "head_of_household": resident.head_of_household,
                 "honseki": resident.honseki, "members": members, "scope": "all"}
     if with_number:
         raise Refusal("bad-request", "the 個人番号 can be printed only on a 住民票 (NUM-13)")
+    if with_code:
+        raise Refusal("bad-request", "the 住民票コード can be printed only on a 住民票")
     if document == "inkan":
         if resident.seal is None:
             raise Refusal("document-unavailable", "the resident has no seal registration (印鑑登録)")
@@ -149,20 +154,22 @@ class IssuedDocument:
 class MunicipalityServer:
     """One municipality's 証明発行サーバ: finds the resident, edits and signs the document."""
 
-    def __init__(self, code: str, key: ed25519.Ed25519PrivateKey, directory: ResidentDirectory, *,
+    def __init__(self, code: str, signer: lgpki.Signer, directory: ResidentDirectory, *,
                  name: str | None = None, mayor: str = DEFAULT_MAYOR,
                  hours: tuple[_dt.time, _dt.time] = (SERVICE_OPENS, SERVICE_CLOSES),
                  fees: dict | None = None, methods=METHODS):
         if not (isinstance(code, str) and len(code) == 5 and code.isdigit()):
             raise ValueError(f"municipality code must be 5 digits, got {code!r}")
-        if not isinstance(key, ed25519.Ed25519PrivateKey):
-            raise TypeError("the municipality key must be an Ed25519 private key")
+        if not isinstance(signer, lgpki.Signer):
+            raise TypeError("the municipality signer must be an lgpki.Signer")
+        if signer.code != code:
+            raise ValueError(f"the signer's certificate is municipality {signer.code}'s, not {code}'s")
         if not isinstance(directory, ResidentDirectory):
             raise TypeError("directory must implement ResidentDirectory")
         self.code = code
         self.name = name or municipality_name(code)
         self.mayor = mayor
-        self.key = key
+        self.signer = signer
         self.directory = directory
         self.opens, self.closes = check_hours(*hours)
         self.fees = dict(KIOSK_FEES if fees is None else fees)
@@ -177,25 +184,28 @@ class MunicipalityServer:
         self.history: list[dict] = []
 
     @property
-    def public_key(self) -> ed25519.Ed25519PublicKey:
-        return self.key.public_key()
+    def trust_root(self):
+        """The TEST LGPKI root the municipality's signing certificate chains to."""
+        return self.signer.root
 
     def open_at(self, at: _dt.datetime) -> bool:
         return within_service_hours(at, self.opens, self.closes)
 
     def produce_for_certificate(self, serial: int, document: str, *, with_number: bool,
-                                at: _dt.datetime, method: str = "shin") -> IssuedDocument:
+                                at: _dt.datetime, method: str = "shin",
+                                with_code: bool = False) -> IssuedDocument:
         """新方式: the person whose user-authentication certificate has `serial` (CVS-18)."""
         self._admit(method, at)
         return self._produce(self.directory.resident_for_certificate(serial), document,
-                             with_number=with_number, at=at, method=method)
+                             with_number=with_number, at=at, method=method, with_code=with_code)
 
     def produce_for_user_id(self, user_id: str, document: str, *, with_number: bool,
-                            at: _dt.datetime, method: str = "genko") -> IssuedDocument:
+                            at: _dt.datetime, method: str = "genko",
+                            with_code: bool = False) -> IssuedDocument:
         """変換方式 / 現行方式: the person with this municipality's 利用者ID (CVS-14)."""
         self._admit(method, at)
         return self._produce(self.directory.resident_for_user_id(user_id), document,
-                             with_number=with_number, at=at, method=method)
+                             with_number=with_number, at=at, method=method, with_code=with_code)
 
     def _admit(self, method: str, at: _dt.datetime) -> None:
         if method not in self.methods:
@@ -206,14 +216,15 @@ class MunicipalityServer:
                                            f"{at.astimezone(JST):%H:%M} JST")
 
     def _produce(self, resident: Resident | None, document: str, *, with_number: bool,
-                 at: _dt.datetime, method: str) -> IssuedDocument:
+                 at: _dt.datetime, method: str, with_code: bool = False) -> IssuedDocument:
         if resident is None or resident.municipality_code != self.code:
             raise Refusal("resident-unknown", f"{self.name} has no resident for this request")
         if resident.status != "resident":
             raise Refusal("resident-unknown", f"the person is no longer a resident of {self.name}")
         if document not in documents.DOCUMENTS:
             raise Refusal("bad-request", f"unknown document {document!r}")
-        fields = document_fields(resident, document, with_number=with_number, at=at)
+        fields = document_fields(resident, document, with_number=with_number, at=at,
+                                 with_code=with_code)
         serial = secrets.token_hex(8).upper()
         issued_at = at.astimezone(JST).replace(microsecond=0).isoformat()
         content = {"format": documents.FORMAT, "version": documents.VERSION, "document": document,
@@ -221,7 +232,7 @@ class MunicipalityServer:
                    "municipality": {"code": self.code, "name": self.name, "mayor": self.mayor},
                    "fee": self.fees[document], "with_number": bool(with_number), "fields": fields}
         t0 = time.perf_counter()
-        rendered = documents.render_pdf(content, self.key)
+        rendered = documents.render_pdf(content, self.signer)
         render_seconds = time.perf_counter() - t0
         with self._lock:  # CVS-18 item 3: issuance history, no personal data
             self.history.append({"at": issued_at, "document": document, "method": method,
@@ -230,53 +241,8 @@ class MunicipalityServer:
                               self.fees[document], issued_at, serial, render_seconds)
 
 
-# -- keys on disk ----------------------------------------------------------------------------
+# -- the signer on disk ----------------------------------------------------------------------
 
-def key_paths(home, code: str) -> tuple[Path, Path]:
-    folder = Path(home) / "kiosk"
-    return folder / f"municipality-{code}.key.pem", folder / f"municipality-{code}.pub.pem"
-
-
-def load_or_create_key(home, code: str) -> ed25519.Ed25519PrivateKey:
-    """The municipality's TEST document key under `<home>/kiosk/`, created (0600) on first use."""
-    private_path, public_path = key_paths(home, code)
-    if private_path.exists():
-        try:
-            key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{private_path}: not a usable key: {exc}") from None
-        if not isinstance(key, ed25519.Ed25519PrivateKey):
-            raise ValueError(f"{private_path}: not an Ed25519 key")
-        if not public_path.exists():
-            public_path.write_bytes(documents.public_key_pem(key.public_key()))
-        return key
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    key = ed25519.Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    tmp = private_path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    try:
-        os.link(tmp, private_path)  # never replace a key another process created meanwhile
-    except FileExistsError:
-        os.unlink(tmp)
-        return load_or_create_key(home, code)
-    os.unlink(tmp)
-    public_path.write_bytes(documents.public_key_pem(key.public_key()))
-    return key
-
-
-def known_public_keys(home) -> dict:
-    """key id -> (public key, path) for every municipality public key under `<home>/kiosk/`."""
-    out = {}
-    folder = Path(home) / "kiosk"
-    if folder.is_dir():
-        for path in sorted(folder.glob("municipality-*.pub.pem")):
-            try:
-                key = documents.load_public_key(path.read_bytes())
-            except (OSError, ValueError):
-                continue
-            out[documents.key_id(key)] = (key, path)
-    return out
+def load_or_create_signer(home, code: str, *, mayor: str = DEFAULT_MAYOR) -> lgpki.Signer:
+    """Municipality `code`'s TEST LGPKI signer (the mayor's key and certificate), made on first use."""
+    return lgpki.load_or_create_signer(home, code, name=municipality_name(code), mayor=mayor)

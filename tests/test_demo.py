@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from mynaemu.card.image import CardImage
-from mynaemu.issuance import documents
+from mynaemu.issuance import documents, lgpki
 from mynaemu.issuance.keys import generate_rsa_key
 from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
 from mynaemu.issuance.policy import JST
@@ -39,9 +39,9 @@ def test_demo_runs_with_no_arguments_and_writes_a_verified_pdf(tmp_path):
                           text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     pdf = tmp_path / "mynaemu-demo-juminhyo.pdf"
-    pubs = list(tmp_path.glob("mynaemu-demo-juminhyo.municipality-*.pub.pem"))
-    assert pdf.exists() and len(pubs) == 1
-    assert documents.verify_pdf(pdf.read_bytes(), documents.load_public_key(pubs[0].read_bytes()))
+    roots = list(tmp_path.glob("mynaemu-demo-juminhyo.lgpki-root.pem"))
+    assert pdf.exists() and len(roots) == 1
+    assert documents.verify_pdf(pdf.read_bytes(), [lgpki.load_trust_root(roots[0])])
     out = done.stdout
     for needle in ("申請", "交付", "SELECT 公的個人認証AP", "VERIFY 0018", "80 2A 00 80", "answered by OCSP",
                    "municipality 13221", "refused [cert-hold]", "tries left"):

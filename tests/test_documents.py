@@ -1,5 +1,6 @@
-"""Kiosk PDFs: they render in Japanese with pdftoppm, carry the fields the rules ask for, and
-their tamper evidence holds: every single changed byte fails the check (exhaustively)."""
+"""Kiosk PDFs: they render in Japanese with pdftoppm from embedded fonts, carry the fields the
+rules ask for, and their tamper evidence holds: a PAdES signature by the municipality's mayor
+(TEST LGPKI) that pdfsig and pyHanko accept, which a changed byte breaks."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -11,13 +12,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from mynaemu.issuance import documents
+from mynaemu.issuance import documents, lgpki
 from mynaemu.issuance.centre import MemoryResidentDirectory, Refusal, synthesize_resident
 from mynaemu.issuance.identity import Identity
-from mynaemu.issuance.municipality import (MunicipalityServer, fiscal_year_available, load_or_create_key,
-                                           known_public_keys, tax_record)
+from mynaemu.issuance.municipality import (MunicipalityServer, fiscal_year_available, load_or_create_signer,
+                                           tax_record)
 from mynaemu.issuance.numbering import individual_number_from_juminhyo_code
 from mynaemu.issuance.policy import JST
 from mynaemu.tools.cli import main
@@ -33,8 +33,19 @@ def _identity(birth: _dt.date, code: str = "12345678901") -> Identity:
 
 
 @pytest.fixture(scope="module")
-def key():
-    return ed25519.Ed25519PrivateKey.generate()
+def office(tmp_path_factory):
+    return tmp_path_factory.mktemp("office")
+
+
+@pytest.fixture(scope="module")
+def key(office):
+    """The municipality's signer (the mayor's TEST LGPKI key and certificate)."""
+    return load_or_create_signer(office, "13221")
+
+
+@pytest.fixture(scope="module")
+def roots(key):
+    return [key.root]
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +113,13 @@ def _png_ink(path: Path) -> int:
 @pytest.mark.parametrize("doc", documents.DOCUMENTS)
 def test_pdf_renders_with_pdftoppm_in_japanese(pdfs, doc, tmp_path):
     assert shutil.which("pdftoppm"), "poppler-utils (pdftoppm) is required (setup.sh installs it)"
-    assert Path("/usr/share/poppler/cMap").is_dir(), (
-        "poppler-data is required to render the Adobe-Japan1 CID fonts (apt-get install poppler-data)")
     path = tmp_path / f"{doc}.pdf"
     path.write_bytes(pdfs[doc])
     done = subprocess.run(["pdftoppm", "-r", "40", "-png", "-singlefile", str(path), str(tmp_path / doc)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Missing language pack" not in done.stderr and "Unknown font" not in done.stderr, done.stderr
+    assert "Couldn't find a font" not in done.stderr, done.stderr
     ink = _png_ink(tmp_path / f"{doc}.png")
     assert ink > 2000  # text, rules, seal and watermark were drawn
     text = _text(pdfs[doc])
@@ -162,52 +172,146 @@ def test_issue_time_and_fee_are_printed(pdfs):
         assert "2026-07-01 14:30:00 JST" in _text(pdf)
 
 
-def test_verification_code_is_printed_and_derived_from_the_content(pdfs, key):
+def test_verification_code_is_printed_and_derived_from_the_content(pdfs, roots):
     for pdf in pdfs.values():
-        verified = documents.check_pdf(pdf, key.public_key())
+        verified = documents.check_pdf(pdf, roots)
         assert verified.verification_code in _text(pdf).replace(" ", "")
         assert len(verified.verification_code) == 24 and verified.verification_code.count("-") == 4
 
 
-def test_every_single_changed_byte_fails_the_check(pdfs, key):
+def test_every_font_is_embedded(pdfs):
+    for pdf in pdfs.values():
+        done = subprocess.run(["pdffonts", "-"], input=pdf, capture_output=True, timeout=60)
+        if done.returncode != 0:   # older poppler reads no stdin
+            pytest.skip("pdffonts cannot read standard input here")
+        rows = done.stdout.decode().splitlines()[2:]
+        assert rows, "no fonts listed"
+        for row in rows:          # name type encoding emb sub uni ...
+            cols = row.split()
+            assert cols[-5] == "yes" and cols[-4] == "yes", row   # embedded, subset
+
+
+def _changed_positions(pdf: bytes) -> list[int]:
+    """Where a one-byte change is tried: every 3rd byte of the signature's revision (the signature
+    dictionary, /ByteRange, xref and trailer), the first and last 64 hex digits of /Contents,
+    every byte of its padding's end, and 200 seeded positions in the signed body."""
+    import random
+
+    start = pdf.rindex(b"/ByteRange")
+    contents = pdf.index(b"/Contents <") + len(b"/Contents <")
+    end_hex = pdf.index(b">", contents)
+    positions = set(range(pdf.rindex(b"obj", 0, start) - 8, len(pdf), 3))
+    positions -= set(range(contents + 64, end_hex - 64))
+    positions |= set(range(contents, contents + 64)) | set(range(end_hex - 64, end_hex))
+    positions |= set(random.Random(7).sample(range(0, pdf.rindex(b"obj", 0, start)), 200))
+    return sorted(p for p in positions if 0 <= p < len(pdf))
+
+
+def test_changed_bytes_fail_the_check(pdfs, roots):
     pdf = pdfs["inkan"]
-    public = key.public_key()
-    assert documents.verify_pdf(pdf, public)
+    assert documents.verify_pdf(pdf, roots)
     survivors = []
     buf = bytearray(pdf)
-    for i in range(len(buf)):
+    positions = _changed_positions(pdf)
+    assert len(positions) > 500
+    for i in positions:
         original = buf[i]
         buf[i] = original ^ 0x01
-        if documents.verify_pdf(bytes(buf), public):
+        if documents.verify_pdf(bytes(buf), roots):
             survivors.append(i)
         buf[i] = original
     assert survivors == []
 
 
-def test_other_tampering_fails(pdfs, key):
-    pdf, public = pdfs["juminhyo"], key.public_key()
-    start = pdf.index(b" file=") + 6
-    flipped = pdf[:start] + pdf[start:start + 128].upper() + pdf[start + 128:]
-    assert flipped != pdf and not documents.verify_pdf(flipped, public)      # hex case flip
-    assert not documents.verify_pdf(pdf + b"\n", public)                      # appended byte
-    assert not documents.verify_pdf(pdf[:-1], public)                         # truncated
-    assert not documents.verify_pdf(pdf + pdf, public)                        # markers repeated
-    assert not documents.verify_pdf(pdf, ed25519.Ed25519PrivateKey.generate().public_key())  # other key
-    assert not documents.verify_pdf(b"%PDF-1.3\n%%EOF\n", public)
+def test_pdfsig_accepts_the_signature_and_a_flipped_byte_breaks_both(pdfs, roots, tmp_path):
+    if shutil.which("pdfsig") is None:
+        pytest.fail("pdfsig (poppler-utils) is required: setup.sh installs it")
+    good = tmp_path / "good.pdf"
+    good.write_bytes(pdfs["juminhyo"])
+    out = subprocess.run(["pdfsig", str(good)], capture_output=True, text=True, timeout=60)
+    assert "Signature Validation: Signature is Valid." in out.stdout, out.stdout + out.stderr
+    assert "ETSI.CAdES.detached" in out.stdout and "Total document signed" in out.stdout
+    assert "LGJP-13221" in out.stdout and "市区町村長" in out.stdout
+    bad = tmp_path / "bad.pdf"
+    changed = bytearray(pdfs["juminhyo"])
+    changed[len(changed) // 3] ^= 0x01
+    bad.write_bytes(bytes(changed))
+    out = subprocess.run(["pdfsig", str(bad)], capture_output=True, text=True, timeout=60)
+    assert "Signature is Valid" not in out.stdout and "Signature Validation:" in out.stdout, out.stdout
+    assert not documents.verify_pdf(bytes(changed), roots)
+
+
+def test_other_tampering_fails(pdfs, roots, tmp_path_factory):
+    pdf = pdfs["juminhyo"]
+    assert not documents.verify_pdf(pdf + b"\n", roots)                      # appended byte
+    assert not documents.verify_pdf(pdf + b"%%EOF\n", roots)
+    assert not documents.verify_pdf(pdf[:-1], roots)                         # truncated
+    assert not documents.verify_pdf(pdf + pdf, roots)                        # repeated
+    other = lgpki.load_or_create_signer(tmp_path_factory.mktemp("other"), "13221", name="東京都清瀬市",
+                                        mayor="見本　一郎")
+    assert not documents.verify_pdf(pdf, [other.root])                       # another installation's root
+    assert not documents.verify_pdf(b"%PDF-1.3\n%%EOF\n", roots)
     with pytest.raises(documents.TamperError):
-        documents.check_pdf(pdf[:100], public)
+        documents.check_pdf(pdf[:100], roots)
+    with pytest.raises(documents.TamperError, match="trust root"):
+        documents.check_pdf(pdf, [])
 
 
-def test_cli_verify_pdf(pdfs, key, tmp_path):
+def test_a_document_signed_by_another_municipality_is_refused(key, office, adult):
+    """A mayor's certificate binds the signature to one municipality (organizationIdentifier):
+    a document naming 13221 but signed by the mayor of 13222, under the same root, fails."""
+    other = lgpki.load_or_create_signer(office, "13222", name="TEST市13222", mayor="見本　次郎")
+    assert other.root == key.root
+    content = documents.inspect_pdf(MunicipalityServer("13221", key, _directory(adult))
+                                    .produce_for_certificate(1001, "juminhyo", with_number=False, at=AT).pdf)["content"]
+    forged_signer = lgpki.Signer("13221", other.key, other.certificate, other.root)  # a lie about its code
+    forged = documents.render_pdf(content, forged_signer).pdf
+    with pytest.raises(documents.TamperError, match="municipality 13222"):
+        documents.check_pdf(forged, [key.root])
+    with pytest.raises(ValueError):
+        documents.render_pdf(content, other)   # the honest signer refuses to sign for 13221
+
+
+def _directory(resident):
+    directory = MemoryResidentDirectory()
+    directory.add(resident, auth_serials=[1001])
+    return directory
+
+
+def test_juminhyo_table_and_options(muni, adult):
+    pdf = muni.produce_for_certificate(1001, "juminhyo", with_number=False, at=AT, with_code=True).pdf
+    text = _text(pdf)
+    for label in ("住所を定めた日", "届出日", "前住所", "住民票コード"):
+        assert label in text
+    codes = [m.juminhyo_code for m in adult.household]
+    assert len(set(codes)) == len(codes) and adult.juminhyo_code in codes
+    for code in codes:
+        assert code in text
+    plain = _text(muni.produce_for_certificate(1001, "juminhyo", with_number=False, at=AT).pdf)
+    assert "住民票コード" not in plain and adult.juminhyo_code not in plain
+    with pytest.raises(Refusal):
+        muni.produce_for_certificate(1001, "zei", with_number=False, at=AT, with_code=True)
+
+
+def test_household_members_have_distinct_names():
+    for n in range(300):
+        resident = synthesize_resident(_identity(_dt.date(1960 + n % 40, 1 + n % 12, 1 + n % 28),
+                                                 f"{40000000000 + n:011d}"), on=AT.date())
+        names = [m.name for m in resident.household]
+        assert len(set(names)) == len(names), names
+
+
+def test_cli_verify_pdf(pdfs, tmp_path):
     home = tmp_path / "home"
-    muni_key = load_or_create_key(home, "13221")
-    assert load_or_create_key(home, "13221").public_key() == muni_key.public_key()  # kept, not replaced
-    assert documents.key_id(muni_key.public_key()) in known_public_keys(home)
+    signer = load_or_create_signer(home, "13221")
+    again = load_or_create_signer(home, "13221")
+    assert again.certificate == signer.certificate and again.root == signer.root  # kept, not replaced
+    assert (lgpki.folder(home) / "municipality-13221.key.pem").stat().st_mode & 0o077 == 0
     directory = MemoryResidentDirectory()
     directory.add(synthesize_resident(_identity(_dt.date(1990, 1, 1), "33333333333"), on=AT.date()),
                   auth_serials=[7])
-    pdf = MunicipalityServer("13221", muni_key, directory).produce_for_certificate(7, "zei", with_number=False,
-                                                                                  at=AT).pdf
+    pdf = MunicipalityServer("13221", signer, directory).produce_for_certificate(7, "zei", with_number=False,
+                                                                                at=AT).pdf
     good, bad = tmp_path / "good.pdf", tmp_path / "bad.pdf"
     good.write_bytes(pdf)
     changed = bytearray(pdf)
@@ -218,13 +322,19 @@ def test_cli_verify_pdf(pdfs, key, tmp_path):
     ok = runner.invoke(main, ["kiosk", "verify-pdf", str(good)], env=env)
     assert ok.exit_code == 0 and "intact" in ok.output, ok.output
     tampered = runner.invoke(main, ["kiosk", "verify-pdf", str(bad)], env=env)
-    assert tampered.exit_code == 7 and "TAMPERED" in tampered.output
-    pub = tmp_path / "other.pub.pem"
-    pub.write_bytes(documents.public_key_pem(key.public_key()))
-    wrong = runner.invoke(main, ["kiosk", "verify-pdf", str(good), "--public-key", str(pub), "--json"], env=env)
+    assert tampered.exit_code == 7 and "NOT VALID" in tampered.output
+    root = tmp_path / "root.pem"
+    exported = runner.invoke(main, ["kiosk", "trust-root", "-o", str(root)], env=env)
+    assert exported.exit_code == 0 and root.read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+    elsewhere = runner.invoke(main, ["kiosk", "verify-pdf", str(good), "--trust-root", str(root), "--json"],
+                              env={"MYNAEMU_HOME": str(tmp_path / "x")})
+    assert elsewhere.exit_code == 0 and '"valid": true' in elsewhere.output, elsewhere.output
+    other_root = tmp_path / "other.pem"
+    runner.invoke(main, ["kiosk", "trust-root", "-o", str(other_root)], env={"MYNAEMU_HOME": str(tmp_path / "y")})
+    wrong = runner.invoke(main, ["kiosk", "verify-pdf", str(good), "--trust-root", str(other_root), "--json"])
     assert wrong.exit_code == 7 and '"valid": false' in wrong.output
-    unknown = runner.invoke(main, ["kiosk", "verify-pdf", str(good)], env={"MYNAEMU_HOME": str(tmp_path / "x")})
-    assert unknown.exit_code == 7 and "--public-key" in unknown.output
+    unknown = runner.invoke(main, ["kiosk", "verify-pdf", str(good)], env={"MYNAEMU_HOME": str(tmp_path / "z")})
+    assert unknown.exit_code == 1 and "--trust-root" in unknown.output
 
 
 def test_render_refuses_bad_content(key, pdfs):

@@ -15,11 +15,12 @@ import secrets
 import socket
 import subprocess
 import threading
+import tempfile
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mynaemu.card.apps import jorei
 from mynaemu.card.core import Card
@@ -28,7 +29,7 @@ from mynaemu.issuance import documents
 from mynaemu.issuance.ca import TestCA, default_test_pki
 from mynaemu.issuance.centre import (EXIT_CLASSES, REASONS, MemoryResidentDirectory, Refusal, SettableClock,
                                      start_services, synthesize_resident)
-from mynaemu.issuance.municipality import MunicipalityServer
+from mynaemu.issuance.municipality import MunicipalityServer, load_or_create_signer
 from mynaemu.issuance.personas import build_persona
 from mynaemu.issuance.policy import JST
 from mynaemu.issuance.revocation import MemoryRevocationSource
@@ -58,14 +59,15 @@ class Stack:
         self.pki = default_test_pki()
         self.source = MemoryRevocationSource()
         self.directory = MemoryResidentDirectory()
-        self.muni_key = ed25519.Ed25519PrivateKey.generate()
+        self._home = tempfile.TemporaryDirectory()
+        self.muni_key = load_or_create_signer(self._home.name, MUNI)   # the mayor's TEST LGPKI signer
         self.municipality = MunicipalityServer(MUNI, self.muni_key, self.directory)
         self.kiosk_key = secrets.token_bytes(32)
         self.clock = SettableClock(KIOSK_AT)
         self.services = start_services(pki=self.pki, source=self.source, directory=self.directory,
                                        municipalities={MUNI: self.municipality},
                                        kiosk_keys={KIOSK_ID: self.kiosk_key}, clock=self.clock)
-        self.trusted = {documents.key_id(self.muni_key.public_key()): self.muni_key.public_key()}
+        self.trusted = [self.muni_key.root]
         self.registered = {}
 
     def register(self, image: CardImage, info, *, user_id: str | None = None, directory=True) -> CardImage:
@@ -82,7 +84,7 @@ class Stack:
 
     def kiosk(self, **kwargs) -> Kiosk:
         kwargs.setdefault("clock", self.clock)
-        kwargs.setdefault("trusted_keys", self.trusted)
+        kwargs.setdefault("trust_roots", self.trusted)
         return Kiosk(kwargs.pop("centre", None) or self.centre(), **kwargs)
 
 
@@ -137,8 +139,8 @@ def test_adult_and_under15_get_a_verified_pdf(stack, who, request):
         client, pin=PIN, document="juminhyo")
     assert result.pdf.startswith(b"%PDF-")
     assert result.tamper_checked
-    assert documents.verify_pdf(result.pdf, stack.muni_key.public_key())
-    verified = documents.check_pdf(result.pdf, stack.muni_key.public_key())
+    assert documents.verify_pdf(result.pdf, stack.trusted)
+    verified = documents.check_pdf(result.pdf, stack.trusted)
     names = [m["name"] for m in verified.content["fields"]["members"]]
     assert info.identity.name in names
     assert result.fee == 200 and result.verification_code == verified.verification_code
@@ -522,7 +524,7 @@ def test_number_only_on_request_and_only_on_a_juminhyo(stack, adult):
     for with_number in (False, True):
         card, client = _session(image)
         result = stack.kiosk().issue(client, pin=PIN, document="juminhyo", with_number=with_number)
-        content = documents.check_pdf(result.pdf, stack.muni_key.public_key()).content
+        content = documents.check_pdf(result.pdf, stack.trusted).content
         me = next(m for m in content["fields"]["members"] if m["name"] == info.identity.name)
         assert ("individual_number" in me) is with_number
         assert (number in _pdf_text(result.pdf)) is with_number  # and on the page itself
@@ -538,7 +540,7 @@ def test_number_only_on_request_and_only_on_a_juminhyo(stack, adult):
 def test_inkan_needs_a_seal_registration(stack, adult, under15):
     card, client = _session(adult[0])
     result = stack.kiosk().issue(client, pin=PIN, document="inkan")
-    assert documents.check_pdf(result.pdf, stack.muni_key.public_key()).content["document"] == "inkan"
+    assert documents.check_pdf(result.pdf, stack.trusted).content["document"] == "inkan"
     card, client = _session(under15[0])
     refusal = _refusal(stack.kiosk().issue, client, pin=PIN, document="inkan")
     assert (refusal.reason, refusal.code) == ("document-unavailable", 16)
@@ -549,7 +551,7 @@ def test_henkan_converts_to_the_user_id(stack, adult):
     result = stack.kiosk().issue(client, pin=PIN, document="zei", method="henkan")
     steps = [c["check"] for c in result.checks]
     assert "convert" in steps and steps.index("validity") < steps.index("convert")
-    assert documents.check_pdf(result.pdf, stack.muni_key.public_key()).content["method"] == "henkan"
+    assert documents.check_pdf(result.pdf, stack.trusted).content["method"] == "henkan"
 
 
 def test_henkan_without_a_user_id_is_refused(stack):
@@ -570,7 +572,7 @@ def jorei_card(adult):
 def test_genko_reads_the_user_id_with_the_documents_own_pin(stack, jorei_card, adult):
     card, client = _session(jorei_card, trace=True)
     result = stack.kiosk().issue(client, pin="3333", document="zei", method="genko")
-    content = documents.check_pdf(result.pdf, stack.muni_key.public_key()).content
+    content = documents.check_pdf(result.pdf, stack.trusted).content
     assert content["method"] == "genko" and content["fields"]["name"] == adult[1].identity.name
     commands = [c for c, _ in client.trace]
     assert commands[0] == "00 A4 04 0C 10 " + jorei.AID.hex(" ").upper()

@@ -192,6 +192,7 @@ def kiosk():
 @click.option("--method", default="shin", show_default=True, type=click.Choice(METHOD_CHOICES),
               help="shin 新方式, henkan 変換方式, genko 現行方式 (needs the 条例利用AP).")
 @click.option("--with-number", is_flag=True, help="Print the 個人番号 on the 住民票 (NUM-13: only on request).")
+@click.option("--with-code", is_flag=True, help="Print the 住民票コード on the 住民票 (only on request).")
 @click.option("--last-try", is_flag=True, help="Allow sending the PIN when only one try is left.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
 @click.option("--at", "at", type=_instant(), default=None,
@@ -204,13 +205,12 @@ def kiosk():
 @click.option("--kiosk-id", default="TEST-KIOSK-0001", show_default=True, type=text_type("kiosk_id", ascii_only=True),
               help="This kiosk's id at the centre.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def kiosk_issue(card_file, reader, pin, document, output, method, with_number, last_try, as_json, at,
+def kiosk_issue(card_file, reader, pin, document, output, method, with_number, with_code, last_try, as_json, at,
                 centre_url, home, db, kiosk_id, force):
     """Issue one certificate at the kiosk from a card; write the PDF to OUTPUT."""
     import re
 
     from mynaemu.issuance.centre import SettableClock, utc_now
-    from mynaemu.issuance.municipality import known_public_keys
     from mynaemu.issuance.validate import InputError
     from mynaemu.tools.client import CardClient
     from mynaemu.tools.kiosk import Kiosk
@@ -222,6 +222,8 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, l
                                  param_hint="--pin")
     if with_number and document != "juminhyo":
         raise click.BadParameter("the 個人番号 appears only on a 住民票 (NUM-13)", param_hint="--with-number")
+    if with_code and document != "juminhyo":
+        raise click.BadParameter("the 住民票コード appears only on a 住民票", param_hint="--with-code")
     if output.exists() and not force:
         raise click.BadParameter(f"{output} exists (use --force to overwrite)", param_hint="--output")
     home_path = _home(home)
@@ -231,10 +233,9 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, l
         with _centre_for(home_path, centre_url, clock, kiosk_id, say, db) as centre:
             conn = _open_card(card_file, reader)
             try:
-                machine = Kiosk(centre, clock=clock, trusted_keys={k: v[0] for k, v in known_public_keys(home_path).items()},
-                                narrate=say)
+                machine = Kiosk(centre, clock=clock, trust_roots=_trust_roots(home_path), narrate=say)
                 result = machine.issue(CardClient(conn), pin=pin, document=document, method=method,
-                                       with_number=with_number, last_try=last_try)
+                                       with_number=with_number, with_code=with_code, last_try=last_try)
             finally:
                 conn.close()
             _write_atomic(output, result.pdf)  # CVS-2 step (7): printed only after the fee
@@ -297,52 +298,81 @@ def kiosk_serve(home, db, host, port, at):
         services.stop()
 
 
+def _trust_roots(home: Path) -> list:
+    """The home's TEST LGPKI root as the kiosk's trust list ([] when none was made yet)."""
+    from mynaemu.issuance import lgpki
+
+    try:
+        root = lgpki.trust_root(home)
+    except lgpki.LgpkiError as exc:
+        raise KioskExit(str(exc), 1) from None
+    return [root] if root is not None else []
+
+
 @kiosk.command("verify-pdf")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The municipality's public key (PEM). Default: the keys under <home>/kiosk/.")
+@click.option("--trust-root", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The TEST LGPKI root certificate to trust (PEM or DER). "
+                   "Default: the root under <home>/kiosk/lgpki/.")
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True)
-def kiosk_verify_pdf(file, public_key, home, as_json):
-    """Check a kiosk PDF's tamper evidence (exit 0 intact, 7 tampered or unknown key)."""
-    from mynaemu.issuance import documents
-    from mynaemu.issuance.municipality import known_public_keys
+def kiosk_verify_pdf(file, trust_root, home, as_json):
+    """Check a kiosk PDF: its PAdES signature chains to the TEST LGPKI root, the signer is the
+    mayor of the municipality it names, and its content and 検証コード hold (exit 0 intact,
+    7 tampered, untrusted or signed by another municipality)."""
+    from mynaemu.issuance import documents, lgpki
 
     try:
         data = file.read_bytes()
     except OSError as exc:
         raise KioskExit(f"{file}: cannot read: {exc.strerror or exc}", 1) from None
-    try:
-        claimed = documents.inspect_pdf(data)
-    except documents.TamperError as exc:
-        raise KioskExit(f"{file}: not a kiosk document or tampered: {exc}", 7) from None
-    if public_key is not None:
+    if trust_root is not None:
         try:
-            key = documents.load_public_key(public_key.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise KioskExit(f"{public_key}: {exc}", 1) from None
+            roots = [lgpki.load_trust_root(trust_root)]
+        except (OSError, lgpki.LgpkiError) as exc:
+            raise KioskExit(f"{trust_root}: {getattr(exc, 'strerror', None) or exc}", 1) from None
     else:
-        known = known_public_keys(_home(home))
-        if claimed["key_id"] not in known:
-            raise KioskExit(f"{file}: signed with key {claimed['key_id']}, which is not under "
-                            f"{_home(home) / 'kiosk'}; pass --public-key", 7)
-        key = known[claimed["key_id"]][0]
+        roots = _trust_roots(_home(home))
+        if not roots:
+            raise KioskExit(f"no TEST LGPKI root under {lgpki.folder(_home(home))}; pass --trust-root", 1)
     try:
-        verified = documents.check_pdf(data, key)
+        verified = documents.check_pdf(data, roots)
     except documents.TamperError as exc:
         if as_json:
             click.echo(json.dumps({"valid": False, "reason": str(exc)}, ensure_ascii=False))
-        raise KioskExit(f"{file}: TAMPERED: {exc}", 7) from None
+        raise KioskExit(f"{file}: NOT VALID: {exc}", 7) from None
     content = verified.content
     doc = {"valid": True, "document": content["document"], "title": documents.TITLES[content["document"]],
-           "municipality": content["municipality"]["name"], "issued_at": content["issued_at"],
+           "municipality": content["municipality"]["name"],
+           "municipality_code": content["municipality"]["code"], "issued_at": content["issued_at"],
            "serial": content["serial"], "fee": content["fee"], "verification_code": verified.verification_code,
-           "key_id": verified.key_id}
+           "key_id": verified.key_id, "signer": verified.signer.subject.rfc4514_string()}
     if as_json:
         click.echo(json.dumps(doc, ensure_ascii=False))
     else:
         click.echo(f"{file}: intact — {doc['title']} of {doc['municipality']}, issued {doc['issued_at']}, "
-                   f"検証コード {doc['verification_code']} (key {doc['key_id']})")
+                   f"検証コード {doc['verification_code']}, signed by {doc['signer']}")
+
+
+@kiosk.command("trust-root")
+@click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the PEM here instead of standard output.")
+def kiosk_trust_root(home, output):
+    """Print the TEST LGPKI root certificate (PEM) that relying parties trust to verify documents."""
+    from cryptography.hazmat.primitives import serialization
+
+    from mynaemu.issuance import lgpki
+
+    try:
+        _key, root = lgpki.load_or_create_root(_home(home))
+    except (OSError, lgpki.LgpkiError) as exc:
+        raise KioskExit(str(exc), 1) from None
+    pem = root.public_bytes(serialization.Encoding.PEM)
+    if output is None:
+        click.echo(pem.decode("ascii"), nl=False)
+    else:
+        _write_atomic(output, pem)
 
 
 @kiosk.command("enrol")
@@ -444,7 +474,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
     from mynaemu.card.core import Card
     from mynaemu.issuance import documents
     from mynaemu.issuance.centre import SettableClock, services_from_home
-    from mynaemu.issuance.municipality import key_paths, known_public_keys
+    from mynaemu.issuance import lgpki
     from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
     from mynaemu.issuance.store import Store
     from mynaemu.issuance.workflow import Basic4, Workflow
@@ -526,24 +556,24 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
             from mynaemu.tools.kiosk import CentreClient
 
             centre = CentreClient(services.centre_url, key=load_or_create_kiosk_key(home))
-            keys = {k: v[0] for k, v in known_public_keys(home).items()}
-            machine = Kiosk(centre, clock=clock, trusted_keys=keys, narrate=say)
+            machine = Kiosk(centre, clock=clock, trust_roots=_trust_roots(home), narrate=say)
 
             head(f"At the kiosk: {documents.TITLES[document]} by 新方式 (the holder enters the 4-digit PIN)")
             result = machine.issue(CardClient(conn), pin=DEFAULT_PINS["auth"], document=document)
             _write_atomic(output, result.pdf)
             say("kiosk", f"printed → {output}")
-            pub_src = key_paths(home, result.municipality["code"])[1]
-            pub_out = output.with_name(f"{output.stem}.municipality-{result.municipality['code']}.pub.pem")
-            _write_atomic(pub_out, pub_src.read_bytes())
-            ok = documents.verify_pdf(output.read_bytes(), documents.load_public_key(pub_out.read_bytes()))
-            say("anyone", f"tamper evidence {'verified' if ok else 'FAILED'} with the municipality's public key "
-                          f"{pub_out.name}: mynaemu kiosk verify-pdf {output.name} --public-key {pub_out.name}")
+            root_out = output.with_name(f"{output.stem}.lgpki-root.pem")
+            _write_atomic(root_out, lgpki.root_path(home).read_bytes())
+            roots = [lgpki.load_trust_root(root_out)]
+            ok = documents.verify_pdf(output.read_bytes(), roots)
+            say("anyone", f"PAdES signature {'verified' if ok else 'FAILED'} against the TEST LGPKI root "
+                          f"{root_out.name}: mynaemu kiosk verify-pdf {output.name} --trust-root {root_out.name}"
+                          f" (or pdfsig {output.name})")
             if not ok:
-                raise KioskExit("demo failed: the PDF's tamper evidence does not verify", 7)
+                raise KioskExit("demo failed: the PDF's signature does not verify", 7)
             tampered = bytearray(output.read_bytes())
             tampered[len(tampered) // 2] ^= 0x01
-            if documents.verify_pdf(bytes(tampered), documents.load_public_key(pub_out.read_bytes())):
+            if documents.verify_pdf(bytes(tampered), roots):
                 raise KioskExit("demo failed: a changed byte was not detected", 7)
             say("anyone", "one byte changed in a copy: the check fails, as it must")
 

@@ -177,18 +177,18 @@ class KioskResult:
 class Kiosk:
     """A kiosk terminal bound to one centre.
 
-    clock: the kiosk's clock (CVS-6 hours). trusted_keys: key id -> municipality Ed25519 public
-    key used to check the PDFs' tamper evidence. narrate(actor, text): called for each step
+    clock: the kiosk's clock (CVS-6 hours). trust_roots: the TEST LGPKI root certificates the
+    PDFs' PAdES signatures must chain to (empty: the PDF is printed unchecked, and it says so). narrate(actor, text): called for each step
     (the demo prints it). on_step(step): a hook called before each card step (tests use it
     to pull the card out mid-transaction).
     """
 
     def __init__(self, centre: CentreClient, *, clock: Callable[[], _dt.datetime] = utc_now,
-                 trusted_keys: dict | None = None, narrate: Callable[[str, str], None] | None = None,
+                 trust_roots=(), narrate: Callable[[str, str], None] | None = None,
                  on_step: Callable[[str], None] | None = None):
         self.centre = centre
         self.clock = clock
-        self.trusted_keys = dict(trusted_keys or {})
+        self.trust_roots = tuple(trust_roots)
         self._narrate = narrate
         self._on_step = on_step
         self._log: list = []
@@ -203,7 +203,7 @@ class Kiosk:
             self._on_step(name)
 
     def issue(self, client: CardClient, *, pin: str, document: str, method: str = "shin",
-              with_number: bool = False, last_try: bool = False,
+              with_number: bool = False, last_try: bool = False, with_code: bool = False,
               pay: Callable[[int], bool] | None = None) -> KioskResult:
         """Run one transaction; the KioskResult, or Refusal with one reason."""
         if method not in METHODS:
@@ -215,6 +215,8 @@ class Kiosk:
             raise ValueError("the PIN must be 4 digits")
         if with_number and document != "juminhyo":
             raise ValueError("the 個人番号 can be printed only on a 住民票 (NUM-13)")
+        if with_code and document != "juminhyo":
+            raise ValueError("the 住民票コード can be printed only on a 住民票")
         self._log = []
         t0 = time.perf_counter()
         now = self.clock()
@@ -231,6 +233,8 @@ class Kiosk:
                             f"single use, valid until {session['expires_at']}")
         request = {"kiosk_id": self.centre.kiosk_id, "method": method, "document": document,
                    "with_number": bool(with_number), "nonce": session["nonce"]}
+        if with_code:  # 住民票コード printed on request only (DATA-6)
+            request["with_code"] = True
         try:
             if method == "genko":
                 request.update(self._card_genko(client, pin, document, last_try))
@@ -355,18 +359,17 @@ class Kiosk:
         self._say("card", "SELECT ISD: security status cleared; please take your card (取り忘れ対策)")
 
     def _check_pdf(self, pdf: bytes, answer: dict) -> bool:
-        key = self.trusted_keys.get(answer.get("key_id"))
-        if key is None:
-            self._say("kiosk", "tamper evidence not checked here: the municipality's key is not "
-                               "in this kiosk's trust list")
+        if not self.trust_roots:
+            self._say("kiosk", "tamper evidence not checked here: this kiosk trusts no TEST LGPKI root")
             return False
         try:
-            verified = documents.check_pdf(pdf, key)
+            verified = documents.check_pdf(pdf, self.trust_roots)
         except documents.TamperError as exc:
             raise Refusal("centre-auth", f"the document failed its tamper check: {exc}") from None
         if verified.verification_code != answer["verification_code"]:
             raise Refusal("centre-auth", "the document's 検証コード differs from the centre's answer")
-        self._say("kiosk", f"anti-forgery data checked (Ed25519 key {verified.key_id}, CVS-3)")
+        self._say("kiosk", f"anti-forgery data checked: PAdES signature by "
+                           f"{verified.signer.subject.rfc4514_string()} (TEST LGPKI, CVS-3)")
         return True
 
 
