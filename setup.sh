@@ -3,16 +3,18 @@
 #
 # Debian packages: pcscd + vsmartcard-vpcd (the virtual PC/SC reader), opensc and pcsc-tools
 # (real clients the tests drive), what pyscard builds with (swig, gcc, libpcsclite-dev,
-# python3-dev), python3-venv, poppler-utils (pdftoppm for the kiosk PDF checks), Japanese
-# fonts for the card-face images, and postgresql (the store's second backend; the tests start
-# their own server on loopback), vsmartcard-vpicc (the peer card OS `python -m bench` compares with). Then a virtualenv in ./.venv with mynaemu installed editable
-# with its [dev] extras. Idempotent: a second run installs nothing new.
+# python3-dev), python3-venv, poppler-utils (pdftoppm, pdffonts, pdfsig for the kiosk PDF
+# checks), the IPA Japanese fonts (embedded in the kiosk PDFs, drawn on the card-face images),
+# postgresql (the store's second backend; the tests start their own server on loopback),
+# vsmartcard-vpicc (the peer card OS `python -m bench` compares with), libnss3-tools (certutil:
+# a trust store for pdfsig in the document tests). Then a virtualenv in ./.venv with mynaemu
+# installed editable with its [dev] extras. Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PKGS=(pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev libpcsclite1 swig gcc pkg-config
       python3-dev python3-venv poppler-utils poppler-data fonts-ipafont-gothic fonts-ipafont-mincho
-      openssl ca-certificates jq postgresql vsmartcard-vpicc)
+      openssl ca-certificates jq postgresql vsmartcard-vpicc libnss3-tools)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"

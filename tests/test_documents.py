@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 
 from mynaemu.issuance import documents, lgpki
 from mynaemu.issuance.centre import MemoryResidentDirectory, Refusal, synthesize_resident
@@ -232,6 +233,17 @@ def test_pdfsig_accepts_the_signature_and_a_flipped_byte_breaks_both(pdfs, roots
     assert "Signature Validation: Signature is Valid." in out.stdout, out.stdout + out.stderr
     assert "ETSI.CAdES.detached" in out.stdout and "Total document signed" in out.stdout
     assert "LGJP-13221" in out.stdout and "市区町村長" in out.stdout
+    # With the TEST LGPKI root in an NSS store, pdfsig trusts the signer too (docs/verifying-documents.md).
+    assert shutil.which("certutil"), "certutil (libnss3-tools) is required: setup.sh installs it"
+    nss, root = tmp_path / "nssdb", tmp_path / "root.pem"
+    nss.mkdir()
+    root.write_bytes(roots[0].public_bytes(serialization.Encoding.PEM))
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True, timeout=60)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "mynaemu TEST LGPKI", "-t", "C,C,C",
+                    "-i", str(root)], check=True, timeout=60)
+    trusted = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", str(good)], capture_output=True, text=True,
+                             timeout=60)
+    assert "Certificate Validation: Certificate is Trusted." in trusted.stdout, trusted.stdout
     bad = tmp_path / "bad.pdf"
     changed = bytearray(pdfs["juminhyo"])
     changed[len(changed) // 3] ^= 0x01
