@@ -49,6 +49,7 @@ import threading
 import urllib.parse
 from typing import Callable
 
+from asn1crypto import keys as asn1_keys
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -87,28 +88,15 @@ class CrlUnavailable(CrlError):
 
 
 # --- CertID hashes --------------------------------------------------------------------------
-def _der_tlv(data: bytes, offset: int) -> tuple[int, int, int]:
-    """(tag, start of value, end of value) of the DER element at `offset`."""
-    tag = data[offset]
-    length = data[offset + 1]
-    pos = offset + 2
-    if length & 0x80:
-        count = length & 0x7F
-        length = int.from_bytes(data[pos:pos + count], "big")
-        pos += count
-    return tag, pos, pos + length
-
-
 def public_key_bits(public_key) -> bytes:
     """The subjectPublicKey BIT STRING's bits (no tag, length or unused-bits octet): what the
     CertID issuerKeyHash hashes (RFC 6960 §4.1.1; the same bytes as the RFC 5280 key id)."""
     spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    _, body, _ = _der_tlv(spki, 0)  # SubjectPublicKeyInfo SEQUENCE
-    _, _, alg_end = _der_tlv(spki, body)  # AlgorithmIdentifier
-    tag, bits, bits_end = _der_tlv(spki, alg_end)
-    if tag != 0x03:
-        raise ValueError("SubjectPublicKeyInfo without a BIT STRING")
-    return spki[bits + 1:bits_end]
+    bits = asn1_keys.PublicKeyInfo.load(spki)["public_key"]
+    unused, *_ = bits.contents   # the BIT STRING's first octet counts its unused bits
+    if unused != 0:
+        raise ValueError("a public key BIT STRING with unused bits")
+    return bits.contents[1:]
 
 
 def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:

@@ -41,6 +41,7 @@ import datetime as _dt
 import random
 import re
 
+from asn1crypto import core as asn1_core
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -189,17 +190,9 @@ def _crl_dp(name: x509.Name) -> x509.CRLDistributionPoints:
 
 
 # --- subjectAltName of the signing certificate ----------------------------------------------
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
 def utf8_string_der(text: str) -> bytes:
-    """DER of a UTF8String (tag 0x0C): the value inside each otherName's [0] EXPLICIT."""
-    raw = text.encode("utf-8")
-    return b"\x0c" + _der_length(len(raw)) + raw
+    """DER of a UTF8String: the value inside each otherName's [0] EXPLICIT (§7.3)."""
+    return asn1_core.UTF8String(text).dump()
 
 
 def sign_san_values(identity: Identity) -> list[tuple[x509.ObjectIdentifier, str]]:
@@ -227,6 +220,34 @@ def sign_san(identity: Identity) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(
         [x509.OtherName(oid, utf8_string_der(text)) for oid, text in sign_san_values(identity)]
     )
+
+
+SAN_FIELDS = {OID_NAME: "name", OID_BIRTH: "birth", OID_SEX: "sex", OID_ADDRESS: "address",
+              OID_NAME_ALT: "name_alt", OID_ADDRESS_ALT: "address_alt"}
+
+
+def parse_sign_san(certificate: x509.Certificate) -> dict:
+    """The 基本4情報 a signing certificate holds (§7.3): {'name', 'birth', 'sex', 'address',
+    'name_alt', 'address_alt'} as text, each otherName value parsed as a DER UTF8String.
+    ValueError when the certificate has no such subjectAltName or a value is not a UTF8String."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise ValueError("the certificate has no subjectAltName (not a signing certificate)") from None
+    out = {}
+    for other in san.get_values_for_type(x509.OtherName):
+        field = SAN_FIELDS.get(other.type_id)
+        if field is None:
+            continue
+        try:
+            value = asn1_core.UTF8String.load(other.value, strict=True)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"subjectAltName {field} is not a DER UTF8String: {exc}") from None
+        out[field] = value.native
+    missing = [f for f in ("name", "birth", "sex", "address") if f not in out]
+    if missing:
+        raise ValueError(f"the subjectAltName lacks {', '.join(missing)}")
+    return out
 
 
 # --- extensions -----------------------------------------------------------------------------
