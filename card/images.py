@@ -25,6 +25,8 @@ import subprocess
 
 from PIL import Image, ImageDraw, ImageFont
 
+from mynaemu.card.limits import LimitError, check_address
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JP2 signature box (ISO/IEC 15444-1 I.5.1): length 12, type 'jP  ', content 0D0A870A.
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
@@ -168,7 +170,10 @@ def text_png(text: str, *, line_height: int, chars_per_line: int | None = None,
         raise ImageInputError("chars_per_line must be at least 1")
     font = _resolve_font(font_path)
     step = chars_per_line or len(text)
-    lines = [text[i:i + step] for i in range(0, len(text), step)]
+    return _lines_png([text[i:i + step] for i in range(0, len(text), step)], line_height, font)
+
+
+def _lines_png(lines: list[str], line_height: int, font) -> bytes:
     rendered = [_render_line(line, line_height, font) for line in lines]
     width = max(img.width for img in rendered)
     out = Image.new("1", (width, line_height * len(rendered)), 1)
@@ -182,10 +187,86 @@ def name_png(name: str, *, font_path: str | None = _AUTO) -> bytes:
     return text_png(name, line_height=NAME_HEIGHT, font_path=font_path)
 
 
+# Address wrapping (spec §13.4: long addresses over several lines). A line breaks only between
+# units a reader keeps together: a number with its 丁目/番地/番/号/号室/階/条 unit, a katakana or
+# Latin word; a space is a preferred break and is not drawn at a line's start or end.
+_ADDRESS_UNITS = ("丁目", "番地", "番町", "号室", "号棟", "番", "号", "階", "条", "棟", "区")
+_DIGITS = "0123456789０１２３４５６７８９"
+_NUMBER_JOIN = "－-ー‐の"  # ３－４, １２の３: joins two numbers into one unit
+
+
+def _address_tokens(text: str) -> list[str]:
+    out, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        j = i + 1
+        if ch in _DIGITS:
+            while True:  # number, unit, and the next number-unit pair that follows directly (１番２号)
+                while j < n and (text[j] in _DIGITS or (text[j] in _NUMBER_JOIN and j + 1 < n
+                                                        and text[j + 1] in _DIGITS)):
+                    j += 1
+                unit = next((u for u in _ADDRESS_UNITS if text.startswith(u, j)), None)
+                if unit is None:
+                    break
+                j += len(unit)
+                if not (j < n and text[j] in _DIGITS):
+                    break
+                j += 1
+        elif "ァ" <= ch <= "ヺ" or ch == "ー":
+            while j < n and ("ァ" <= text[j] <= "ヺ" or text[j] == "ー"):
+                j += 1
+        elif ch.isascii() and ch.isalpha() or "Ａ" <= ch <= "Ｚ" or "ａ" <= ch <= "ｚ":
+            while j < n and (text[j].isascii() and text[j].isalpha()
+                             or "Ａ" <= text[j] <= "Ｚ" or "ａ" <= text[j] <= "ｚ"):
+                j += 1
+        out.append(text[i:j])
+        i = j
+    return out
+
+
+def wrap_address(address: str, chars_per_line: int = ADDRESS_LINE_CHARS) -> list[str]:
+    """The lines the address image draws: at most chars_per_line characters each, broken
+    between units (a token longer than a line is cut), spaces dropped at the break."""
+    if chars_per_line < 1:
+        raise ImageInputError("chars_per_line must be at least 1")
+    lines, cur = [], ""
+    for tok in _address_tokens(address):
+        if tok.isspace():
+            if cur and len(cur) + 1 <= chars_per_line:
+                cur += tok
+            elif cur:
+                lines.append(cur.rstrip())
+                cur = ""
+            continue
+        if len(cur) + len(tok) > chars_per_line and cur.strip():
+            # Prefer the last space of the line as the break when it leaves the line half full.
+            cut = max(cur.rfind("\u3000"), cur.rfind(" "))
+            if cut >= chars_per_line // 2 and len(cur) - cut - 1 + len(tok) <= chars_per_line:
+                lines.append(cur[:cut].rstrip())
+                cur = cur[cut + 1:]
+            else:
+                lines.append(cur.rstrip())
+                cur = ""
+        while len(tok) > chars_per_line:
+            lines.append(tok[:chars_per_line])
+            tok = tok[chars_per_line:]
+        cur += tok
+    if cur.strip():
+        lines.append(cur.rstrip())
+    return lines
+
+
 def address_png(address: str, *, font_path: str | None = _AUTO) -> bytes:
-    """住所 image for kenkaku DF26, wrapped like the card face (spec §3.3)."""
-    return text_png(address, line_height=ADDRESS_LINE_HEIGHT, chars_per_line=ADDRESS_LINE_CHARS,
-                    font_path=font_path)
+    """住所 image for kenkaku DF26, wrapped over as many lines as it needs (spec §3.3, §13.4).
+
+    Refuses an address beyond the card-side limit (card/limits.py ADDRESS_MAX_CHARS)."""
+    if not isinstance(address, str) or not address.strip():
+        raise ImageInputError("text to render must be a non-empty string")
+    try:
+        check_address(address)
+    except LimitError as exc:
+        raise ImageInputError(str(exc)) from None
+    return _lines_png(wrap_address(address), ADDRESS_LINE_HEIGHT, _resolve_font(font_path))
 
 
 def digits_png(digits: str) -> bytes:

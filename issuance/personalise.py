@@ -21,6 +21,7 @@ from cryptography import x509
 from mynaemu.card import keyid
 from mynaemu.card.apps import common, jpki, juki, kenhojo, kenkaku, mf
 from mynaemu.card.image import ATR_PROFILES, CardImage, CardOptions
+from mynaemu.card.limits import check_address
 
 from . import policy
 from .ca import TestPKI, default_test_pki, make_issue_id
@@ -109,6 +110,7 @@ def personalise(req: CardRequest) -> CardImage:
         raise ValueError("a card with a signing certificate needs a signing password")
     if not (len(req.security_code) == 4 and req.security_code.isdigit()):
         raise ValueError("security_code must be 4 digits")
+    check_address(ident.address)  # the binding card-side limit (spec §13.4)
     collation_b = era_yymmdd(ident.birth) + f"{req.card_expiry.year:04d}" + req.security_code
     cvc_issuer = pki.cvc_issuer
 

@@ -39,6 +39,7 @@ class PersonaSpec:
     with_sign: bool = True
     guardianship: bool = False
     state: Callable[[CardImage], None] | None = None
+    long_address: bool = False    # 住所 with building and room: kenhojo EF 0002 over 127 bytes
 
 
 @dataclasses.dataclass
@@ -60,6 +61,19 @@ def _block(app: str, fid: int, remaining: int = 0):
     return apply
 
 
+def _token(label: str, auth_cert_behind_pin: bool = False):
+    """A smartphone JPKI (spec §3.1, §13.3): EF 0006 carries the phone's token label; on the
+    Android GP-SE variant the user-authentication certificate EF 000A needs the auth PIN."""
+    def apply(image: CardImage) -> None:
+        from mynaemu.card.apps import jpki
+        app = image.application("jpki")
+        token = app.efs[jpki.EF_TOKEN]
+        token.data = label.encode("ascii").ljust(32, b" ") + token.data[32:]
+        if auth_cert_behind_pin:
+            app.efs[jpki.EF_AUTH_CERT].read = (jpki.PIN_AUTH,)
+    return apply
+
+
 PERSONAS: dict[str, PersonaSpec] = {
     "adult": PersonaSpec("45-year-old holder, every AP, auth + signing certificates", 45),
     "under15": PersonaSpec("12-year-old: auth certificate only, EF 0008 says no signing "
@@ -70,11 +84,24 @@ PERSONAS: dict[str, PersonaSpec] = {
                                state=_block("jpki", 0x001B, 1)),
     "kenkaku-b-locked": PersonaSpec("adult whose 券面AP 照合番号B (0012) is blocked after 10 "
                                     "misses", 52, state=_block("kenkaku", 0x0012)),
+    "long-address": PersonaSpec("adult whose 住所 has a building and room (over 40 full-width "
+                                "characters): kenhojo EF 0002 over 127 bytes, BER long-form "
+                                "length FF 20 81 LL (§13.4)", 41, long_address=True),
+    "smartphone": PersonaSpec("Android smartphone JPKI: EF 0006 token JPKIAPGPSETOKEN, auth "
+                              "certificate EF 000A readable only after the auth PIN (§13.3)", 33,
+                              state=_token("JPKIAPGPSETOKEN", auth_cert_behind_pin=True)),
+    "iphone": PersonaSpec("iPhone JPKI: EF 0006 token JPKIAPIOSTOKEN (§13.3)", 29,
+                          state=_token("JPKIAPIOSTOKEN")),
 }
 
+# Invented building names for the long-address persona (synthetic, like the towns).
+_BUILDINGS = ["試験レジデンス清瀬ガーデンコート", "見本ハイツ清瀬中央ステーションタワー",
+              "架空コーポラス清瀬第二サンプルマンション"]
 
-def synthetic_identity(rng: random.Random, *, age: int, on: _dt.date) -> Identity:
-    """A made-up holder aged `age` on `on`."""
+
+def synthetic_identity(rng: random.Random, *, age: int, on: _dt.date,
+                       long_address: bool = False) -> Identity:
+    """A made-up holder aged `age` on `on`; long_address adds a building, wing and room."""
     sex = rng.choice(["1", "2"])
     name = f"{rng.choice(_FAMILY)}\u3000{rng.choice(_GIVEN[sex])}"
     # Birth: `age` completed years on `on`, at least one day after the last birthday.
@@ -89,6 +116,9 @@ def synthetic_identity(rng: random.Random, *, age: int, on: _dt.date) -> Identit
     address = (f"東京都清瀬市{rng.choice(_TOWNS)}{digits[n1]}丁目"
                f"{''.join(digits[int(c)] for c in str(n2))}番"
                f"{''.join(digits[int(c)] for c in str(n3))}号")
+    if long_address:
+        room = "".join(digits[int(c)] for c in str(rng.randrange(101, 2000)))
+        address += f"\u3000{rng.choice(_BUILDINGS)}Ｃ棟{room}号室"
     juminhyo = "".join(str(rng.randrange(10)) for _ in range(11))
     number = individual_number_from_juminhyo_code(juminhyo, PERSONA_NUMBER_SECRET)
     return Identity(name=name, address=address, birth=birth, sex=sex, individual_number=number,
@@ -125,7 +155,7 @@ def _build_persona(name, seed, at):
     at = at or _dt.datetime.now(_dt.timezone.utc)
     today = policy.jst_date(at)
     rng = derive_rng(seed, f"persona/{name}") if seed is not None else random.Random()
-    identity = synthetic_identity(rng, age=spec.age, on=today)
+    identity = synthetic_identity(rng, age=spec.age, on=today, long_address=spec.long_address)
     security_code = f"{rng.randrange(10000):04d}"
     issued = issue_card(identity, at=at, pins=DEFAULT_PINS, security_code=security_code,
                         with_sign=spec.with_sign, guardianship=spec.guardianship,

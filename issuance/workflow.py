@@ -42,6 +42,7 @@ from typing import Callable
 from cryptography import x509
 
 from mynaemu.card.image import CardImage, PinEF
+from mynaemu.card.limits import LimitError, check_address
 
 from . import policy, validate
 from .ca import TestPKI, default_test_pki
@@ -580,7 +581,7 @@ class Workflow:
         records a form returned without that check, which 受付 then refuses.
         """
         at_ = _aware(at)
-        name, address = _text(name, "name"), _text(address, "address")
+        name, address = _text(name, "name"), _address(address)
         name_kana = _valid(validate.optional_text, name_kana, "name_kana")
         for what, value in (("prefecture_romaji", prefecture_romaji), ("city_romaji", city_romaji)):
             _valid(validate.ascii_token, value, what, limit=validate.LIMITS["romaji"])
@@ -895,7 +896,7 @@ class Workflow:
         image is re-personalised with the new address; with `card_image` (the card the holder
         presents) the rewritten card, PINs carried over, is returned in result["image"].
         """
-        address = _text(address, "address")
+        address = _address(address)
         if address_alt is not None and (len(address_alt) != len(address) or set(address_alt) - {"0", "1"}):
             raise BadInput(f"address_alt must be one 0/1 flag per character ({len(address)} flags)")
         new_key = None
@@ -1213,6 +1214,14 @@ def _load_key(pem: bytes):
 
 def _text(value, what: str) -> str:
     return _valid(validate.text, value, what)  # docs/input-limits.md
+
+
+def _address(value) -> str:
+    """A 住所 the card can carry: card/limits.py ADDRESS_MAX_CHARS is binding (spec §13.4)."""
+    try:
+        return check_address(_text(value, "address"))
+    except LimitError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def _target(app_id) -> str | None:

@@ -17,9 +17,12 @@ Decisions on [U] points (spec §4.1, §12):
 - 照合番号A (0014) and 照合番号B (0015) allow 10 tries, like the kenkaku 照合番号B.
 - Key reference 0012 is blocked as issued (remaining 0, §3.2 [S]); its format is unknown, so
   it is given 3 tries and a 4-digit pattern that nothing can ever present.
-- EF 0002's outer length stays in the short form; content of 128 bytes or more is refused
-  unless the caller asks for the long form (`81 xx` / `82 xx xx`), since clients reading only
-  byte 2 as the length would misparse it (§3.2 "Open points").
+- EF 0002's outer length (§13.4, replacing the advice of §3.2): short form while the content
+  is under 128 bytes, BER long form `81 LL` / `82 LL LL` above, as a real card holding a full
+  住民票 address does; offsets and the EF 0003 digest rules are unchanged. Clients reading only
+  byte 2 as the length misparse such a card, as they would a real one. `encode_basic4` alone
+  still defaults to the short form only (long_form=False refuses 128+ bytes); the DF builder
+  chooses automatically.
 - EF 0005 is written `FF 40 82 00 9F` with DF43 as `82 00 80` (the header §3.2 marks [U]),
   DF43 = SHA-256 of the DF42 key id + 96 FF, then FF filler to 256 bytes.
 - EF 0008 (16 FF, purpose unknown) is readable without a credential.
@@ -251,12 +254,13 @@ def _check_sex(sex: str) -> bytes:
 
 
 def encode_basic4(*, name: str, address: str, birth: _dt.date, sex: str,
-                  long_form: bool = False) -> bytes:
+                  long_form: bool | None = False) -> bytes:
     """`FF 20 LL { DF21 offsets, DF22 name, DF23 address, DF24 YYYYMMDD, DF25 sex }`.
 
     The DF21 offsets are big-endian u16 from the start of the file to each field's tag
-    (spec §3.2). The outer length is short; content of 128+ bytes raises ValueError unless
-    long_form, which writes `81 xx` (or `82 xx xx`).
+    (spec §3.2). long_form=False: the outer length is short and content of 128+ bytes raises
+    ValueError; True: always `81 LL` (or `82 LL LL`); None: short below 128 bytes, long form
+    from 128 (spec §13.4).
     """
     if not name or not address:
         raise ValueError("name and address must not be empty")
@@ -268,6 +272,8 @@ def encode_basic4(*, name: str, address: str, birth: _dt.date, sex: str,
     ]
     offsets_tlv_len = 2 + 1 + 8
     content_len = offsets_tlv_len + sum(len(f) for f in fields)
+    if long_form is None:
+        long_form = content_len >= 0x80
     if content_len >= 0x80 and not long_form:
         raise ValueError(f"基本4情報 content is {content_len} bytes; 128 or more needs the long "
                          "length form, which clients reading byte 2 misparse (pass long_form=True)")
@@ -436,7 +442,7 @@ def _pin(value: str, pattern: str, what: str) -> bytes:
 def build(*, individual_number: str, name: str, address: str, birth: _dt.date, sex: str,
           pin: str, collation_b: str, cvc: bytes, signer_key, ap_key, session_public_key=None,
           session_key=None,
-          info_key_id: bytes | None = None, long_form: bool = False,
+          info_key_id: bytes | None = None, long_form: bool | None = None,
           filler: bool = False) -> Application:
     """The kenhojo DF with the EFs of spec §3.2 and the access rules of §4.3.
 
@@ -447,6 +453,7 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
     secure messaging (SET SESSION KEY then answers 6985).
     info_key_id: EF 0005 DF42; by default the CVC's 被証明者鍵ID (the §13.1 key id of this
     AP's key, as the issuer wrote it).
+    long_form: EF 0002's outer length, None = long form only when needed (spec §13.4).
     collation_b: 照合番号B, 14 digits (era YYMMDD + expiry year + security code, §4.3).
     """
     _check_digits(individual_number, 12, "individual number")
