@@ -29,8 +29,8 @@ from .identity import Identity, era_yymmdd
 from .keys import generate_rsa_key
 
 #: Key pairs one card needs (JPKI auth + sign, kenhojo CVC/0013/0006, kenkaku CVC/001A,
-#: 共通AP 0019, 住基AP 0019).
-KEYS_PER_CARD = 9
+#: 共通AP 0019; the 住基AP has no key, §13.3).
+KEYS_PER_CARD = 8
 
 
 @dataclasses.dataclass
@@ -42,15 +42,14 @@ class CardKeys:
     kenhojo_session: object     # SM key delivery (§13.2): public half EF 0006, private half on the AP
     kenkaku_signer: object      # certified by the kenkaku CVC; signs DF28, DF13, DF43
     kenkaku_card: object        # key 001A (public half in DF12/DF24/DF42)
-    common: object              # 共通AP key 0019 (INTERNAL AUTHENTICATE)
-    juki: object                # 住基AP key 0019
+    common: object              # 共通AP key 0019 (INTERNAL AUTHENTICATE; the only one, §13.3)
 
     @classmethod
     def generate(cls, *, with_sign: bool, rng: random.Random | None = None) -> "CardKeys":
         gen = (lambda: generate_rsa_key(2048, rng))
         return cls(auth=gen(), sign=gen() if with_sign else None, kenhojo_signer=gen(),
                    kenhojo_card=gen(), kenhojo_session=gen(), kenkaku_signer=gen(),
-                   kenkaku_card=gen(), common=gen(), juki=gen())
+                   kenkaku_card=gen(), common=gen())
 
 
 @dataclasses.dataclass
@@ -143,9 +142,8 @@ def personalise(req: CardRequest) -> CardImage:
                       card_key=keys.kenkaku_card,
                       face_seed=int(hashlib.sha256(ident.juminhyo_code.encode()).hexdigest()[:8], 16),
                       filler=True),   # §13.3: EFs carry filler after their TLV
-        juki.build(juminhyo_code=ident.juminhyo_code, card_serial=req.card_serial,
-                   municipality_code=ident.municipality_code, expiry=req.card_expiry,
-                   key_reference=key_reference, pin=req.pins["juki"], auth_key=keys.juki),
+        juki.build(juminhyo_code=ident.juminhyo_code, key_reference=key_reference,
+                   pin=req.pins["juki"]),
         common.build(card_serial=req.card_serial, municipality_code=ident.municipality_code,
                      expiry=req.card_expiry, key_reference=key_reference, pin=req.pins["juki"],
                      auth_key=keys.common),

@@ -371,7 +371,7 @@ class Workflow:
         gen = self.key_factory
         return CardKeys(auth=gen(), sign=gen() if with_sign else None, kenhojo_signer=gen(),
                         kenhojo_card=gen(), kenhojo_session=gen(), kenkaku_signer=gen(),
-                        kenkaku_card=gen(), common=gen(), juki=gen())
+                        kenkaku_card=gen(), common=gen())
 
     # --- the transaction + audit frame ------------------------------------------------------
     def _run(self, operation: str, target: str | None, at: _dt.datetime, body, *, reason: str | None = None):

@@ -493,7 +493,8 @@ def test_common_ap(keys):
     assert app.efs[0x0001].read == FREE
     assert common.parse_card_info(rec[0]) == {"serial": "400000012719843",
                                               "municipality_code": "13221", "expiry": "20350217"}
-    assert data(app, 0x0002) == b"TEST-KEYREF-0001" and app.efs[0x0002].read == FREE
+    # §13.3: EF 0002 is record-structured (READ RECORD 00 B2 01 04 00), record 1 = the key reference
+    assert app.efs[0x0002].records == [b"TEST-KEYREF-0001"] and app.efs[0x0002].read == FREE
     key = app.efs[0x0019]
     assert key.use == FREE and key.ops == ("internal_auth",)
     pin = app.efs[0x001C]
@@ -503,14 +504,14 @@ def test_common_ap(keys):
 
 
 def test_juki_ap(keys):
-    app = juki.build(card_serial="400000012719843", municipality_code="13221", expiry=EXPIRY,
-                     key_reference=b"TEST-KEYREF-0001", auth_key=keys["juki"], pin="4321",
-                     juminhyo_code="12345678901")
+    # §13.3: one record EF of unidentified content ([U]: the 住民票コード, AP-6), 0002 and 001C only
+    app = juki.build(key_reference=b"TEST-KEYREF-0001", pin="4321", juminhyo_code="12345678901")
     assert app.aid == bytes.fromhex("D3921000310001010401")
-    assert data(app, 0x0003) == b"\xff\x10\x0b12345678901"
-    assert app.efs[0x0003].read == (0x001C,)
-    assert juki.parse_juminhyo_code(data(app, 0x0003)) == "12345678901"
-    assert app.efs[0x0001].read == FREE and app.efs[0x001C].change == "jicsap"
+    assert set(app.efs) == {0x0001, 0x0002, 0x001C}
+    assert app.efs[0x0001].records == [b"\x01\x0b12345678901"]
+    assert app.efs[0x0001].read == (0x001C,)
+    assert juki.parse_juminhyo_code(app.efs[0x0001].records[0]) == "12345678901"
+    assert app.efs[0x0002].records == [b"TEST-KEYREF-0001"] and app.efs[0x001C].change == "jicsap"
     with pytest.raises(ValueError):
         juki.encode_juminhyo_code("1234567890")
 
@@ -547,9 +548,7 @@ def test_mf_get_data(keys, cvc):
 # -- the image model accepts every built application ---------------------------------------------
 
 def test_built_applications_survive_the_card_image_json(keys, hojo, kaku, jp, jp_child, cvc):
-    juki_app = juki.build(card_serial="400000012719843", municipality_code="13221", expiry=EXPIRY,
-                          key_reference=b"TEST-KEYREF-0001", auth_key=keys["juki"], pin="4321",
-                          juminhyo_code="12345678901")
+    juki_app = juki.build(key_reference=b"TEST-KEYREF-0001", pin="4321", juminhyo_code="12345678901")
     image = CardImage(applications=[jp, hojo, kaku, juki_app], label="test",
                       get_data=mf.build_get_data(card_id="X1", municipality_code="13221",
                                                  expiry=EXPIRY,

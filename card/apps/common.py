@@ -2,12 +2,13 @@
 
 Spec §3.4: EF 0001 is a record EF whose record 1 is the JICSAP simple-TLV `01 1C` + 28 ASCII
 digits (15-digit card serial, 5-digit 全国地方公共団体コード, expiry YYYYMMDD); MYNA-RS reads it
-with no PIN, so it is free to read. EF 0002 is a 16-byte key reference, the same in both this
-AP and the 住基AP. Key 0019 answers INTERNAL AUTHENTICATE with no credential. PIN 001C has
-4 digits and 3 tries and is changed with JICSAP CHANGE KEY (80 32, spec §4.4).
+with no PIN, so it is free to read. EF 0002 is the 16-byte key reference, the same in both this
+AP and the 住基AP; it is record-structured and clients read it with READ RECORD
+`00 B2 01 04 00` (§13.3), record 1 = the 16 bytes. Key 0019 answers INTERNAL AUTHENTICATE with
+no credential; it is the only key that does on the card (§13.3). PIN 001C has 4 digits and
+3 tries and is changed with JICSAP CHANGE KEY (80 32, spec §4.4).
 
-The helpers here are shared with the 住基AP module (juki.py), which has the same layout plus
-the 住民票コード.
+The EF 0002 and PIN 001C builders are shared with the 住基AP module (juki.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mynaemu.card import tlv
 from mynaemu.card.apps.kenhojo import check_rsa2048, key_pem
-from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, PinEF, RecordEF
+from mynaemu.card.image import FREE, Application, KeyEF, PinEF, RecordEF
 
 AID = bytes.fromhex("D3921000310001010100")
 NAME = "common"
@@ -67,28 +68,31 @@ def check_key_reference(key_reference: bytes) -> bytes:
     return bytes(key_reference)
 
 
-def populate(app: Application, *, card_serial: str, municipality_code: str, expiry: _dt.date,
-             key_reference: bytes, auth_key, pin: str) -> Application:
-    """Add the EFs the 共通カードAP and the 住基AP share (spec §3.4)."""
-    check_rsa2048(auth_key, "key 0019")
-    if not isinstance(auth_key, rsa.RSAPrivateKey):
-        raise TypeError("auth_key must be a private key")
+def key_reference_ef(key_reference: bytes) -> RecordEF:
+    """EF 0002: record-structured, record 1 = the 16-byte key reference, free (§3.4, §13.3)."""
+    return RecordEF(EF_KEY_REFERENCE, [check_key_reference(key_reference)], FREE, "key reference")
+
+
+def pin_ef(pin: str) -> PinEF:
+    """PIN 001C: 4 digits, 3 tries, JICSAP CHANGE KEY (§3.4)."""
     if not isinstance(pin, str) or re.fullmatch(PIN_PATTERN, pin) is None:
         raise ValueError(f"PIN 001C does not match {PIN_PATTERN}")
-    record = encode_card_info(card_serial=card_serial, municipality_code=municipality_code,
-                              expiry=expiry)
-    app.add(RecordEF(EF_CARD_INFO, [record], FREE, "card info"))
-    app.add(BinaryEF(EF_KEY_REFERENCE, check_key_reference(key_reference), FREE, "key reference"))
-    app.add(KeyEF(KEY_AUTH, key_pem(auth_key), FREE, ("internal_auth",), False,
-                  "INTERNAL AUTHENTICATE key"))
-    app.add(PinEF(PIN, pin.encode("ascii"), PIN_TRIES, PIN_TRIES, PIN_PATTERN, "jicsap",
-                  "住民基本台帳用暗証番号"))
-    return app
+    return PinEF(PIN, pin.encode("ascii"), PIN_TRIES, PIN_TRIES, PIN_PATTERN, "jicsap",
+                 "住民基本台帳用暗証番号")
 
 
 def build(*, card_serial: str, municipality_code: str, expiry: _dt.date, key_reference: bytes,
           auth_key, pin: str) -> Application:
-    """The 共通カードAP DF (spec §3.4)."""
-    return populate(Application(NAME, AID, {}), card_serial=card_serial,
-                    municipality_code=municipality_code, expiry=expiry,
-                    key_reference=key_reference, auth_key=auth_key, pin=pin)
+    """The 共通カードAP DF (spec §3.4, §13.3)."""
+    check_rsa2048(auth_key, "key 0019")
+    if not isinstance(auth_key, rsa.RSAPrivateKey):
+        raise TypeError("auth_key must be a private key")
+    app = Application(NAME, AID, {})
+    record = encode_card_info(card_serial=card_serial, municipality_code=municipality_code,
+                              expiry=expiry)
+    app.add(RecordEF(EF_CARD_INFO, [record], FREE, "card info"))
+    app.add(key_reference_ef(key_reference))
+    app.add(KeyEF(KEY_AUTH, key_pem(auth_key), FREE, ("internal_auth",), False,
+                  "INTERNAL AUTHENTICATE key (the only one on the card, §13.3)"))
+    app.add(pin_ef(pin))
+    return app

@@ -1,53 +1,54 @@
-"""住基AP (resident-register AP): the common-AP layout plus the 住民票コード.
+"""住基AP (resident-register AP): what the detailed public record shows, and nothing more.
 
-Spec §3.4 [S]: the 住基AP (`D3 92 10 00 31 00 01 01 04 01`) has the same card-info record
-EF 0001, 16-byte key reference EF 0002, INTERNAL AUTHENTICATE key 0019 and 4-digit PIN 001C
-(3 tries, JICSAP CHANGE KEY) as the 共通カードAP.
+Spec §13.3 [S] (MYNACARD `src/ap/juki.rs`, `src/ap/common.rs`): the 住基AP
+(`D3 92 10 00 31 00 01 01 04 01`) holds
+- one record-structured EF whose content is unidentified,
+- EF 0002, the 16-byte key reference of §3.4, record-structured like the 共通AP's and read with
+  READ RECORD `00 B2 01 04 00`,
+- PIN 001C (4 digits, 3 tries, JICSAP CHANGE KEY, §3.4).
+Only the 共通AP key 0019 answers INTERNAL AUTHENTICATE on the card: the 住基AP has no key, so
+`00 88` here finds none (SELECT 0019 → 6A82; by short identifier → 6A88).
 
-The AP also holds the 住民票コード (rules AP-6), for which no public layout exists. Decision
-[U]: EF 0003, a binary EF holding `FF 10 0B` + the 11 ASCII digits (the private-class BER
-style of the 券面 APs), readable only after PIN 001C is verified, like the rest of the
-resident-register data the PIN protects.
+Decision [U] on the unidentified record EF: it is EF 0001 (the FID of the 共通AP's record EF)
+and its record 1 holds the 住民票コード, which the plan says this AP carries (rules AP-6), as
+the JICSAP simple-TLV `01 0B` + 11 ASCII digits (the card-info record's style, §3.4). It opens
+with PIN 001C, like the resident-register data the PIN protects.
 """
 from __future__ import annotations
 
-import datetime as _dt
-
 from mynaemu.card import tlv
 from mynaemu.card.apps import common
-from mynaemu.card.image import Application, BinaryEF
+from mynaemu.card.image import Application, PinEF, RecordEF
 
 AID = bytes.fromhex("D3921000310001010401")
 NAME = "juki"
 
-EF_CARD_INFO = common.EF_CARD_INFO
+EF_RECORD = 0x0001          # record EF, content unidentified on the card (§13.3); [U] 住民票コード
 EF_KEY_REFERENCE = common.EF_KEY_REFERENCE
-EF_JUMINHYO_CODE = 0x0003   # [U] layout chosen here
-KEY_AUTH = common.KEY_AUTH
 PIN = common.PIN
-T_JUMINHYO_CODE = 0xFF10
+TAG_JUMINHYO_CODE = 0x01
 
 
 def encode_juminhyo_code(code: str) -> bytes:
-    """`FF 10 0B` + 11 ASCII digits (14 bytes)."""
+    """Record 1 of EF 0001: simple-TLV `01 0B` + 11 ASCII digits (13 bytes)."""
     if not isinstance(code, str) or len(code) != 11 or not code.isascii() or not code.isdigit():
         raise ValueError("住民票コード must be 11 ASCII digits")
-    return tlv.encode(T_JUMINHYO_CODE, code.encode("ascii"))
+    return tlv.encode_simple(TAG_JUMINHYO_CODE, code.encode("ascii"))
 
 
-def parse_juminhyo_code(ef0003: bytes) -> str:
-    item = tlv.expect(ef0003, T_JUMINHYO_CODE)
+def parse_juminhyo_code(record: bytes) -> str:
+    item = tlv.decode_simple(record)
     text = item.value.decode("ascii", errors="replace")
-    if len(text) != 11 or not text.isdigit():
-        raise ValueError("EF 0003 must hold 11 ASCII digits")
+    if item.tag != TAG_JUMINHYO_CODE or len(text) != 11 or not text.isdigit():
+        raise ValueError("EF 0001 record 1 must be 01 0B + 11 ASCII digits")
     return text
 
 
-def build(*, card_serial: str, municipality_code: str, expiry: _dt.date, key_reference: bytes,
-          auth_key, pin: str, juminhyo_code: str) -> Application:
-    """The 住基AP DF (spec §3.4, AP-6)."""
-    app = common.populate(Application(NAME, AID, {}), card_serial=card_serial,
-                          municipality_code=municipality_code, expiry=expiry,
-                          key_reference=key_reference, auth_key=auth_key, pin=pin)
-    app.add(BinaryEF(EF_JUMINHYO_CODE, encode_juminhyo_code(juminhyo_code), (PIN,), "住民票コード"))
+def build(*, key_reference: bytes, pin: str, juminhyo_code: str) -> Application:
+    """The 住基AP DF (spec §13.3, §3.4; AP-6)."""
+    app = Application(NAME, AID, {})
+    app.add(RecordEF(EF_RECORD, [encode_juminhyo_code(juminhyo_code)], (PIN,),
+                     "record EF, content unidentified (住民票コード, [U])"))
+    app.add(common.key_reference_ef(key_reference))
+    app.add(common.pin_ef(pin))
     return app
