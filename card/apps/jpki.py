@@ -12,6 +12,9 @@ Decisions on [U] points:
 - EF 0009 (protected, purpose unknown) holds 32 bytes derived from the token serial and can
   never be read. Key references 0010 and 0016 exist as inert key EFs (no operation, use
   never); they hold a private key only because the image format requires one.
+- EFs 0005, 0019, 001C and 001E exist on the card though their use is unknown (§13.3: SELECT
+  answers 9000, not 6A82): opaque EFs, whose READ BINARY/RECORD answer the card option
+  `unknown_ef_sw` (6981 by default, card/image.py).
 - Token info (EF 0006): manufacturerID is 32 ASCII digits, model `E16R01NJ` (the value seen
   on a card), session counts 1/0/1/0 as in the surveyed layout; utcTime is
   `YYYYMMDDhhmmss00` (PKCS#11) of the personalisation time in UTC.
@@ -26,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mynaemu.card.apps.kenhojo import check_rsa2048, key_pem, same_public_key
-from mynaemu.card.image import FREE, NEVER, Application, BinaryEF, KeyEF, PinEF
+from mynaemu.card.image import FREE, NEVER, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
 
 AID = bytes.fromhex("D392F000260100000001")
 NAME = "jpki"
@@ -39,6 +42,7 @@ EF_PROTECTED = 0x0009      # protected, purpose unknown
 EF_AUTH_CERT = 0x000A      # 利用者証明用電子証明書 (free)
 EF_AUTH_CA = 0x000B        # 利用者証明用CA証明書
 KEY_INTERNAL = 0x0010      # key reference, purpose unknown
+UNKNOWN_EFS = (0x0005, 0x0019, 0x001C, 0x001E)   # exist, use unknown (§13.3, JSAPDU UNKNOWN_*)
 KEY_TERMINAL_CA = 0x0016   # terminal-CA key reference (80 A2)
 KEY_AUTH = 0x0017          # 利用者証明用秘密鍵
 PIN_AUTH = 0x0018          # 利用者証明用暗証番号
@@ -170,6 +174,8 @@ def build(*, auth_cert_der: bytes, auth_ca_der: bytes, sign_ca_der: bytes, auth_
     app.add(BinaryEF(EF_AUTH_CERT, _check_cert(auth_cert_der, "auth cert", auth_key), FREE,
                      "利用者証明用電子証明書"))
     app.add(BinaryEF(EF_AUTH_CA, _check_cert(auth_ca_der, "auth CA cert"), FREE, "利用者証明用CA証明書"))
+    for fid in UNKNOWN_EFS:
+        app.add(OpaqueEF(fid, "exists, use unknown (§13.3)"))
     if inert_key is None:
         inert_key = rsa.generate_private_key(65537, 2048)
     check_rsa2048(inert_key, "inert key")
