@@ -62,10 +62,16 @@ def _block(app: str, fid: int, remaining: int = 0):
 
 
 def _token(label: str, auth_cert_behind_pin: bool = False):
-    """A smartphone JPKI (spec §3.1, §13.3): EF 0006 carries the phone's token label; on the
-    Android GP-SE variant the user-authentication certificate EF 000A needs the auth PIN."""
+    """A smartphone JPKI (spec §3.1, §8, §13.3): EF 0006 carries the phone's token label; on the
+    Android GP-SE variant the user-authentication certificate EF 000A needs the auth PIN.
+
+    Decision: a phone carries the JPKI-AP only (the smartphone 電子証明書 is the JPKI-AP protocol,
+    §8; myna-go skips the 券面 APs for a GP-SE token, §10.3), so the other APs answer 6A82 and
+    there are no MF GET DATA objects (6A88)."""
     def apply(image: CardImage) -> None:
         from mynaemu.card.apps import jpki
+        image.applications = [a for a in image.applications if a.name == "jpki"]
+        image.get_data = {}
         app = image.application("jpki")
         token = app.efs[jpki.EF_TOKEN]
         token.data = label.encode("ascii").ljust(32, b" ") + token.data[32:]

@@ -349,9 +349,12 @@ def persona_env(image, info) -> dict:
         env[var + "_EF"] = len(data)
         if data[:1] == b"\x30":
             env[var + "_LEN"] = _object_len(data)
-    env["BASIC4_EF"] = len(_ef_data(image, "kenhojo", 0x0002))
-    env["KENKAKU_FACE_LEN"] = _object_len(_ef_data(image, "kenkaku", 0x0002))
-    env.update(sm_vectors.env(_ef_data(image, "kenhojo", 0x0006)))
+    try:  # a smartphone persona carries the JPKI-AP only (§8, §13.3)
+        env["BASIC4_EF"] = len(_ef_data(image, "kenhojo", 0x0002))
+        env["KENKAKU_FACE_LEN"] = _object_len(_ef_data(image, "kenkaku", 0x0002))
+        env.update(sm_vectors.env(_ef_data(image, "kenhojo", 0x0006)))
+    except KeyError:
+        pass
     return env
 
 
@@ -386,8 +389,11 @@ def persona_keys(image) -> dict:
                 _ef_data(image, "jpki", fid)[:_object_len(_ef_data(image, "jpki", fid))]).public_key()
         except (KeyError, ValueError):
             pass
-    keys["kenhojo"] = _rsa_from_90_91(_child(_ef_data(image, "kenhojo", 0x0007), 0xDF51))
-    keys["kenkaku"] = _rsa_from_90_91(_child(_ef_data(image, "kenkaku", 0x0002), 0xDF24))
+    try:  # a smartphone persona carries the JPKI-AP only (§8, §13.3)
+        keys["kenhojo"] = _rsa_from_90_91(_child(_ef_data(image, "kenhojo", 0x0007), 0xDF51))
+        keys["kenkaku"] = _rsa_from_90_91(_child(_ef_data(image, "kenkaku", 0x0002), 0xDF24))
+    except KeyError:
+        pass
     return keys
 
 
