@@ -1,0 +1,190 @@
+"""The card as the detailed public record has it (card-interface.md §13.3): 住基AP and 共通AP,
+the JPKI EFs that exist though their use is unknown, smartphone tokens."""
+import copy
+import dataclasses
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from mynaemu.card.apps import common, jpki, juki
+from mynaemu.card.core import Card
+from mynaemu.card.image import NEVER, CardImage, CardImageError, CardOptions, RecordEF
+from mynaemu.issuance.personas import PERSONAS, build_persona
+from mynaemu.tools.cli import main
+
+AID_J = "D392F000260100000001"
+AID_JUKI = "D3921000310001010401"
+AID_COMMON = "D3921000310001010100"
+
+
+@pytest.fixture(scope="module")
+def adult():
+    return build_persona("adult", seed=0)
+
+
+def session(image, options=None):
+    image = copy.deepcopy(image)
+    if options is not None:
+        image.options = options
+    card = Card(image)
+    card.power_on()
+
+    def tx(hexstr):
+        resp = card.transmit(bytes.fromhex(hexstr.replace(" ", "")))
+        return resp[:-2], resp[-2:].hex().upper()
+    return tx
+
+
+def select(tx, aid):
+    assert tx(f"00A4040C{len(aid) // 2:02X}{aid}")[1] == "9000"
+
+
+# -- 共通AP / 住基AP ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("aid", [AID_COMMON, AID_JUKI])
+def test_key_reference_is_a_record_read_with_read_record(adult, aid):
+    image, _ = adult
+    tx = session(image)
+    select(tx, aid)
+    assert tx("00A4020C020002")[1] == "9000"
+    data, sw = tx("00B2010400")                     # §13.3: record 1 of the current EF
+    assert sw == "9000" and len(data) == 16
+    assert tx("00B0000000")[1] == "6981"             # not transparent
+    assert tx("00B2011400") == (data, "9000")        # SFI 2 form (§2.4)
+    assert tx("00B2020400")[1] == "6A83"             # one record only
+
+
+def test_key_reference_is_the_same_in_both_aps(adult):
+    image, _ = adult
+    recs = [image.application(name).efs[0x0002].records for name in ("common", "juki")]
+    assert recs[0] == recs[1] and len(recs[0]) == 1 and len(recs[0][0]) == 16
+
+
+def test_juki_holds_what_the_record_shows_and_nothing_more(adult):
+    image, info = adult
+    app = image.application("juki")
+    # one record-structured EF, 0002 and 001C (§13.3); no key, no EF 0003
+    assert set(app.efs) == {juki.EF_RECORD, 0x0002, 0x001C}
+    assert all(isinstance(app.efs[f], RecordEF) for f in (juki.EF_RECORD, 0x0002))
+    tx = session(image)
+    select(tx, AID_JUKI)
+    assert tx("00A4020C020019")[1] == "6A82"
+    assert tx("00A4020C020003")[1] == "6A82"
+    # only the 共通AP key answers INTERNAL AUTHENTICATE
+    assert tx("00880099 10 " + "01" * 16 + " 00")[1] == "6A88"
+    # the record EF opens with PIN 001C ([U] content: the 住民票コード, AP-6)
+    assert tx("00B2010C00")[1] == "6982"
+    assert tx("00A4020C02001C")[1] == "9000"
+    assert tx("0020008004" + info.pins["juki"].encode().hex())[1] == "9000"
+    data, sw = tx("00B2010C00")
+    assert sw == "9000" and juki.parse_juminhyo_code(data) == info.identity.juminhyo_code
+
+
+def test_common_key_0019_answers_internal_authenticate(adult):
+    image, _ = adult
+    tx = session(image)
+    select(tx, AID_COMMON)
+    challenge = bytes(range(1, 33))
+    sig, sw = tx("00880099 20 " + challenge.hex() + " 00")
+    assert sw == "9000"
+    key = serialization.load_pem_private_key(image.application("common").efs[0x0019].key_pem, None)
+    key.public_key().verify(sig, challenge, padding.PKCS1v15(), hashes.SHA256())
+
+
+# -- JPKI EFs that exist though their use is unknown (§13.3) ----------------------------------
+
+@pytest.mark.parametrize("fid", jpki.UNKNOWN_EFS)
+def test_jpki_unknown_efs_select_and_refuse_reads(adult, fid):
+    image, info = adult
+    tx = session(image)
+    select(tx, AID_J)
+    assert tx(f"00A4020C02{fid:04X}")[1] == "9000"
+    assert tx("00B0000000")[1] == "6982"
+    assert tx(f"00B0{0x80 | fid:02X}00000000")[1] == "6982"     # SFI form, as JSAPDU would
+    assert tx("00B2010400")[1] == "6981"                         # not a record EF
+    # no credential opens them
+    assert tx("00A4020C020018")[1] == "9000"
+    assert tx("0020008004" + info.pins["auth"].encode().hex())[1] == "9000"
+    assert tx(f"00A4020C02{fid:04X}")[1] == "9000"
+    assert tx("00B0000000")[1] == "6982"
+
+
+@pytest.mark.parametrize("sw", ["6981", "6985", "6986"])
+def test_refused_read_sw_is_a_card_option(adult, sw):
+    image, _ = adult
+    tx = session(image, CardOptions(refused_read_sw=sw))
+    select(tx, AID_J)
+    for fid in (*jpki.UNKNOWN_EFS, jpki.EF_PROTECTED):
+        assert tx(f"00A4020C02{fid:04X}")[1] == "9000"
+        assert tx("00B0000000")[1] == sw
+    # an EF behind a PIN still answers 6982 (§4.5): the option is for EFs nothing opens
+    assert tx("00A4020C020001")[1] == "9000"
+    assert tx("00B0000004")[1] == "6982"
+
+
+def test_refused_read_sw_survives_json_and_is_checked(adult):
+    image, _ = adult
+    image = copy.deepcopy(image)
+    image.options = CardOptions(refused_read_sw="6986")
+    doc = image.to_json()
+    assert CardImage.from_json(doc).options.refused_read_sw == "6986"
+    doc["options"]["refused_read_sw"] = "9000"
+    with pytest.raises(CardImageError, match="refused_read_sw"):
+        CardImage.from_json(doc)
+
+
+def test_unknown_efs_hold_nothing(adult):
+    image, _ = adult
+    for fid in jpki.UNKNOWN_EFS:
+        ef = image.application("jpki").efs[fid]
+        assert ef.read == NEVER and ef.data == b""
+
+
+# -- smartphone tokens (§3.1, §13.3) ----------------------------------------------------------
+
+@pytest.mark.parametrize("persona, label, cert_behind_pin", [
+    ("smartphone", "JPKIAPGPSETOKEN", True), ("iphone", "JPKIAPIOSTOKEN", False)])
+def test_smartphone_tokens(persona, label, cert_behind_pin):
+    image, info = build_persona(persona, seed=0)
+    assert [a.name for a in image.applications] == ["jpki"] and image.get_data == {}
+    token = jpki.parse_token_info(image.application("jpki").efs[jpki.EF_TOKEN].data)
+    assert token["label"] == label and token["max_pin_len"] == 16   # rest of the 160 bytes kept
+    tx = session(image)
+    select(tx, AID_J)
+    assert tx("00A4020C020006")[1] == "9000"
+    assert tx("00B0000020") == (label.encode().ljust(32, b" "), "9000")
+    assert tx("00A4020C02000A")[1] == "9000"
+    head, sw = tx("00B0000004")
+    assert sw == ("6982" if cert_behind_pin else "9000")
+    assert tx("00A4020C020018")[1] == "9000"
+    assert tx("0020008004" + info.pins["auth"].encode().hex())[1] == "9000"
+    assert tx("00A4020C02000A")[1] == "9000"
+    der, sw = tx("00B00000000000")
+    assert sw == "9000"
+    x509.load_der_x509_certificate(der)
+    # the phone carries no 券面/住基/共通 AP
+    for aid in ("D3921000310001010408", "D3921000310001010402", AID_JUKI, AID_COMMON):
+        assert tx(f"00A4040C0A{aid}")[1] == "6A82"
+
+
+def test_smartphone_personas_are_listed_and_created(tmp_path):
+    assert {"smartphone", "iphone", "long-address"} <= set(PERSONAS)
+    listing = CliRunner().invoke(main, ["card", "personas"])
+    assert "JPKIAPGPSETOKEN" in listing.output and "JPKIAPIOSTOKEN" in listing.output
+    out = tmp_path / "phone.json"
+    result = CliRunner().invoke(main, ["card", "create", "--persona", "smartphone", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = CardImage.load(out)
+    assert doc.meta["persona"] == "smartphone"
+    assert doc.application("jpki").efs[jpki.EF_AUTH_CERT].read == (jpki.PIN_AUTH,)
+
+
+def test_persona_spec_state_is_not_shared():
+    # the token state function must not touch the adult persona built after it
+    build_persona("smartphone", seed=1)
+    image, _ = build_persona("adult", seed=1)
+    assert image.application("jpki").efs[jpki.EF_TOKEN].data.startswith(b"JPKIAPICCTOKEN2 ")
+    assert dataclasses.is_dataclass(PERSONAS["smartphone"])
