@@ -49,12 +49,9 @@ from typing import Union
 FORMAT = "mynaemu-card-image"
 VERSION = 1
 
-ATR_PROFILES = {
-    # spec §1.2: the JPKI contact ATR (OpenSC matches it without an APDU) ...
-    "contact": bytes.fromhex("3BE000FF8131FE4514"),
-    # ... and the PC/SC part-3 ATR synthesised from the contactless ATQB (HPKI's "ID_JPKI").
-    "contactless": bytes.fromhex("3B888001000041E0B381A1003B"),
-}
+# spec §1.2, §13.3: the ATR profiles (bytes, sources and TCK check in card/atr.py,
+# docs/atr-profiles.md); an image names one, or gives its own hex.
+from .atr import ATR_PROFILES  # noqa: E402
 
 FREE = "free"
 NEVER = "never"

@@ -20,6 +20,7 @@ from cryptography import x509
 
 from mynaemu.card import keyid
 from mynaemu.card.apps import common, jpki, juki, kenhojo, kenkaku, mf
+from mynaemu.card.atr import contact_of
 from mynaemu.card.image import ATR_PROFILES, CardImage, CardOptions
 from mynaemu.card.limits import check_address
 
@@ -150,7 +151,7 @@ def personalise(req: CardRequest) -> CardImage:
     ]
     get_data = mf.build_get_data(card_id=req.card_serial, municipality_code=ident.municipality_code,
                                  expiry=req.card_expiry,
-                                 contact_atr=ATR_PROFILES["contact"],
+                                 contact_atr=contact_of(req.atr if req.atr in ATR_PROFILES else "contact"),
                                  cvc_upper=cvc("intermediate", cvc_issuer.key))
     meta = {
         "holder": ident.name,

@@ -103,7 +103,8 @@ def card_create(persona, output, seed, atr, force):
         raise Refused(f"{output}: exists (use --force to overwrite)")
     image, info = build_persona(persona, seed=seed)
     if atr:
-        image.atr = atr
+        from mynaemu.card.atr import apply_profile
+        apply_profile(image, atr)       # the ATR, and GET DATA 5F51 of that chip (§1.2)
     image.save(output)
     click.echo(f"{output}: {persona} card for {info.identity.name} "
                f"(expires {info.card_expiry.isoformat()})")
