@@ -188,3 +188,24 @@ def test_persona_spec_state_is_not_shared():
     image, _ = build_persona("adult", seed=1)
     assert image.application("jpki").efs[jpki.EF_TOKEN].data.startswith(b"JPKIAPICCTOKEN2 ")
     assert dataclasses.is_dataclass(PERSONAS["smartphone"])
+
+
+# -- `mynaemu card apdu` sends any command of one byte or more as given ----------------------
+
+@pytest.mark.parametrize("apdu", ["00", "80", "00A4", "00A404", "FFFFFF", "00A4040C"])
+def test_card_apdu_short_commands_get_the_card_answer(tmp_path, apdu):
+    out = tmp_path / "c.json"
+    assert CliRunner().invoke(main, ["card", "create", "--persona", "adult", "--seed", "3",
+                                     "-o", str(out)]).exit_code == 0
+    result = CliRunner().invoke(main, ["card", "apdu", str(out), apdu, "00A4040C0A" + AID_J])
+    assert result.exit_code == 0, result.output
+    # the card core answers 6700 (wrong length) and keeps working for the next command
+    assert result.output.split() == ["6700", "9000"]
+
+
+def test_card_apdu_refuses_no_bytes_in_one_line(tmp_path):
+    out = tmp_path / "c.json"
+    assert CliRunner().invoke(main, ["card", "create", "--persona", "adult", "--seed", "3",
+                                     "-o", str(out)]).exit_code == 0
+    result = CliRunner().invoke(main, ["card", "apdu", str(out), " "])
+    assert result.exit_code == 2 and "at least one byte" in result.output
