@@ -28,6 +28,7 @@ from . import policy
 from .ca import TestPKI, default_test_pki, make_issue_id
 from .identity import Identity, era_yymmdd
 from .keys import generate_rsa_key
+from .profiles import random_serial
 
 #: Key pairs one card needs (JPKI auth + sign, kenhojo CVC/0013/0006, kenkaku CVC/001A,
 #: 共通AP 0019; the 住基AP has no key, §13.3).
@@ -202,14 +203,14 @@ def issue_card(identity: Identity, *, at: _dt.datetime, pins: dict, security_cod
         keys.sign = None
     not_before = at.astimezone(_dt.timezone.utc).replace(microsecond=0)
     auth_cert = pki.auth_ca.issue_auth(
-        keys.auth.public_key(), serial=auth_serial or rnd.getrandbits(63) | 1, not_before=not_before,
+        keys.auth.public_key(), serial=auth_serial or random_serial(rnd), not_before=not_before,
         not_after=_instant_utc(auth_na, end=True),
         issue_id=make_issue_id(rnd, identity.municipality_code))
     sign_cert = None
     if sign_ok:
         _, sign_na = policy.sign_cert_validity(today, auth_na)
         sign_cert = pki.sign_ca.issue_sign(
-            keys.sign.public_key(), identity, serial=sign_serial or rnd.getrandbits(63) | 1,
+            keys.sign.public_key(), identity, serial=sign_serial or random_serial(rnd),
             not_before=not_before, not_after=_instant_utc(sign_na, end=True),
             issue_id=make_issue_id(rnd, identity.municipality_code))
     serial = card_serial or "".join(str(rnd.randrange(10)) for _ in range(15))

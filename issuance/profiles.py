@@ -354,9 +354,16 @@ def _below(rng: random.Random, n: int) -> int:
             return r
 
 
+# Real JPKI certificates carry 4-octet serials (e.g. 0705D990 on an end-entity certificate,
+# 06D18006 on the 2023 auth CA; spec §7.1, §13.3). Serials are drawn from the values whose
+# DER INTEGER is exactly 4 octets with a non-zero first octet: 01000000 .. 7FFFFFFF.
+SERIAL_MIN = 0x01000000
+SERIAL_MAX = 0x7FFFFFFF
+
+
 def random_serial(rng: random.Random) -> int:
-    """A random positive serial of exactly 8 DER octets (top bit clear, next bit set)."""
-    return rng.getrandbits(63) | (1 << 62)
+    """A random positive serial of exactly 4 DER octets (SERIAL_MIN .. SERIAL_MAX, §13.3)."""
+    return SERIAL_MIN + _below(rng, SERIAL_MAX - SERIAL_MIN + 1)
 
 
 _DIGITS = "0123456789"

@@ -858,9 +858,14 @@ class Store:
                                  (ca_kind, serial)).fetchone() is not None
 
     def new_cert_serial(self, ca_kind: str) -> int:
-        """A random 8-octet serial (top bit clear, next set) unused by this CA."""
+        """A random 4-octet serial (profiles.SERIAL_MIN..SERIAL_MAX, §13.3) unused by this CA.
+
+        UNIQUE (ca_kind, serial) is the guarantee: a serial two transactions drew at once makes
+        the second insert_certificate a StoreConflict, and the workflow runs it again."""
+        from .profiles import SERIAL_MAX, SERIAL_MIN
+
         while True:
-            serial = secrets.randbits(63) | (1 << 62)
+            serial = SERIAL_MIN + secrets.randbelow(SERIAL_MAX - SERIAL_MIN + 1)
             if not self.serial_taken(ca_kind, serial):
                 return serial
 
@@ -868,12 +873,20 @@ class Store:
                            at: _dt.datetime, audit_id: int | None) -> int:
         from cryptography.hazmat.primitives.serialization import Encoding
 
-        cert_id = self.conn.execute(
-            "INSERT INTO certificates (application_id, ca_kind, serial, issue_id, not_before, not_after,"
-            " der, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'good')",
-            (app_id, ca_kind, certificate.serial_number, issue_id, iso(certificate.not_valid_before_utc),
-             iso(certificate.not_valid_after_utc), certificate.public_bytes(Encoding.DER)),
-        ).lastrowid
+        try:
+            cert_id = self.conn.execute(
+                "INSERT INTO certificates (application_id, ca_kind, serial, issue_id, not_before, not_after,"
+                " der, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'good')",
+                (app_id, ca_kind, certificate.serial_number, issue_id, iso(certificate.not_valid_before_utc),
+                 iso(certificate.not_valid_after_utc), certificate.public_bytes(Encoding.DER)),
+            ).lastrowid
+        except self.IntegrityError as exc:
+            if "serial" not in str(exc):
+                raise
+            # UNIQUE (ca_kind, serial): a concurrent transaction drew the same serial after
+            # new_cert_serial looked; nothing is written, the workflow runs the whole one again
+            raise StoreConflict(f"{self.where}: {ca_kind} serial {certificate.serial_number:08X} "
+                                "is taken; run the transaction again") from None
         self.cert_event(cert_id, "issued", at=at, reason=None, audit_id=audit_id)
         return cert_id
 

@@ -209,3 +209,106 @@ def test_card_apdu_refuses_no_bytes_in_one_line(tmp_path):
                                      "-o", str(out)]).exit_code == 0
     result = CliRunner().invoke(main, ["card", "apdu", str(out), " "])
     assert result.exit_code == 2 and "at least one byte" in result.output
+
+
+# -- 4-byte certificate serials, unique per CA (§13.3, §7.1) -----------------------------------
+
+import datetime as _dt  # noqa: E402
+import itertools  # noqa: E402
+import random  # noqa: E402
+
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+
+from mynaemu.issuance import profiles  # noqa: E402
+from mynaemu.issuance.personalise import KEYS_PER_CARD  # noqa: E402
+from mynaemu.issuance.store import Store, StoreConflict  # noqa: E402
+from mynaemu.issuance.workflow import Workflow  # noqa: E402
+
+JST = _dt.timezone(_dt.timedelta(hours=9))
+
+
+def der_serial_octets(cert: x509.Certificate) -> bytes:
+    """The serial's INTEGER content octets as they stand in the DER (read from the TBS)."""
+    tbs = cert.tbs_certificate_bytes
+    pos = 2 + (tbs[1] & 0x7F if tbs[1] & 0x80 else 0)        # skip TBS SEQUENCE header
+    assert tbs[pos] == 0xA0                                   # [0] version
+    pos += 2 + tbs[pos + 1]
+    assert tbs[pos] == 0x02                                   # INTEGER serialNumber
+    return tbs[pos + 2:pos + 2 + tbs[pos + 1]]
+
+
+def test_random_serial_is_4_octets():
+    rng = random.Random(5)
+    for _ in range(2000):
+        s = profiles.random_serial(rng)
+        assert profiles.SERIAL_MIN <= s <= profiles.SERIAL_MAX
+        assert len(s.to_bytes(4, "big")) == 4 and s >> 24 != 0 and s >> 31 == 0
+
+
+def test_persona_certificates_have_4_octet_serials(adult):
+    image, info = adult
+    for fid in (0x000A, 0x0001):
+        cert = x509.load_der_x509_certificate(image.application("jpki").efs[fid].data)
+        octets = der_serial_octets(cert)
+        assert len(octets) == 4 and octets[0] & 0x80 == 0 and octets[0] != 0
+        assert int.from_bytes(octets, "big") == cert.serial_number
+
+
+@pytest.fixture(scope="module")
+def key_pool():
+    return [rsa.generate_private_key(65537, 2048) for _ in range(KEYS_PER_CARD + 1)]
+
+
+def _issue_one(store, key_pool):
+    cycle = itertools.cycle(key_pool)
+    wf = Workflow(store, operator="op-1", terminal="t-1", key_factory=lambda: next(cycle))
+    at = _dt.datetime(2026, 5, 1, 9, tzinfo=JST)
+    app_id = wf.apply(name="見本\u3000花子", birth=_dt.date(1980, 1, 15), sex="2",
+                      address="東京都清瀬市試験町１丁目２番３号", at=at)
+    wf.generate(app_id, at=at + _dt.timedelta(days=1))
+    return app_id
+
+
+def _check_store_serials(store, key_pool):
+    app_id = _issue_one(store, key_pool)
+    rows = store.conn.execute("SELECT ca_kind, serial, der FROM certificates").fetchall()
+    assert {r["ca_kind"] for r in rows} == {"auth", "sign"}
+    for row in rows:
+        assert profiles.SERIAL_MIN <= row["serial"] <= profiles.SERIAL_MAX
+        assert len(der_serial_octets(x509.load_der_x509_certificate(bytes(row["der"])))) == 4
+    n = store.new_cert_serial("auth")
+    assert profiles.SERIAL_MIN <= n <= profiles.SERIAL_MAX and not store.serial_taken("auth", n)
+    # the store enforces one serial per CA: a second certificate with the same (CA, serial)
+    # is a conflict (the workflow reruns the transaction), and nothing is written
+    auth = next(r for r in rows if r["ca_kind"] == "auth")
+    cert = x509.load_der_x509_certificate(bytes(auth["der"]))
+    before = store.conn.execute("SELECT count(*) FROM certificates").fetchone()[0]
+    with pytest.raises(StoreConflict, match="serial"):
+        with store.transaction():
+            store.insert_certificate(app_id, "auth", cert, "X" * 23,
+                                     at=_dt.datetime(2026, 5, 3, tzinfo=JST), audit_id=None)
+    assert store.conn.execute("SELECT count(*) FROM certificates").fetchone()[0] == before
+    # the same serial under the other CA is a different certificate
+    with store.transaction():
+        store.insert_certificate(app_id, "sign", cert, "Y" * 23,
+                                 at=_dt.datetime(2026, 5, 3, tzinfo=JST), audit_id=None)
+
+
+def test_store_serials_sqlite(tmp_path, key_pool):
+    with Store.open(tmp_path) as store:
+        _check_store_serials(store, key_pool)
+
+
+def test_store_serials_postgresql(key_pool):
+    pytest.importorskip("psycopg")
+    from mynaemu.tools import pgserver
+    try:
+        server = pgserver.shared_server()
+    except pgserver.PgServerError as exc:
+        pytest.fail(f"PostgreSQL for the tests: {exc}")
+    url = pgserver.fresh_schema_url(server.url)
+    try:
+        with Store(url) as store:
+            _check_store_serials(store, key_pool)
+    finally:
+        pgserver.drop_schema(url)
