@@ -125,7 +125,7 @@ class TestCA:
             raise TypeError(f"key must be an RSA private key, got {type(key).__name__}")
         _check_rsa_2048(key.public_key(), "CA key")
         start, end = profiles.ca_validity(not_before, years)
-        serial = profiles.random_serial(_serial_source(rng))
+        serial = profiles.random_ca_serial(_serial_source(rng))
         name = profiles.ca_name(kind)
         builder = (
             x509.CertificateBuilder()

@@ -362,8 +362,14 @@ SERIAL_MAX = 0x7FFFFFFF
 
 
 def random_serial(rng: random.Random) -> int:
-    """A random positive serial of exactly 4 DER octets (SERIAL_MIN .. SERIAL_MAX, §13.3)."""
+    """An end-entity serial: random, exactly 4 DER octets (SERIAL_MIN .. SERIAL_MAX, §13.3)."""
     return SERIAL_MIN + _below(rng, SERIAL_MAX - SERIAL_MIN + 1)
+
+
+def random_ca_serial(rng: random.Random) -> int:
+    """A TEST CA certificate's serial: random, exactly 8 DER octets (top bit clear, next set).
+    Left as it was: the CA profile is outside the §13.3 end-entity change."""
+    return rng.getrandbits(63) | (1 << 62)
 
 
 _DIGITS = "0123456789"
