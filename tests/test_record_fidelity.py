@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from mynaemu.card.apps import common, jpki, juki
+from mynaemu.card.apps import jpki, juki
 from mynaemu.card.core import Card
 from mynaemu.card.image import NEVER, CardImage, CardImageError, CardOptions, RecordEF
 from mynaemu.issuance.personas import PERSONAS, build_persona

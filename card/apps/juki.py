@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from mynaemu.card import tlv
 from mynaemu.card.apps import common
-from mynaemu.card.image import Application, PinEF, RecordEF
+from mynaemu.card.image import Application, RecordEF
 
 AID = bytes.fromhex("D3921000310001010401")
 NAME = "juki"
