@@ -48,7 +48,8 @@ from cryptography.hazmat.primitives import serialization
 
 from mynaemu.card.apdu import ApduFormatError, Command
 from mynaemu.card.core import Card
-from mynaemu.card.image import FREE, NEVER, BinaryEF, CardImage, CardOptions, KeyEF, PinEF, RecordEF
+from mynaemu.card.image import (FREE, NEVER, REFUSED_READ_SWS, BinaryEF, CardImage, CardOptions, KeyEF,
+                                PinEF, RecordEF)
 from mynaemu.card.redact import redact_command
 
 ISD_AID = bytes.fromhex("A0000001510000")          # spec §2.1
@@ -848,7 +849,10 @@ class ApduGenerator:
         if ch.chance(0.85) and pin.value:
             value = pin.value if ch.chance(0.85) else self._pin_value(pin, "wrong")
             seq.append(bytes((0, 0x20, 0, 0x80 | fid, len(value))) + value)
-        then = ch.pick(("read", "read", "read", "sign", "change", "query"))
+        keys = [f for f, e in sorted(app.efs.items()) if isinstance(e, KeyEF)]
+        # the 住基AP has a PIN and no key (§13.3): nothing to sign with there
+        then = ch.pick(("read", "read", "read", "sign", "change", "query") if keys else
+                       ("read", "read", "read", "change", "query"))
         if then == "read":
             efs = [f for f, e in sorted(app.efs.items()) if isinstance(e, (BinaryEF, RecordEF))]
             target = ch.pick(efs)
@@ -859,7 +863,6 @@ class ApduGenerator:
             else:
                 seq += [b"\x00\xA4\x02\x0C\x02" + target.to_bytes(2, "big"), bytes((0, 0xB0, 0, ch.int(0, 3), 0))]
         elif then == "sign":
-            keys = [f for f, e in sorted(app.efs.items()) if isinstance(e, KeyEF)]
             key = ch.pick(keys)
             data = DIGEST_INFO_256 + ch.bytes(32)
             if "internal_auth" in app.efs[key].ops:
@@ -884,7 +887,8 @@ class ApduGenerator:
 def random_options(ch) -> CardOptions:
     return CardOptions(reselect_keeps_status=ch.chance(0.7), prefix_select=ch.chance(0.7),
                        select_fci=ch.chance(0.7), get_data_in_application=ch.chance(0.3),
-                       bad_pin_format=ch.pick(("count", "count", "reject")))
+                       bad_pin_format=ch.pick(("count", "count", "reject")),
+                       refused_read_sw=ch.pick(REFUSED_READ_SWS))
 
 
 class Rig:
