@@ -25,6 +25,8 @@ import datetime as _dt
 import math
 import unicodedata
 
+from mynaemu.card.limits import ADDRESS_MAX_CHARS, ADDRESS_SOURCE
+
 __all__ = [
     "InputError", "LIMITS", "ID_LIMIT", "text", "optional_text", "audit_id", "ascii_token", "shown",
     "printable_line", "instant", "check_birth", "FIRST_BIRTH", "MAX_AGE", "INSTANT_FIRST",
@@ -46,7 +48,7 @@ JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
 LIMITS = {
     "name": 100,              # 氏名 (also a caller's 氏名, FLOW-SUSP-3)
     "name_kana": 200,         # ふりがな
-    "address": 400,           # 住所 incl. 方書 (also a caller's 住所)
+    "address": ADDRESS_MAX_CHARS,  # 住所 incl. 方書 (also a caller's 住所): the card-side limit, 400
     "identity_check": 200,    # the identity check made at the counter (STATE-3 item 7, FLOW-SUSP-3)
     "reason": 200,            # free-text reasons / notes
     "notice_id": 64,          # a 交付通知書 id a proxy brings (FLOW-PROXY-2)
@@ -112,11 +114,14 @@ def _check_chars(value: str, field: str) -> None:
                              f"U+{ord(ch):04X} at position {pos + 1}")
 
 
+def _base(field: str) -> str:
+    return field.split(".")[-1].removeprefix("caller_")
+
+
 def _limit(field: str, limit: int | None) -> int:
     if limit is not None:
         return limit
-    base = field.split(".")[-1].removeprefix("caller_")
-    return LIMITS.get(base, LIMITS["reason"])
+    return LIMITS.get(_base(field), LIMITS["reason"])
 
 
 def text(value, field: str, *, limit: int | None = None) -> str:
@@ -127,7 +132,8 @@ def text(value, field: str, *, limit: int | None = None) -> str:
     if not isinstance(value, str):
         raise InputError(f"{field} must be text, got {type(value).__name__}")
     if len(value) > maximum:
-        raise InputError(f"{field} is {len(value)} characters; the limit is {maximum}")
+        source = f" ({ADDRESS_SOURCE})" if maximum == ADDRESS_MAX_CHARS and _base(field) == "address" else ""
+        raise InputError(f"{field} is {len(value)} characters; the limit is {maximum}{source}")
     _check_chars(value, field)
     if not value.strip():
         raise InputError(f"{field} must be non-empty text")

@@ -133,7 +133,7 @@ def test_wrap_breaks_at_the_space_between_street_and_building():
 
 def test_card_side_limit_is_binding():
     assert check_address(_address(ADDRESS_MAX_CHARS)) == _address(ADDRESS_MAX_CHARS)
-    with pytest.raises(LimitError, match=f"at most {ADDRESS_MAX_CHARS}.*ADDRESS_MAX_CHARS"):
+    with pytest.raises(LimitError, match=f"the limit is {ADDRESS_MAX_CHARS}.*ADDRESS_MAX_CHARS"):
         check_address(_address(ADDRESS_MAX_CHARS + 1))
     with pytest.raises(images.ImageInputError, match="ADDRESS_MAX_CHARS"):
         images.address_png(_address(ADDRESS_MAX_CHARS + 1), font_path=None)
