@@ -75,12 +75,13 @@ def test_long_address_persona(persona):
     ef2 = image.application("kenhojo").efs[kenhojo.EF_BASIC4].data
     ef3 = image.application("kenhojo").efs[kenhojo.EF_INTEGRITY].data
     ef4 = image.application("kenhojo").efs[kenhojo.EF_CVC].data
-    assert ef2[:3] == b"\xff\x20\x81" and len(ef2) - 4 > 127
+    assert ef2[:3] == b"\xff\x20\x81" and ef2[3] > 127
+    assert set(ef2[4 + ef2[3]:]) <= {0xFF}                               # §13.3 filler after the TLV
     assert kenhojo.parse_basic4(ef2)["address"] == address
     assert kenhojo.verify_integrity(ef1, ef2, ef3, ef4)
     # the DF32 value is SHA-256 of DF22..end, computed here independently of the module
     offsets = [int.from_bytes(ef2[7 + 2 * i:9 + 2 * i], "big") for i in range(4)]
-    assert hashlib.sha256(ef2[offsets[0]:]).digest() in ef3
+    assert hashlib.sha256(ef2[offsets[0]:4 + ef2[3]]).digest() in ef3   # up to the end of the TLV
     # the signing certificate carries the whole address (§7.3 .5)
     cert = x509.load_der_x509_certificate(image.application("jpki").efs[0x0001].data)
     assert address.encode("utf-8") in cert.extensions.get_extension_for_class(

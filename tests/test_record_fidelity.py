@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from mynaemu.card.apps import jpki, juki
 from mynaemu.card.core import Card
-from mynaemu.card.image import NEVER, CardImage, CardImageError, CardOptions, RecordEF
+from mynaemu.card.image import CardImage, CardOptions, OpaqueEF, RecordEF
 from mynaemu.issuance.personas import PERSONAS, build_persona
 from mynaemu.tools.cli import main
 
@@ -102,45 +102,37 @@ def test_jpki_unknown_efs_select_and_refuse_reads(adult, fid):
     tx = session(image)
     select(tx, AID_J)
     assert tx(f"00A4020C02{fid:04X}")[1] == "9000"
-    assert tx("00B0000000")[1] == "6982"
-    assert tx(f"00B0{0x80 | fid:02X}00000000")[1] == "6982"     # SFI form, as JSAPDU would
-    assert tx("00B2010400")[1] == "6981"                         # not a record EF
+    assert tx("00B0000000")[1] == "6981"                          # options.unknown_ef_sw default
+    assert tx(f"00B0{0x80 | fid:02X}00000000")[1] == "6981"     # SFI form, as JSAPDU would
+    assert tx("00B2010400")[1] == "6981"
     # no credential opens them
     assert tx("00A4020C020018")[1] == "9000"
     assert tx("0020008004" + info.pins["auth"].encode().hex())[1] == "9000"
     assert tx(f"00A4020C02{fid:04X}")[1] == "9000"
-    assert tx("00B0000000")[1] == "6982"
+    assert tx("00B0000000")[1] == "6981"
 
 
-@pytest.mark.parametrize("sw", ["6981", "6985", "6986"])
-def test_refused_read_sw_is_a_card_option(adult, sw):
+@pytest.mark.parametrize("sw", ["6982", "6985", "6986"])
+def test_jpki_unknown_efs_answer_the_card_option(adult, sw):
     image, _ = adult
-    tx = session(image, CardOptions(refused_read_sw=sw))
+    tx = session(image, CardOptions(unknown_ef_sw=sw))
     select(tx, AID_J)
-    for fid in (*jpki.UNKNOWN_EFS, jpki.EF_PROTECTED):
+    for fid in jpki.UNKNOWN_EFS:
         assert tx(f"00A4020C02{fid:04X}")[1] == "9000"
         assert tx("00B0000000")[1] == sw
-    # an EF behind a PIN still answers 6982 (§4.5): the option is for EFs nothing opens
-    assert tx("00A4020C020001")[1] == "9000"
-    assert tx("00B0000004")[1] == "6982"
+    # EF 0009 (protected, no credential opens it, §3.1) and an EF behind a PIN keep 6982
+    for fid in (jpki.EF_PROTECTED, jpki.EF_SIGN_CERT):
+        assert tx(f"00A4020C02{fid:04X}")[1] == "9000"
+        assert tx("00B0000004")[1] == "6982"
 
 
-def test_refused_read_sw_survives_json_and_is_checked(adult):
-    image, _ = adult
-    image = copy.deepcopy(image)
-    image.options = CardOptions(refused_read_sw="6986")
-    doc = image.to_json()
-    assert CardImage.from_json(doc).options.refused_read_sw == "6986"
-    doc["options"]["refused_read_sw"] = "9000"
-    with pytest.raises(CardImageError, match="refused_read_sw"):
-        CardImage.from_json(doc)
-
-
-def test_unknown_efs_hold_nothing(adult):
+def test_unknown_efs_are_opaque(adult):
     image, _ = adult
     for fid in jpki.UNKNOWN_EFS:
-        ef = image.application("jpki").efs[fid]
-        assert ef.read == NEVER and ef.data == b""
+        assert isinstance(image.application("jpki").efs[fid], OpaqueEF)
+    doc = image.to_json()
+    back = CardImage.from_json(doc)
+    assert all(isinstance(back.application("jpki").efs[f], OpaqueEF) for f in jpki.UNKNOWN_EFS)
 
 
 # -- smartphone tokens (§3.1, §13.3) ----------------------------------------------------------

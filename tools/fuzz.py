@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mynaemu.card.apdu import ApduFormatError, Command
 from mynaemu.card.core import Card
-from mynaemu.card.image import (FREE, NEVER, REFUSED_READ_SWS, BinaryEF, CardImage, CardOptions, KeyEF,
+from mynaemu.card.image import (FREE, NEVER, UNKNOWN_EF_SWS, BinaryEF, CardImage, CardOptions, KeyEF,
                                 PinEF, RecordEF)
 from mynaemu.card.redact import redact_command
 
@@ -888,7 +888,7 @@ def random_options(ch) -> CardOptions:
     return CardOptions(reselect_keeps_status=ch.chance(0.7), prefix_select=ch.chance(0.7),
                        select_fci=ch.chance(0.7), get_data_in_application=ch.chance(0.3),
                        bad_pin_format=ch.pick(("count", "count", "reject")),
-                       refused_read_sw=ch.pick(REFUSED_READ_SWS))
+                       unknown_ef_sw=ch.pick(UNKNOWN_EF_SWS))
 
 
 class Rig:
