@@ -62,6 +62,7 @@ from . import ocsp as _ocsp
 from . import revocation as rv
 from .documents import DOCUMENTS
 from .identity import Identity
+from .http_input import BadBody, check_fields, json_object
 from .keepalive import KeepAliveHandler, KeepAliveServer
 from .numbering import individual_number_from_juminhyo_code
 from .policy import JST
@@ -655,13 +656,23 @@ class Centre:
 
 
 # --- HTTP -----------------------------------------------------------------------------------
+# The JSON fields each POST route takes and their types (anything else in them: 400 before the
+# centre sees the request), and the ones it requires.
+_ROUTE_FIELDS = {
+    "/v1/session": ({"method": str}, ("method",)),
+    "/v1/issue": ({"method": str, "document": str, "with_number": bool, "nonce": str, "certificate": str,
+                   "signature": str, "user_id": str, "municipality_code": str}, ("method", "document", "nonce")),
+}
+
+
 class CentreHTTPServer(KeepAliveServer):
-    """The centre on loopback; `shutdown()` stops the loop, closes the socket and ends every
+    """The centre on loopback (bounded worker pool, request deadline, strict bodies:
+    issuance/keepalive.py); `shutdown()` stops the loop, closes the socket and ends every
     kept-alive connection, so a stopped centre answers nothing more."""
 
-    def __init__(self, address, centre: Centre):
+    def __init__(self, address, centre: Centre, **options):
         self.centre = centre
-        super().__init__(address, _CentreHandler)
+        super().__init__(address, _CentreHandler, **options)
 
 
 class _CentreHandler(KeepAliveHandler):
@@ -692,15 +703,18 @@ class _CentreHandler(KeepAliveHandler):
         now = self.server.centre.clock()
         self._reply(200, {"service": SERVICE_NAME, "time": _iso(now)}, None, b"")
 
+    def refuse(self, status: int, reason: str) -> None:
+        # The base's refusals (framing, deadline, stdlib errors) in the centre's JSON format;
+        # unMACed: they come before the kiosk is known.
+        self._outcome = f"http {status}"
+        self.log_refusal("%d %s", status, reason)
+        kind = "centre-unavailable" if status in (500, 503) else "bad-request"   # 501, 505: the client's
+        self._reply(status, Refusal(kind, reason).to_json(), None, b"")
+
     def do_POST(self):
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit() or int(length) > MAX_BODY:
-            self._outcome = "bad length"
-            # The body was not read, so the next request's start is unknown: end the connection.
-            self.close_connection = True
-            return self._reply(411, Refusal("bad-request", "Content-Length missing or too large").to_json(),
-                               None, b"")
-        body = self.rfile.read(int(length))
+        body = self.read_body(MAX_BODY)   # 400/411/413 (issuance/keepalive.py) when it is not one
+        if body is None:
+            return
         kiosk_id = self.headers.get("X-Kiosk-Id", "")
         key = self.server.centre.kiosk_keys.get(kiosk_id)
         try:
@@ -712,19 +726,21 @@ class _CentreHandler(KeepAliveHandler):
             log.warning("refused an unauthenticated request from kiosk %r", kiosk_id[:40])
             return self._reply(401, Refusal("kiosk-auth", "the kiosk is unknown or its MAC is wrong").to_json(),
                                None, b"")
-        try:
-            doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return self._reply(400, Refusal("bad-request", "the body is not JSON").to_json(), key, given)
         centre = self.server.centre
         try:
-            if self.path == "/v1/session":
-                answer = centre.open_session(kiosk_id, doc.get("method") if isinstance(doc, dict) else None)
-            elif self.path == "/v1/issue":
-                answer = centre.issue(kiosk_id, doc)
-            else:
+            doc = json_object(body)
+            fields = _ROUTE_FIELDS.get(self.path)
+            if fields is None:
                 self._outcome = "not found"
                 return self._reply(404, {"status": "error", "message": "not found"}, key, given)
+            check_fields(doc, fields[0], required=fields[1])
+            if self.path == "/v1/session":
+                answer = centre.open_session(kiosk_id, doc["method"])
+            else:
+                answer = centre.issue(kiosk_id, doc)
+        except BadBody as exc:
+            self._outcome = "bad body"
+            return self._reply(400, Refusal("bad-request", str(exc)).to_json(), key, given)
         except Refusal as refusal:
             self._outcome = refusal.reason
             log.info("refused kiosk=%s reason=%s", kiosk_id, refusal.reason)
@@ -741,9 +757,10 @@ class _CentreHandler(KeepAliveHandler):
 
 
 
-def serve_centre(centre: Centre, host: str = "127.0.0.1", port: int = 0):
-    """Start the centre's HTTP service in a daemon thread: (server, thread, url)."""
-    server = CentreHTTPServer((host, port), centre)
+def serve_centre(centre: Centre, host: str = "127.0.0.1", port: int = 0, **options):
+    """Start the centre's HTTP service in a daemon thread: (server, thread, url). `options`
+    (max_workers, max_pending, request_deadline, idle_timeout) go to KeepAliveServer."""
+    server = CentreHTTPServer((host, port), centre, **options)
     thread = threading.Thread(target=server.serve_forever, name="mynaemu-centre", daemon=True)
     thread.start()
     bound_host, bound_port = server.server_address[:2]

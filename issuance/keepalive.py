@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import http.client
 import logging
+import queue
+import re
+import select
 import socket
 import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 log = logging.getLogger("mynaemu.http")
 
@@ -34,6 +37,9 @@ log = logging.getLogger("mynaemu.http")
 # idle connections after their handler timeout (10 s), and a fresh connection beats a stale one.
 KEEPALIVE_IDLE = 5.0
 SERVER_IDLE_TIMEOUT = 10
+# Reading one request (request line, headers, body) may take at most this long (slowloris).
+REQUEST_DEADLINE = 10.0
+_LENGTH_RE = re.compile(r"[0-9]{1,12}")
 
 
 class AnswerTooLarge(http.client.HTTPException):
@@ -125,23 +131,206 @@ class KeepAliveClient:
         raise AssertionError("unreachable")
 
 
-class KeepAliveServer(ThreadingHTTPServer):
-    """A threading HTTP server whose shutdown() also ends its kept-alive connections."""
+class _DeadlineReader:
+    """The handler's rfile: buffered reads from the connection, each bounded by a deadline.
+
+    While a request is being read (`deadline` set: request line, headers and body together) a
+    read waits at most until that instant, so a client sending a byte now and then (slowloris)
+    or stopping halfway through its body gets TimeoutError, not a thread held forever. Between
+    requests the wait is bounded by the idle timeout instead. `buffered` says whether bytes of
+    a next (pipelined) request are already here, which a poll on the socket cannot see.
+    """
+
+    def __init__(self, sock: socket.socket, idle_timeout: float):
+        self._sock = sock
+        self._buf = bytearray()
+        self._eof = False
+        self.idle_timeout = idle_timeout
+        self.deadline: float | None = None
+        self.timed_out = False
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def _fill(self) -> bool:
+        """Read more bytes into the buffer; False at end of stream."""
+        if self._eof:
+            return False
+        if self.deadline is None:
+            wait = self.idle_timeout
+        else:
+            wait = self.deadline - time.monotonic()
+            if wait <= 0:
+                self.timed_out = True
+                raise TimeoutError("request deadline passed")
+        self._sock.settimeout(wait)
+        try:
+            chunk = self._sock.recv(65536)
+        except TimeoutError:
+            self.timed_out = self.deadline is not None
+            raise
+        except ConnectionError:
+            chunk = b""                        # a reset peer: the same as its end of stream
+        if not chunk:
+            self._eof = True
+            return False
+        self._buf += chunk
+        return True
+
+    def readline(self, limit: int = -1) -> bytes:
+        while True:
+            end = self._buf.find(b"\n")
+            if end >= 0 and (limit < 0 or end < limit):
+                n = end + 1
+                break
+            if 0 <= limit <= len(self._buf):
+                n = limit
+                break
+            if not self._fill():
+                n = len(self._buf)
+                break
+        line = bytes(self._buf[:n])
+        del self._buf[:n]
+        return line
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            while self._fill():
+                pass
+            n = len(self._buf)
+        while len(self._buf) < n and self._fill():
+            pass
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def close(self) -> None:
+        self._buf.clear()
+
+
+class KeepAliveServer(HTTPServer):
+    """An HTTP server with a bounded worker pool whose shutdown() also ends kept-alive links.
+
+    The pattern every service of the back office shares (the centre, the OCSP/CRL responder and,
+    behind the centre, the municipalities), fixed here once:
+
+    - Listen backlog `request_queue_size` (1024; the stdlib's 5 reset most of 200 simultaneous
+      clients).
+    - A pool of at most `max_workers` threads, started as needed, takes accepted connections
+      from a queue of at most `max_pending`. A connection that finds that queue full is answered
+      503 with Retry-After (never dropped silently). While connections wait for a worker, an
+      answer ends its kept-alive connection ("Connection: close") and an idle kept-alive
+      connection is closed, so idle links cannot starve waiting clients.
+    - `request_deadline` (s) bounds reading one request: request line, headers and body together
+      (408 and close after it); `idle_timeout` bounds the wait for the next request on a
+      kept-alive connection.
+    """
 
     daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+    max_workers = 64
+    max_pending = 1024
+    request_deadline = REQUEST_DEADLINE
+    idle_timeout = SERVER_IDLE_TIMEOUT
 
-    def __init__(self, address, handler):
+    def __init__(self, address, handler, *, max_workers: int | None = None, max_pending: int | None = None,
+                 request_deadline: float | None = None, idle_timeout: float | None = None):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6  # e.g. "::1"
-        self._open: set = set()            # connections being served (kept alive between requests)
+        for name, value in (("max_workers", max_workers), ("max_pending", max_pending),
+                            ("request_deadline", request_deadline), ("idle_timeout", idle_timeout)):
+            if value is not None:
+                if not value > 0:
+                    raise ValueError(f"{name} must be positive, got {value!r}")
+                setattr(self, name, value)
+        self._open: set = set()            # connections accepted and not yet closed
         self._open_lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue(maxsize=int(self.max_pending))
+        self._workers: list[threading.Thread] = []
+        self._idle_workers = 0
+        self._pool_lock = threading.Lock()
+        self._stopping = False
+        # Written to when connections wait for a worker: wakes the workers idling on kept-alive
+        # connections (KeepAliveHandler._await_request) so they give their connection up.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         super().__init__(address, handler)
+
+    # -- the pool ---------------------------------------------------------------------------
+    def waiting(self) -> bool:
+        """Whether accepted connections are waiting for a worker."""
+        return self._queue.qsize() > self._idle_workers
 
     def process_request(self, request, client_address):
         with self._open_lock:
             self._open.add(request)
-        super().process_request(request, client_address)
+        try:
+            self._queue.put_nowait((request, client_address))
+        except queue.Full:
+            self._overloaded(request, client_address)
+            return
+        with self._pool_lock:
+            spawn = self._queue.qsize() > self._idle_workers and len(self._workers) < self.max_workers
+            if spawn:
+                worker = threading.Thread(target=self._work, name=f"{type(self).__name__}-worker",
+                                          daemon=self.daemon_threads)
+                self._workers.append(worker)
+        if spawn:
+            worker.start()
+        elif self.waiting():
+            self._wake()
 
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"!")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (already signalled) or closed (stopping)
+
+    def drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _work(self) -> None:
+        while True:
+            with self._pool_lock:
+                self._idle_workers += 1
+            try:
+                item = self._queue.get()
+            finally:
+                with self._pool_lock:
+                    self._idle_workers -= 1
+            if item is None:
+                return
+            request, client_address = item
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+
+    def _overloaded(self, request, client_address) -> None:
+        """The queue is full: answer 503 at once from the accepting thread, then close."""
+        log.warning("%s refused: %d connections already wait for a worker", client_address[0], self.max_pending)
+        body = b"busy: too many connections wait for a worker; retry shortly\n"
+        answer = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+                  b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+        try:
+            request.setblocking(False)     # the accepting thread must not wait on one client
+            request.send(answer)
+            while request.recv(65536):     # what already arrived: closing on unread bytes
+                pass                       # would reset the connection before the 503 is read
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    # -- lifecycle --------------------------------------------------------------------------
     def shutdown_request(self, request):
         with self._open_lock:
             self._open.discard(request)
@@ -151,43 +340,257 @@ class KeepAliveServer(ThreadingHTTPServer):
         # With kept-alive connections a peer that goes away (reset, broken pipe) is routine and
         # is not worth a traceback on stderr (the stdlib default); anything else is logged.
         exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError):
+        if isinstance(exc, (ConnectionError, TimeoutError)):
             log.debug("%s connection dropped: %s", client_address[0], exc)
             return
         log.exception("HTTP error with %s", client_address[0])
 
+    def server_close(self) -> None:
+        super().server_close()
+        self._stopping = True
+        with self._pool_lock:
+            workers = list(self._workers)
+        for _ in workers:
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                break  # daemon workers end with the process; shutdown() closed their sockets
+        self._wake_w.close()
+        self._wake_r.close()
+
     def shutdown(self) -> None:
         super().shutdown()
-        self.server_close()
         with self._open_lock:
             still_open = list(self._open)
         for sock in still_open:
             try:
-                sock.shutdown(socket.SHUT_RDWR)   # wakes the handler's readline: it ends
+                sock.shutdown(socket.SHUT_RDWR)   # wakes the handler's read: it ends
             except OSError:
                 pass  # already closed by the peer
+        self.server_close()
+
+
+def linger_close(sock: socket.socket, seconds: float, limit: int = 1 << 20) -> None:
+    """Half-close, then read and discard what the peer still sends (at most `seconds`, `limit`
+    bytes): closing with unread bytes would send a reset that can destroy the answer before the
+    peer reads it."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        end = time.monotonic() + seconds
+        got = 0
+        while got < limit:
+            wait = end - time.monotonic()
+            if wait <= 0:
+                break
+            sock.settimeout(wait)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+    except OSError:
+        pass
 
 
 class KeepAliveHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1, Nagle off, one write per answer; idle connections end after the timeout."""
+    """HTTP/1.1, Nagle off, one write per answer, every read under the server's deadline.
+
+    Subclasses answer through `refuse(status, reason)` for every 4xx/5xx (the stdlib's own
+    errors included) and read a body with `read_body(limit)`; an exception escaping a do_*
+    method becomes a 500 with no detail (logged here), never a dropped connection.
+    """
 
     timeout = SERVER_IDLE_TIMEOUT
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    # A buffered wfile (flushed by the stdlib after each request) sends headers and body in one
-    # write: two writes woke the client for the headers and then made it wait for the body.
+    # A buffered wfile (flushed after each request) sends headers and body in one write: two
+    # writes woke the client for the headers and then made it wait for the body.
     wbufsize = 1 << 18
+    server: KeepAliveServer
 
-    def log_error(self, format, *args):
-        if format.startswith("Request timed out"):
-            # An idle kept-alive connection reaching the handler timeout: routine, not an error.
-            log.debug("%s idle connection closed after %s s", self.client_address[0], self.timeout)
+    def setup(self):
+        super().setup()
+        self.rfile.close()
+        self.rfile = _DeadlineReader(self.connection, self.server.idle_timeout)
+        # The first request's deadline runs from the accept: a client that connects and sends
+        # nothing is a slowloris too.
+        self.rfile.deadline = time.monotonic() + self.server.request_deadline
+        self._linger = False
+
+    def handle(self):
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection and self._await_request():
+            self.handle_one_request()
+
+    def _await_request(self) -> bool:
+        """Wait for the next request on a kept-alive connection: True once its first bytes are
+        here; False after the idle timeout, at the peer's end, or when other connections wait
+        for a worker (then this idle one is given up: the HTTP/1.1 idle close, clients retry)."""
+        if self.rfile.buffered:
+            self.rfile.deadline = time.monotonic() + self.server.request_deadline
+            return True
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN | select.POLLPRI)
+        server = self.server
+        try:
+            poller.register(server._wake_r, select.POLLIN)
+        except (OSError, ValueError):
+            return False  # the server is stopping
+        end = time.monotonic() + server.idle_timeout
+        while True:
+            if server.waiting():
+                return False
+            wait = end - time.monotonic()
+            if wait <= 0:
+                log.debug("%s idle connection closed after %s s", self.client_address[0], server.idle_timeout)
+                return False
+            events = dict(poller.poll(wait * 1000))
+            if self.connection.fileno() in events:
+                self.rfile.deadline = time.monotonic() + server.request_deadline
+                return True
+            if events and not server.waiting():
+                server.drain_wake()   # a stale signal: nobody waits any more
+                if server._stopping:
+                    return False
+
+    def handle_one_request(self):
+        # Until parse_request sets them (an answer to a request line that never came needs them).
+        self.command = self.path = self.requestline = ""
+        self.request_version = self.protocol_version
+        self._status = None
+        try:
+            self._one_request()
+        except TimeoutError:
+            self.close_connection = True
+            if self.rfile.timed_out and self._status is None:
+                self.refuse(408, "the request did not arrive within "
+                                 f"{self.server.request_deadline:g} s")
+                self._flush()
+                self._linger = False   # a slow sender: what it sent is read; do not wait on it
+            log.info("%s request not complete within the deadline: connection closed", self.client_address[0])
+        except ConnectionError:
+            self.close_connection = True
+        except Exception:
+            self.close_connection = True
+            log.exception("%s internal error in %s %s", self.client_address[0], self.command,
+                          getattr(self, "_route", "-"))
+            if self._status is None:
+                self.refuse(500, "internal error")
+                self._flush()
+        finally:
+            self.rfile.deadline = None
+            self.rfile.timed_out = False
+
+    def _flush(self) -> None:
+        try:
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+
+    def _one_request(self):
+        # The stdlib's handle_one_request without its catch of TimeoutError (handled above).
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
             return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if not self.parse_request():
+            return
+        if self.request_version == "HTTP/0.9":
+            self.send_error(400, "HTTP/0.9 is not supported")
+            return
+        method = getattr(self, "do_" + self.command, None)
+        if method is None:
+            self.send_error(501, f"unsupported method {self.command[:16]!r}")
+            return
+        method()
+        self.wfile.flush()
+
+    def finish(self):
+        super().finish()
+        if self._linger:
+            linger_close(self.connection, 1.0)
+
+    # -- answers ----------------------------------------------------------------------------
+    def send_response_only(self, code, message=None):
+        self._status = code
+        super().send_response_only(code, message)
+
+    def end_headers(self):
+        # The answer is written under the deadline too (the reader left the socket's timeout
+        # at what remained of it).
+        self.connection.settimeout(self.server.request_deadline)
+        # While connections wait for a worker, this one is not kept for another request.
+        if not self.close_connection and self.server.waiting():
+            self.send_header("Connection", "close")
+        if self.close_connection and self._status is not None and self._status >= 400:
+            self._linger = True   # the request may be partly unread: see linger_close
+        super().end_headers()
+
+    def send_error(self, code, message=None, explain=None):
+        """The stdlib's errors (bad request line, header limits, …) in the service's format."""
+        self.close_connection = True
+        if message is None:
+            message = self.responses.get(code, ("error",))[0]
+        # A request line that did not parse leaves the stdlib's HTTP/0.9 default in place, which
+        # would answer without a status line; nobody here speaks HTTP/0.9.
+        self.request_version = self.protocol_version
+        self.refuse(code, message)
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer `status` with a short `reason` (plain text here; a service may use its format).
+        Sets close_connection when the request's end is unknown (any 4xx/5xx before the body was
+        read: the caller does that by setting close_connection first)."""
+        self.log_refusal("%d %s", status, reason)
+        body = (reason + "\n").encode("utf-8", "replace")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def read_body(self, limit: int) -> bytes | None:
+        """The request body (Content-Length framing, at most `limit` bytes), or None after a
+        4xx answer: 400 for chunked or any other Transfer-Encoding, a malformed or repeated
+        Content-Length or a body shorter than announced; 411 without a length; 413 over
+        `limit`. The connection closes after every refusal (where the next request starts is
+        unknown). Reading is bounded by the request deadline (TimeoutError → 408)."""
+        self.close_connection = True
+        if self.headers.get_all("Transfer-Encoding"):
+            self.refuse(400, "Transfer-Encoding is not supported: send the body with Content-Length")
+            return None
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            self.refuse(411, "Content-Length required")
+            return None
+        if len(set(v.strip() for v in lengths)) != 1 or not _LENGTH_RE.fullmatch(lengths[0].strip()):
+            self.refuse(400, "Content-Length must be one decimal number")
+            return None
+        length = int(lengths[0].strip())
+        if length > limit:
+            self.refuse(413, f"request body over {limit} bytes")
+            return None
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.refuse(400, f"the body ended after {len(body)} of {length} bytes")
+            return None
+        self.close_connection = False
+        return body
+
+    # -- logging ----------------------------------------------------------------------------
+    def log_error(self, format, *args):
         self.log_refusal(format, *args)
 
     def log_refusal(self, format, *args):
-        """Where log_error's other messages go (a subclass may redact them)."""
+        """Where refusals are logged (a subclass may redact them)."""
         log.warning("%s http error: %s", self.client_address[0], format % args)
 
 
-__all__ = ["KeepAliveClient", "KeepAliveServer", "KeepAliveHandler", "AnswerTooLarge", "KEEPALIVE_IDLE"]
+__all__ = ["KeepAliveClient", "KeepAliveServer", "KeepAliveHandler", "AnswerTooLarge", "KEEPALIVE_IDLE",
+           "REQUEST_DEADLINE", "linger_close"]

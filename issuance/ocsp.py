@@ -217,10 +217,10 @@ class OcspHTTPServer(KeepAliveServer):
     """The OCSP + CRL server (kept-alive HTTP/1.1, issuance/keepalive.py); `shutdown()` stops the
     loop, closes the listening socket and ends the kept-alive connections."""
 
-    def __init__(self, address, responder: OcspResponder, publisher: CrlPublisher):
+    def __init__(self, address, responder: OcspResponder, publisher: CrlPublisher, **options):
         self.responder = responder
         self.publisher = publisher
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, **options)
 
 
 class _Handler(KeepAliveHandler):
@@ -242,7 +242,13 @@ class _Handler(KeepAliveHandler):
 
     def _error(self, code: int, message: str) -> None:
         self._outcome = message
-        self._send(code, (message + "\n").encode("ascii"), "text/plain; charset=us-ascii")
+        self._send(code, (message + "\n").encode("utf-8"), "text/plain; charset=utf-8")
+
+    def refuse(self, status: int, reason: str) -> None:
+        # The base's refusals (framing, deadline, stdlib errors): logged by code only (see
+        # log_refusal), answered in this server's plain-text format.
+        self.log_refusal("%d %s", status, reason)
+        self._error(status, reason)
 
     def _ocsp(self, request_der: bytes) -> None:
         body, self._outcome = self.server.responder.answer(request_der)
@@ -259,13 +265,9 @@ class _Handler(KeepAliveHandler):
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type != OCSP_REQUEST_TYPE:
             return self._error(415, f"Content-Type must be {OCSP_REQUEST_TYPE}")
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            return self._error(411, "Content-Length required")
-        if int(length) > MAX_REQUEST_BYTES:
-            return self._error(413, "request too large")
-        request_der = self.rfile.read(int(length))
-        self.close_connection = False
+        request_der = self.read_body(MAX_REQUEST_BYTES)   # 400/411/413 (issuance/keepalive.py)
+        if request_der is None:
+            return
         self._ocsp(request_der)
 
     def do_GET(self):
@@ -309,14 +311,15 @@ def _url_host(host: str) -> str:
 
 
 def serve_ocsp(responder: OcspResponder, host: str = "127.0.0.1", port: int = 0, *,
-               crl_validity: _dt.timedelta = rv.DEFAULT_CRL_VALIDITY):
+               crl_validity: _dt.timedelta = rv.DEFAULT_CRL_VALIDITY, **options):
     """Start the OCSP + CRL server in a daemon thread: (server, thread, url).
 
     `url` is the OCSP responder URL ("http://127.0.0.1:<port>", no trailing slash); the CRL of
     CA kind k is at `crl_url(url, k)`. `server.shutdown()` stops it and frees the port.
+    `options` (max_workers, max_pending, request_deadline, idle_timeout) go to KeepAliveServer.
     """
     publisher = CrlPublisher(responder.cas, responder.source, next_update_after=crl_validity)
-    server = OcspHTTPServer((host, port), responder, publisher)
+    server = OcspHTTPServer((host, port), responder, publisher, **options)
     if not server.server_address[0] in ("127.0.0.1", "::1", "localhost"):
         log.warning("OCSP server listening beyond loopback on %s", server.server_address[0])
     # A short poll so shutdown() returns within ~0.1 s (the stdlib default is 0.5 s).
