@@ -234,6 +234,7 @@ class KeepAliveServer(HTTPServer):
     max_pending = 1024
     request_deadline = REQUEST_DEADLINE
     idle_timeout = SERVER_IDLE_TIMEOUT
+    patience = 0.05     # s a queued connection may wait before kept-alive links make way for it
 
     def __init__(self, address, handler, *, max_workers: int | None = None, max_pending: int | None = None,
                  request_deadline: float | None = None, idle_timeout: float | None = None):
@@ -261,14 +262,22 @@ class KeepAliveServer(HTTPServer):
 
     # -- the pool ---------------------------------------------------------------------------
     def waiting(self) -> bool:
-        """Whether accepted connections are waiting for a worker."""
-        return self._queue.qsize() > self._idle_workers
+        """Whether an accepted connection has waited for a worker longer than `patience`.
+
+        Not merely "the queue is not empty": a burst of connects is queued for a moment until
+        the pool picks it up, and closing kept-alive links at every such moment made their
+        clients reconnect, which queued more (a collapse to a fraction of the rate)."""
+        try:
+            oldest = self._queue.queue[0][2]
+        except IndexError:
+            return False
+        return time.monotonic() - oldest > self.patience
 
     def process_request(self, request, client_address):
         with self._open_lock:
             self._open.add(request)
         try:
-            self._queue.put_nowait((request, client_address))
+            self._queue.put_nowait((request, client_address, time.monotonic()))
         except queue.Full:
             self._overloaded(request, client_address)
             return
@@ -280,8 +289,8 @@ class KeepAliveServer(HTTPServer):
                 self._workers.append(worker)
         if spawn:
             worker.start()
-        elif self.waiting():
-            self._wake()
+        else:
+            self._wake()        # idle kept-alive workers re-check waiting() (see _await_request)
 
     def _wake(self) -> None:
         try:
@@ -307,7 +316,7 @@ class KeepAliveServer(HTTPServer):
                     self._idle_workers -= 1
             if item is None:
                 return
-            request, client_address = item
+            request, client_address, _ = item
             try:
                 self.finish_request(request, client_address)
             except Exception:
@@ -436,6 +445,8 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
             poller.register(server._wake_r, select.POLLIN)
         except (OSError, ValueError):
             return False  # the server is stopping
+        alone = select.poll()          # this connection only, while a queued one is young
+        alone.register(self.connection, select.POLLIN | select.POLLPRI)
         end = time.monotonic() + server.idle_timeout
         while True:
             if server.waiting():
@@ -444,11 +455,15 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
             if wait <= 0:
                 log.debug("%s idle connection closed after %s s", self.client_address[0], server.idle_timeout)
                 return False
-            events = dict(poller.poll(wait * 1000))
+            if server._queue.qsize():
+                # Someone is queued but not yet for long: look again when it would be.
+                events = dict(alone.poll(min(wait, server.patience) * 1000))
+            else:
+                events = dict(poller.poll(wait * 1000))
             if self.connection.fileno() in events:
                 self.rfile.deadline = time.monotonic() + server.request_deadline
                 return True
-            if events and not server.waiting():
+            if events and not server._queue.qsize():
                 server.drain_wake()   # a stale signal: nobody waits any more
                 if server._stopping:
                     return False
