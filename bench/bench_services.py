@@ -44,7 +44,7 @@ KIOSK_ID = "TEST-KIOSK-BENCH"
 
 # -- the server process ------------------------------------------------------------------------
 
-def _serve(service: str) -> None:
+def _serve(service: str, max_workers: int | None = None) -> None:
     """Run one service on loopback until stdin closes; print {"port", "request"} first."""
     import datetime as _dt
     import logging
@@ -66,7 +66,7 @@ def _serve(service: str) -> None:
         key = secrets.token_bytes(32)
         centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=MemoryResidentDirectory(),
                         municipalities={}, kiosk_keys={KIOSK_ID: key})
-        server, _, url = serve_centre(centre, HOST)
+        server, _, url = serve_centre(centre, HOST, max_workers=max_workers)
         body = b'{"method": "shin"}'
         head = {"Content-Type": "application/json", "X-Kiosk-Id": KIOSK_ID,
                 "X-Kiosk-Mac": request_mac(key, "POST", "/v1/session", body).hex()}
@@ -79,7 +79,7 @@ def _serve(service: str) -> None:
         source.add_issued("auth", 0x5151, now + _dt.timedelta(days=30), at=now - _dt.timedelta(days=1))
         responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, source,
                                   lambda: _dt.datetime.now(_dt.timezone.utc))
-        server, _, url = serve_ocsp(responder, HOST)
+        server, _, url = serve_ocsp(responder, HOST, max_workers=max_workers)
         der = x509_ocsp.OCSPRequestBuilder().add_certificate(cert, pki.auth_ca.certificate, hashes.SHA1()) \
             .build().public_bytes(serialization.Encoding.DER)
         request = _request_bytes("/", der, {"Content-Type": "application/ocsp-request"})
@@ -100,8 +100,9 @@ def _request_bytes(path: str, body: bytes, headers: dict) -> bytes:
 class ServerProcess:
     """A service in its own process; `stop()` ends it (closing its stdin, then by its pid)."""
 
-    def __init__(self, service: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.bench_services", "serve", service],
+    def __init__(self, service: str, max_workers: int | None = None):
+        extra = [str(max_workers)] if max_workers else []
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.bench_services", "serve", service, *extra],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      cwd=Path(__file__).resolve().parent.parent)
         line = self.proc.stdout.readline()
@@ -226,15 +227,16 @@ def run_level(port: int, request: bytes, clients: int, seconds: float) -> dict:
     for t in threads:
         t.start()
     start.wait(30)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     time.sleep(seconds)
     stop.set()
     for t in threads:
         t.join(60)
     elapsed = time.perf_counter() - t0
+    client_cpu = (time.process_time() - c0) / elapsed
     done = [x for per in lat for x in per]
     return {"clients": clients, "requests": len(done), "rps": len(done) / elapsed, "latencies": done,
-            "errors": sum(errors), "retries": sum(retries), "error_samples": samples}
+            "errors": sum(errors), "retries": sum(retries), "error_samples": samples, "client_cpu": client_cpu}
 
 
 def _percentile(values: list, q: float) -> float:
@@ -244,9 +246,11 @@ def _percentile(values: list, q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(service: str, *, seconds: float = 2.0, rounds: int = 3, levels=LEVELS, log=None) -> dict:
-    """Every level for `rounds` rounds against one server process: per-level summary + ratio."""
-    server = ServerProcess(service)
+def measure(service: str, *, seconds: float = 2.0, rounds: int = 3, levels=LEVELS, log=None,
+            max_workers: int | None = None) -> dict:
+    """Every level for `rounds` rounds against one server process: per-level summary + ratio.
+    `max_workers`: the server's pool (default: the services' default)."""
+    server = ServerProcess(service, max_workers)
     try:
         run_level(server.port, server.request, 1, min(0.3, seconds))      # warm-up
         per_level = {n: [] for n in levels}
@@ -262,7 +266,7 @@ def measure(service: str, *, seconds: float = 2.0, rounds: int = 3, levels=LEVEL
                 if log:
                     log(f"{service} round {r + 1}/{rounds}, {n:3d} clients: {res['rps']:8.0f} req/s, "
                         f"p50 {_percentile(res['latencies'], 0.5) * 1000:.2f} ms, errors {res['errors']}, "
-                        f"server CPU {res['server_cpu']:.2f}")
+                        f"server CPU {res['server_cpu']:.2f}, clients' CPU {res['client_cpu']:.2f}")
         summary = {}
         for n, runs in per_level.items():
             lat = [x for r in runs for x in r["latencies"]]
@@ -271,6 +275,7 @@ def measure(service: str, *, seconds: float = 2.0, rounds: int = 3, levels=LEVEL
                           "errors": sum(r["errors"] for r in runs), "retries": sum(r["retries"] for r in runs),
                           "requests": sum(r["requests"] for r in runs),
                           "server_cpu": statistics.median(r["server_cpu"] for r in runs),
+                          "client_cpu": statistics.median(r["client_cpu"] for r in runs),
                           "error_samples": [s for r in runs for s in r["error_samples"]][:5]}
         top, one = max(levels), min(levels)
         ratios = [a["rps"] / b["rps"] for a, b in zip(per_level[top], per_level[one]) if b["rps"]]
@@ -316,30 +321,34 @@ def figures(results: list, target: float) -> list:
 
 
 def table(results: list) -> str:
-    rows = ["| service | clients | requests/s | × 1 client | p50 ms | p99 ms | errors | retries | server CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| service | clients | requests/s | × 1 client | p50 ms | p99 ms | errors | retries | server CPU | "
+            "clients' CPU |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for res in results:
         base = res["levels"][min(res["levels"])]["rps"]
         for n, s in res["levels"].items():
             rows.append(f"| {res['service']} | {n} | {s['rps']:,.0f} | {s['rps'] / base:.2f} | {s['p50_ms']:.2f} | "
-                        f"{s['p99_ms']:.2f} | {s['errors']} | {s['retries']} | {s['server_cpu']:.2f} |")
+                        f"{s['p99_ms']:.2f} | {s['errors']} | {s['retries']} | {s['server_cpu']:.2f} | "
+                        f"{s['client_cpu']:.2f} |")
     return "\n".join(rows)
 
 
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    if argv[:1] == ["serve"] and len(argv) == 2:
-        _serve(argv[1])
+    if argv[:1] == ["serve"] and len(argv) in (2, 3):
+        _serve(argv[1], int(argv[2]) if len(argv) == 3 else None)
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.bench_services", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None, help="the servers' pool size (default theirs)")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="client counts, e.g. 1,200")
     args = parser.parse_args(argv)
+    levels = tuple(int(x) for x in args.levels.split(","))
     from bench.report import machine
 
-    results = [measure(s, seconds=args.seconds, rounds=args.rounds, log=lambda t: print(t, file=sys.stderr))
-               for s in SERVICES]
+    results = [measure(s, seconds=args.seconds, rounds=args.rounds, levels=levels, max_workers=args.workers,
+                       log=lambda t: print(t, file=sys.stderr)) for s in SERVICES]
     text = "\n".join([
         "# Services under concurrent clients (bench/bench_services.py)", "",
         f"{machine()}; {args.rounds} rounds × {args.seconds:g} s per level; the server in its own process.", "",

@@ -12,10 +12,23 @@ delayed ACK on the far side a reused connection would stall ~40 ms). A reused co
 turns out closed by the server before it answered is replaced once by a fresh one: the servers
 here answer every request they read, so nothing was processed on it.
 
-Server (`KeepAliveServer` + `KeepAliveHandler`): HTTP/1.1 with Nagle off and one buffered write
-per answer (headers and body together); `shutdown()` also ends the kept-alive connections, so a
-stopped service answers nothing more; an idle connection is closed after the handler timeout
-(10 s), and a peer that drops its connection is routine, logged at DEBUG only.
+Server (`KeepAliveServer` + `KeepAliveHandler`), the base of every back-office service (the
+centre, behind which the municipalities answer, and the OCSP/CRL responder), so each trust-
+boundary rule is kept once, here:
+- listen backlog 1024 (the stdlib's 5 reset most of 200 simultaneous clients);
+- a bounded worker pool (`max_workers`, default 64) fed by a bounded queue (`max_pending`); a
+  connection finding the queue full gets 503 + Retry-After, never a silent drop; kept-alive
+  links make way (answer "Connection: close", idle ones are closed) once a queued connection
+  has waited `patience` (50 ms);
+- `request_deadline` (10 s) for reading a whole request (line, headers, body): a slowloris or
+  a half-sent body gets 408 and the connection closes, freeing the worker; `idle_timeout` (10 s)
+  between kept-alive requests;
+- bodies only with one valid Content-Length (`read_body`): Transfer-Encoding (chunked) → 400,
+  malformed/repeated length or a short body → 400, none → 411, over the limit → 413; the
+  stdlib's own errors (request line, header limits, version, method) go through the service's
+  `refuse()` format; an exception in a handler → 500 without detail, never a dropped
+  connection; refusals whose request may be partly unread are closed by `linger_close` so the
+  answer is not destroyed by a reset. HTTP/1.1 with Nagle off and one buffered write per answer.
 """
 from __future__ import annotations
 
@@ -30,6 +43,8 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from .http_reader import DeadlineReader, linger_close
 
 log = logging.getLogger("mynaemu.http")
 
@@ -129,84 +144,6 @@ class KeepAliveClient:
             self._keep(conn, response)
             return response.status, response.headers, payload
         raise AssertionError("unreachable")
-
-
-class _DeadlineReader:
-    """The handler's rfile: buffered reads from the connection, each bounded by a deadline.
-
-    While a request is being read (`deadline` set: request line, headers and body together) a
-    read waits at most until that instant, so a client sending a byte now and then (slowloris)
-    or stopping halfway through its body gets TimeoutError, not a thread held forever. Between
-    requests the wait is bounded by the idle timeout instead. `buffered` says whether bytes of
-    a next (pipelined) request are already here, which a poll on the socket cannot see.
-    """
-
-    def __init__(self, sock: socket.socket, idle_timeout: float):
-        self._sock = sock
-        self._buf = bytearray()
-        self._eof = False
-        self.idle_timeout = idle_timeout
-        self.deadline: float | None = None
-        self.timed_out = False
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def _fill(self) -> bool:
-        """Read more bytes into the buffer; False at end of stream."""
-        if self._eof:
-            return False
-        if self.deadline is None:
-            wait = self.idle_timeout
-        else:
-            wait = self.deadline - time.monotonic()
-            if wait <= 0:
-                self.timed_out = True
-                raise TimeoutError("request deadline passed")
-        self._sock.settimeout(wait)
-        try:
-            chunk = self._sock.recv(65536)
-        except TimeoutError:
-            self.timed_out = self.deadline is not None
-            raise
-        except ConnectionError:
-            chunk = b""                        # a reset peer: the same as its end of stream
-        if not chunk:
-            self._eof = True
-            return False
-        self._buf += chunk
-        return True
-
-    def readline(self, limit: int = -1) -> bytes:
-        while True:
-            end = self._buf.find(b"\n")
-            if end >= 0 and (limit < 0 or end < limit):
-                n = end + 1
-                break
-            if 0 <= limit <= len(self._buf):
-                n = limit
-                break
-            if not self._fill():
-                n = len(self._buf)
-                break
-        line = bytes(self._buf[:n])
-        del self._buf[:n]
-        return line
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            while self._fill():
-                pass
-            n = len(self._buf)
-        while len(self._buf) < n and self._fill():
-            pass
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
-
-    def close(self) -> None:
-        self._buf.clear()
 
 
 class KeepAliveServer(HTTPServer):
@@ -379,27 +316,6 @@ class KeepAliveServer(HTTPServer):
         self.server_close()
 
 
-def linger_close(sock: socket.socket, seconds: float, limit: int = 1 << 20) -> None:
-    """Half-close, then read and discard what the peer still sends (at most `seconds`, `limit`
-    bytes): closing with unread bytes would send a reset that can destroy the answer before the
-    peer reads it."""
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        end = time.monotonic() + seconds
-        got = 0
-        while got < limit:
-            wait = end - time.monotonic()
-            if wait <= 0:
-                break
-            sock.settimeout(wait)
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            got += len(chunk)
-    except OSError:
-        pass
-
-
 class KeepAliveHandler(BaseHTTPRequestHandler):
     """HTTP/1.1, Nagle off, one write per answer, every read under the server's deadline.
 
@@ -419,7 +335,7 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.rfile.close()
-        self.rfile = _DeadlineReader(self.connection, self.server.idle_timeout)
+        self.rfile = DeadlineReader(self.connection, self.server.idle_timeout)
         # The first request's deadline runs from the accept: a client that connects and sends
         # nothing is a slowloris too.
         self.rfile.deadline = time.monotonic() + self.server.request_deadline
