@@ -1,4 +1,4 @@
-"""`python -m bench`: the issue-5 figures (and P5) in one run, as a table, bench/results/summary.md and summary.png.
+"""`python -m bench`: the issue-5 figures (and S1, services) in one run, as a table, bench/results/summary.md and summary.png.
 
 - P1  APDU/s through pcscd + vpcd: `mynaemu card serve` / a trivial echo card (bench/echo_card.py)
       served through the same pcscd and door, same SELECT EF + READ BINARY loop, driven by a
@@ -12,7 +12,7 @@
       same run), 1 and 2 worker processes: each ≥ 0.9, and 2 workers ≥ 1.7 × 1 worker.
 - P4  kiosk decision time (PDF rendering apart) / its floor (the RSA operations it needs plus
       one loopback HTTP round trip, sampled interleaved with the transactions). Target ≤ 2.5.
-- P5  the centre and the OCSP responder, each in its own server process, under 1, 8, 32, 64 and
+- S1  the centre and the OCSP responder, each in its own server process, under 1, 8, 32, 64 and
       200 concurrent kept-alive clients on loopback (bench/bench_services.py): requests/s at 200
       clients / at 1 client, same run. Target ≥ 1.5 each, and 0 errors at 200 clients.
 
@@ -22,7 +22,7 @@ the median of its per-round ratios (a fresh server process per turn), P2 and P3 
 best turn; P4 takes a floor sample right after every pair of transactions.
 
 Options: --quick (tiny durations: a smoke run, figures not meaningful), --only P1,P3,
---seconds N (seconds per turn for P1, P2 and P5), --rounds N (default 6 for P1, 3 elsewhere),
+--seconds N (seconds per turn for P1, P2 and S1), --rounds N (default 6 for P1, 3 elsewhere),
 --cards N (P3), --runs N (P4), --out DIR (default
 bench/results). Exit status: 0 every measured target met, 1 a target missed, 2 bad usage.
 """
@@ -41,7 +41,7 @@ from pathlib import Path
 from bench import report
 from bench.report import HIGHER, LOWER, Figure
 
-PARTS = ("P1", "P2", "P3", "P4", "P5")
+PARTS = ("P1", "P2", "P3", "P4", "S1")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # Targets of issue 5, item 1.
@@ -50,7 +50,7 @@ TARGET_P2 = 3.0
 TARGET_P3_RATIO = 0.9
 TARGET_P3_SCALING = 1.7
 TARGET_P4 = 2.5
-TARGET_P5 = 1.5      # trust-boundaries issue, item 7: 200 clients / 1 client, with 0 errors at 200
+TARGET_S1 = 1.5      # trust-boundaries issue, item 7: 200 clients / 1 client, with 0 errors at 200
 
 
 def _say(text: str) -> None:
@@ -216,24 +216,24 @@ def run_p4(opts) -> list:
         unit="ms")]
 
 
-# -- P5 --------------------------------------------------------------------------------------------
+# -- S1 --------------------------------------------------------------------------------------------
 
-def run_p5(opts) -> list:
+def run_s1(opts) -> list:
     from bench import bench_services
 
-    results = [bench_services.measure(service, seconds=opts.seconds_p5, rounds=opts.rounds, log=_say)
+    results = [bench_services.measure(service, seconds=opts.seconds_s1, rounds=opts.rounds, log=_say)
                for service in bench_services.SERVICES]
-    return bench_services.figures(results, TARGET_P5)
+    return bench_services.figures(results, TARGET_S1)
 
 
-RUNNERS = {"P1": run_p1, "P2": run_p2, "P3": run_p3, "P4": run_p4, "P5": run_p5}
+RUNNERS = {"P1": run_p1, "P2": run_p2, "P3": run_p3, "P4": run_p4, "S1": run_s1}
 TARGETS = {"P1": (TARGET_P1, HIGHER), "P2": (TARGET_P2, HIGHER), "P3": (TARGET_P3_RATIO, HIGHER),
-           "P4": (TARGET_P4, LOWER), "P5": (TARGET_P5, HIGHER)}
+           "P4": (TARGET_P4, LOWER), "S1": (TARGET_S1, HIGHER)}
 TITLES = {"P1": "APDU/s through pcscd+vpcd: mynaemu / echo card",
           "P2": "in-process SELECT + READ BINARY: mynaemu / vsmartcard",
           "P3": "issuance cards/s / RSA-2048 keygen bound",
           "P4": "kiosk decision time / floor",
-          "P5": "services: requests/s at 200 clients / at 1 client"}
+          "S1": "services: requests/s at 200 clients / at 1 client"}
 
 
 def parse_only(text: str) -> list:
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", type=parse_only, default=list(PARTS), metavar="P1,P3",
                         help="run only these figures (default all)")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="seconds per turn for P1, P2 and P5 (default 1.5, 1 and 1; --quick 0.3, 0.2 and 0.2)")
+                        help="seconds per turn for P1, P2 and S1 (default 1.5, 1 and 1; --quick 0.3, 0.2 and 0.2)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="alternating rounds per comparison (default 6 for P1, 3 for the others)")
     parser.add_argument("--cards", type=int, default=None, help="cards per P3 run (default 32; --quick 3)")
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     args.rounds = args.rounds or 3
     args.seconds_p1 = args.seconds or (0.3 if args.quick else 1.5)
     args.seconds_p2 = args.seconds or (0.2 if args.quick else 1.0)
-    args.seconds_p5 = args.seconds or (0.2 if args.quick else 1.0)
+    args.seconds_s1 = args.seconds or (0.2 if args.quick else 1.0)
     # 32 cards: with 16 the last card (one worker idle while the other finishes it) cost 2
     # workers ~5 % against a bound that assumes both busy to the end.
     args.cards = args.cards or (3 if args.quick else 32)

@@ -296,7 +296,7 @@ def figures(results: list, target: float) -> list:
         levels = "; ".join(f"{n}: {s['rps']:,.0f}/s p50 {s['p50_ms']:.1f} p99 {s['p99_ms']:.1f} ms"
                            + (f" {s['errors']} err" if s["errors"] else "") for n, s in lv.items())
         out.append(Figure(
-            f"P5 {res['service']}", f"{res['service']} service: requests/s at {max(lv)} clients / at 1 client",
+            f"S1 {res['service']}", f"{res['service']} service: requests/s at {max(lv)} clients / at 1 client",
             res["ratio"], target, HIGHER,
             detail=(f"{levels} (server process CPU {one['server_cpu']:.2f} at 1 client, {top['server_cpu']:.2f} "
                     f"at {max(lv)}; rounds {', '.join(f'{x:.2f}' for x in res['round_ratios'])}; "
@@ -311,7 +311,7 @@ def figures(results: list, target: float) -> list:
     errors = sum(res["levels"][max(res["levels"])]["errors"] for res in results)
     samples = [x for res in results for x in res["levels"][max(res["levels"])]["error_samples"]][:3]
     out.append(Figure(
-        "P5 errors", "services: failed requests at 200 clients (resets, timeouts, non-200), both services",
+        "S1 errors", "services: failed requests at 200 clients (resets, timeouts, non-200), both services",
         float(errors), 0.0, LOWER,
         detail=(f"{errors} of {sum(res['levels'][max(res['levels'])]['requests'] for res in results):,} requests"
                 + (f" (e.g. {'; '.join(samples)})" if samples else "")),

@@ -205,10 +205,12 @@ class KeepAliveServer(HTTPServer):
         the pool picks it up, and closing kept-alive links at every such moment made their
         clients reconnect, which queued more (a collapse to a fraction of the rate)."""
         try:
-            oldest = self._queue.queue[0][2]
+            oldest = self._queue.queue[0]
         except IndexError:
             return False
-        return time.monotonic() - oldest > self.patience
+        if oldest is None:
+            return True         # stopping (a worker's end marker): give kept-alive links up
+        return time.monotonic() - oldest[2] > self.patience
 
     def process_request(self, request, client_address):
         with self._open_lock:
