@@ -17,9 +17,10 @@ centre, behind which the municipalities answer, and the OCSP/CRL responder), so 
 boundary rule is kept once, here:
 - listen backlog 1024 (the stdlib's 5 reset most of 200 simultaneous clients);
 - a bounded worker pool (`max_workers`, default 64) fed by a bounded queue (`max_pending`); a
-  connection finding the queue full gets 503 + Retry-After, never a silent drop; kept-alive
-  links make way (answer "Connection: close", idle ones are closed) once a queued connection
-  has waited `patience` (50 ms);
+  connection finding the queue full gets 503 + Retry-After, never a silent drop; once a queued
+  connection has waited `patience` (50 ms) the workers idling on kept-alive links hand them
+  back to the accepting thread, which queues each again when its next request arrives (so 200
+  kept-alive clients share 64 threads without being disconnected);
 - `request_deadline` (10 s) for reading a whole request (line, headers, body): a slowloris or
   a half-sent body gets 408 and the connection closes, freeing the worker; `idle_timeout` (10 s)
   between kept-alive requests;
@@ -37,6 +38,7 @@ import logging
 import queue
 import re
 import select
+import selectors
 import socket
 import sys
 import threading
@@ -156,9 +158,10 @@ class KeepAliveServer(HTTPServer):
       clients).
     - A pool of at most `max_workers` threads, started as needed, takes accepted connections
       from a queue of at most `max_pending`. A connection that finds that queue full is answered
-      503 with Retry-After (never dropped silently). While connections wait for a worker, an
-      answer ends its kept-alive connection ("Connection: close") and an idle kept-alive
-      connection is closed, so idle links cannot starve waiting clients.
+      503 with Retry-After (never dropped silently). When a connection has waited for a worker
+      longer than `patience`, workers idling on kept-alive connections hand them back (parked,
+      watched by serve_forever, queued again when readable), so idle links cannot starve
+      waiting clients and are not disconnected either.
     - `request_deadline` (s) bounds reading one request: request line, headers and body together
       (408 and close after it); `idle_timeout` bounds the wait for the next request on a
       kept-alive connection.
@@ -195,6 +198,13 @@ class KeepAliveServer(HTTPServer):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        # Idle kept-alive connections handed back by workers while others wait: the accepting
+        # thread watches them and queues each again when its next request arrives.
+        self._park_r, self._park_w = socket.socketpair()
+        self._park_r.setblocking(False)
+        self._park_w.setblocking(False)
+        self._to_park: list = []
+        self._parked: dict = {}            # socket -> (client address, parked since); accept thread
         super().__init__(address, handler)
 
     # -- the pool ---------------------------------------------------------------------------
@@ -215,6 +225,9 @@ class KeepAliveServer(HTTPServer):
     def process_request(self, request, client_address):
         with self._open_lock:
             self._open.add(request)
+        self._enqueue(request, client_address)
+
+    def _enqueue(self, request, client_address) -> None:
         try:
             self._queue.put_nowait((request, client_address, time.monotonic()))
         except queue.Full:
@@ -256,12 +269,79 @@ class KeepAliveServer(HTTPServer):
             if item is None:
                 return
             request, client_address, _ = item
+            handler = None
             try:
-                self.finish_request(request, client_address)
+                handler = self.RequestHandlerClass(request, client_address, self)
             except Exception:
                 self.handle_error(request, client_address)
-            finally:
+            if handler is not None and handler.parked and not self._stopping:
+                self._park(request, client_address)
+            else:
                 self.shutdown_request(request)
+
+    # -- parked kept-alive connections -----------------------------------------------------
+    def _park(self, request, client_address) -> None:
+        with self._pool_lock:
+            self._to_park.append((request, client_address))
+        try:
+            self._park_w.send(b"!")
+        except (BlockingIOError, OSError):
+            pass  # already signalled, or stopping (serve_forever's end closes what is left)
+
+    def serve_forever(self, poll_interval=0.5):
+        """The stdlib loop, also watching parked connections: one that becomes readable is
+        queued for a worker again; one idle longer than `idle_timeout` is closed."""
+        self._BaseServer__is_shut_down.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ, None)
+                selector.register(self._park_r, selectors.EVENT_READ, None)
+                next_sweep = time.monotonic() + poll_interval
+                while not self._BaseServer__shutdown_request:
+                    ready = selector.select(poll_interval)
+                    if self._BaseServer__shutdown_request:
+                        break
+                    for key, _ in ready:
+                        if key.fileobj is self:
+                            self._handle_request_noblock()
+                        elif key.fileobj is self._park_r:
+                            self._take_parked(selector)
+                        else:
+                            selector.unregister(key.fileobj)
+                            address, _ = self._parked.pop(key.fileobj)
+                            self._enqueue(key.fileobj, address)
+                    now = time.monotonic()
+                    if now >= next_sweep:
+                        next_sweep = now + poll_interval
+                        for sock, (_, since) in list(self._parked.items()):
+                            if now - since > self.idle_timeout:
+                                selector.unregister(sock)
+                                del self._parked[sock]
+                                self.shutdown_request(sock)
+                    self.service_actions()
+        finally:
+            for sock in list(self._parked):
+                self.shutdown_request(sock)
+            self._parked.clear()
+            self._BaseServer__shutdown_request = False
+            self._BaseServer__is_shut_down.set()
+
+    def _take_parked(self, selector) -> None:
+        try:
+            while self._park_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        with self._pool_lock:
+            new, self._to_park = self._to_park, []
+        now = time.monotonic()
+        for sock, address in new:
+            try:
+                selector.register(sock, selectors.EVENT_READ, None)
+            except (ValueError, OSError):      # closed meanwhile (shutdown)
+                self.shutdown_request(sock)
+                continue
+            self._parked[sock] = (address, now)
 
     def _overloaded(self, request, client_address) -> None:
         """The queue is full: answer 503 at once from the accepting thread, then close."""
@@ -303,8 +383,12 @@ class KeepAliveServer(HTTPServer):
                 self._queue.put_nowait(None)
             except queue.Full:
                 break  # daemon workers end with the process; shutdown() closed their sockets
-        self._wake_w.close()
-        self._wake_r.close()
+        with self._pool_lock:
+            left, self._to_park = self._to_park, []
+        for sock, _ in left:
+            self.shutdown_request(sock)
+        for end in (self._wake_w, self._wake_r, self._park_w, self._park_r):
+            end.close()
 
     def shutdown(self) -> None:
         super().shutdown()
@@ -333,6 +417,7 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
     # writes woke the client for the headers and then made it wait for the body.
     wbufsize = 1 << 18
     server: KeepAliveServer
+    parked = False     # the connection was handed back to the server idle (see _await_request)
 
     def setup(self):
         super().setup()
@@ -351,8 +436,9 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
 
     def _await_request(self) -> bool:
         """Wait for the next request on a kept-alive connection: True once its first bytes are
-        here; False after the idle timeout, at the peer's end, or when other connections wait
-        for a worker (then this idle one is given up: the HTTP/1.1 idle close, clients retry)."""
+        here; False after the idle timeout or, with `parked` set, when other connections wait
+        for a worker: this idle one is then handed back to the server (KeepAliveServer.
+        serve_forever watches it and queues it again when its next request comes)."""
         if self.rfile.buffered:
             self.rfile.deadline = time.monotonic() + self.server.request_deadline
             return True
@@ -368,6 +454,7 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
         end = time.monotonic() + server.idle_timeout
         while True:
             if server.waiting():
+                self.parked = True
                 return False
             wait = end - time.monotonic()
             if wait <= 0:
@@ -456,9 +543,6 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
         # The answer is written under the deadline too (the reader left the socket's timeout
         # at what remained of it).
         self.connection.settimeout(self.server.request_deadline)
-        # While connections wait for a worker, this one is not kept for another request.
-        if not self.close_connection and self.server.waiting():
-            self.send_header("Connection", "close")
         if self.close_connection and self._status is not None and self._status >= 400:
             self._linger = True   # the request may be partly unread: see linger_close
         super().end_headers()

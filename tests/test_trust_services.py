@@ -206,8 +206,29 @@ def test_idle_kept_alive_connection_yields_its_worker(pki):
         t0 = time.monotonic()
         status, _, _ = _exchange(run.port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert status == 200 and time.monotonic() - t0 < 10      # not after the 60 s idle timeout
-        assert kept.recv(1) == b""                                # the idle link was closed
+        # The idle link was handed back to the server, not closed: it is served again.
+        assert server._parked or server._to_park
+        kept.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = _answer(kept)
+        assert status == 200 and len(server._workers) == 1
         kept.close()
+
+
+def test_parked_connection_is_closed_after_the_idle_timeout(pki):
+    server = _centre_server(pki, max_workers=1, idle_timeout=1)
+    with Running(server).start() as run:
+        kept = socket.create_connection(("127.0.0.1", run.port), timeout=10)
+        kept.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _answer(kept)[0] == 200
+        holder = socket.create_connection(("127.0.0.1", run.port), timeout=10)
+        holder.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")   # kept alive too
+        assert _answer(holder)[0] == 200
+        t0 = time.monotonic()
+        assert kept.recv(1) == b"" and holder.recv(1) == b""     # both closed, none held forever
+        assert time.monotonic() - t0 < 8
+        assert not server._parked
+        kept.close()
+        holder.close()
 
 
 # --- request deadline ------------------------------------------------------------------------
