@@ -439,9 +439,14 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
         here; False after the idle timeout or, with `parked` set, when other connections wait
         for a worker: this idle one is then handed back to the server (KeepAliveServer.
         serve_forever watches it and queues it again when its next request comes)."""
-        if self.rfile.buffered:
+        if self.rfile.buffered:     # a pipelined request is here already (only this reader has it)
             self.rfile.deadline = time.monotonic() + self.server.request_deadline
             return True
+        if self.server.waiting():
+            # Others have waited longer than `patience`: go to the back of the line even if the
+            # next request is already on its way (a busy link must not keep its worker forever).
+            self.parked = True
+            return False
         poller = select.poll()
         poller.register(self.connection, select.POLLIN | select.POLLPRI)
         server = self.server
