@@ -241,8 +241,10 @@ class KeepAliveServer(HTTPServer):
                 self._workers.append(worker)
         if spawn:
             worker.start()
-        else:
-            self._wake()        # idle kept-alive workers re-check waiting() (see _await_request)
+        elif self._queue.qsize() > self._idle_workers:
+            # No free worker will take it: the ones idling on kept-alive links must look
+            # (_await_request). Only then: waking them all for every connection is a herd.
+            self._wake()
 
     def _wake(self) -> None:
         try:
