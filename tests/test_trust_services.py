@@ -406,3 +406,20 @@ def test_cli_refuses_a_pdf_signed_by_another_municipality(tmp_path):
     assert ok.exit_code == 0 and "intact" in ok.output, ok.output
     refused = runner.invoke(main, ["kiosk", "verify-pdf", str(bad), "--json"], env=env)
     assert refused.exit_code == 7 and '"valid": false' in refused.output and "13222" in refused.output
+
+
+# --- the centre's session table under a busy centre ---------------------------------------------
+def test_expired_sessions_are_dropped_as_new_ones_open(pki):
+    clock = SettableClock(AT)
+    centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=MemoryResidentDirectory(),
+                    municipalities={}, kiosk_keys={KIOSK_ID: KIOSK_KEY}, clock=clock)
+    for _ in range(500):
+        centre.open_session(KIOSK_ID, "shin")
+    clock.advance(30)
+    live = [centre.open_session(KIOSK_ID, "genko") for _ in range(3)]
+    assert len(centre._sessions) == 503
+    clock.advance(31)                  # the first 500 are past their 60 s, the last 3 are not
+    centre.open_session(KIOSK_ID, "shin")
+    assert len(centre._sessions) == 4
+    assert {s.method for s in centre._sessions.values()} == {"genko", "shin"}
+    assert len(live) == 3
