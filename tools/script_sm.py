@@ -1,4 +1,8 @@
-"""Terminal-side §13.2 vectors for the transcripts, computed without mynaemu's SM code.
+"""Terminal-side §13.2 vectors for card scripts, computed without mynaemu's SM code (card/sm.py).
+
+Used by `mynaemu card script` (tools/script.py): the functions `sm86`, and the checks
+`smdata=N:HEX` / `smprefix=N:HEX`, and the variables SM_KEY_BLOCK, SM_MAC_BLOCK, SM_MODULUS
+(vectors/transcripts/sm_*.txt).
 
 A fixed 32-byte key-delivery secret (SM_SECRET) and a fixed OAEP seed make SET SESSION KEY's
 ciphertext deterministic for a given card key, so a transcript can hold an SM session: RSA-
