@@ -16,7 +16,9 @@ import click
 from mynaemu.card.image import ATR_PROFILES, CardImageError
 from mynaemu.tools.cli_types import OUTPUT, one_line_group
 
+EXIT_OK = 0
 EXIT_REFUSED = 1
+EXIT_USAGE = 2
 
 
 class Refused(click.ClickException):
@@ -169,8 +171,10 @@ def card_apdu(file, apdus):
               help="35963 = reader 'Virtual PCD 00 00', 35964 = '... 00 01'.")
 @click.option("--atr", type=click.Choice(sorted(ATR_PROFILES)), default=None,
               help="Override the image's ATR profile for this session.")
+@click.option("--record", "record", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the session as a card script (PINs as placeholders) for `card script`.")
 @one_line_errors
-def card_serve(file, host, port, atr):
+def card_serve(file, host, port, atr, record):
     """Serve the card in FILE as a PC/SC reader through pcscd's vpcd driver.
 
     Reconnects when pcscd restarts; PIN state is written to FILE as it changes. Stop with
@@ -180,6 +184,10 @@ def card_serve(file, host, port, atr):
     from mynaemu.card.transport.vpcd import run
 
     the_card = Card.from_file(file, atr=atr)
+    if record is not None:
+        from mynaemu.tools.record import Recorder, RecordingCard
+        the_card = RecordingCard(the_card, Recorder.for_image(record, the_card.image,
+                                                              source=f"mynaemu card serve --record ({file.name})"))
     door_log = logging.getLogger("mynaemu.vpcd")
     if door_log.getEffectiveLevel() > logging.INFO:
         door_log.setLevel(logging.INFO)     # connection events (connect, power, reconnect) by default
@@ -189,6 +197,9 @@ def card_serve(file, host, port, atr):
 
 from mynaemu.tools.cli_sm import card_sm_read  # noqa: E402  (§13.2 secure-messaging read)
 card.add_command(card_sm_read)
+
+from mynaemu.tools.cli_toolkit import register as _register_toolkit  # noqa: E402
+_register_toolkit(card)
 
 from mynaemu.tools.cli_issue import issue  # noqa: E402
 main.add_command(issue)

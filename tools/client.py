@@ -115,10 +115,18 @@ class Connection(Protocol):
 
 
 class InProcessConnection:
-    """A `mynaemu.card.core.Card` in this process: powered on here, powered off by close()."""
+    """A `mynaemu.card.core.Card` in this process: powered on here, powered off by close().
 
-    def __init__(self, card):
+    record: a path; the session is written there as a card script (tools/record.py) with PINs
+    and 照合番号 as placeholders, so `mynaemu card script FILE --card IMAGE` replays it.
+    """
+
+    def __init__(self, card, *, record=None):
         self.card = card
+        self._recorder = None
+        if record is not None:
+            from mynaemu.tools.record import Recorder
+            self._recorder = Recorder.for_image(record, card.image, source="InProcessConnection(record=…)")
         self.atr = card.power_on()
         self._open = True
 
@@ -130,19 +138,26 @@ class InProcessConnection:
     def transmit(self, apdu: bytes) -> bytes:
         if not self._open:
             raise TransportError("connection closed")
-        return self.card.transmit(bytes(apdu))
+        response = self.card.transmit(bytes(apdu))
+        if self._recorder is not None:
+            self._recorder.exchange(bytes(apdu), response)
+        return response
 
     def reset(self, warm: bool = True) -> bytes:
         """Warm reset (status kept, §4.5) or cold reset (power cycle: status cleared)."""
         if not self._open:
             raise TransportError("connection closed")
         self.atr = self.card.reset(warm=warm)
+        if self._recorder is not None:
+            self._recorder.reset(warm)
         return self.atr
 
     def close(self) -> None:
         if self._open:
             self._open = False
             self.card.power_off()
+            if self._recorder is not None:
+                self._recorder.close()
 
 
 def _pyscard():
