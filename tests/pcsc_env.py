@@ -42,13 +42,21 @@ def skip_unless_installed(*, opensc: bool = True) -> None:
 def pcscd():
     """A pcscd with the vpcd reader for the whole session (reused if one is already running)."""
     skip_unless_installed(opensc=False)
+    handle = bring_up_pcscd()
+    yield handle
+    handle.stop()
+
+
+def bring_up_pcscd() -> pcscd_ctl.PcscdHandle:
+    """ensure_pcscd(), skipping (with the reason) when somebody else's pcscd runs without vpcd:
+    that daemon serves the tester's real readers and is never stopped or restarted."""
     try:
-        handle = pcscd_ctl.ensure_pcscd()
+        return pcscd_ctl.ensure_pcscd()
+    except pcscd_ctl.ForeignPcscd as exc:
+        pytest.skip(str(exc))
     except pcscd_ctl.PcscdError as exc:
         # Installed but unusable (e.g. not root): a real failure, not a skip.
         pytest.fail(f"cannot bring up pcscd: {exc}", pytrace=False)
-    yield handle
-    handle.stop()
 
 
 def serve_card(path, *, port: int = pcscd_ctl.VPCD_PORT, in_process: bool | None = None,

@@ -62,6 +62,7 @@ def parse_hex_apdu(text: str) -> bytes:
 
 
 @click.group(cls=one_line_group("mynaemu"))
+@click.version_option(package_name="mynaemu", prog_name="mynaemu")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv APDU trace, redacted).")
 def main(verbose):
     """mynaemu: a software Individual Number Card and its TEST back office."""

@@ -42,6 +42,12 @@ class PcscdError(RuntimeError):
     """pcscd or the vpcd driver cannot be used here; the message is one line saying why."""
 
 
+class ForeignPcscd(PcscdError):
+    """A pcscd this tool did not start is running without the vpcd reader. On a tester's
+    workstation that is the daemon serving their real readers: it is never stopped, restarted
+    or reconfigured (tests skip, the demo and the bench say so and stop)."""
+
+
 # -- facts about the machine -------------------------------------------------------------------
 
 def listening_ports() -> set:
@@ -184,12 +190,19 @@ def _kill_and_wait(pid: int, timeout: float, popen: Optional[subprocess.Popen] =
 def ensure_pcscd(*, timeout: float = 10.0, log_path=None, debug: bool = False) -> PcscdHandle:
     """A pcscd with the vpcd listener on 35963: reuse a running one, or start our own.
 
-    A running pcscd without the listener (started before vsmartcard-vpcd was installed) is
-    restarted (pcsc.md). Raises PcscdError with a one-line reason when that cannot be done.
+    A running pcscd without the listener (started before vsmartcard-vpcd was installed, pcsc.md)
+    is restarted only when `pcscd_ctl start` started it (its PID and start time are in
+    STATE_FILE); any other is somebody's daemon and raises ForeignPcscd, untouched. Raises
+    PcscdError with a one-line reason when no pcscd can be brought up.
     """
     pid = running_pcscd_pid()
     if pid is not None and vpcd_listening():
         return PcscdHandle(pid=pid, owned=False)
+    if pid is not None and not _started_by_us(pid):
+        raise ForeignPcscd(f"a pcscd this tool did not start (PID {pid}) is running without the vpcd "
+                           f"reader (nothing listens on {VPCD_PORT}); it may be serving real readers, "
+                           f"so it is left alone. To use the virtual reader, restart it yourself once "
+                           f"vsmartcard-vpcd is installed (e.g. `systemctl restart pcscd`)")
     missing = [m for m in missing_tools() if not m.startswith("pyscard")]
     if missing:
         raise PcscdError("cannot start pcscd: missing " + ", ".join(missing))
@@ -218,6 +231,21 @@ def ensure_pcscd(*, timeout: float = 10.0, log_path=None, debug: bool = False) -
                          f"(log {log_path})")
     return PcscdHandle(pid=popen.pid, owned=True, log_path=log_path, _popen=popen,
                        _start=_start_time(popen.pid))
+
+
+def _started_by_us(pid: int) -> bool:
+    """Whether STATE_FILE (written by `pcscd_ctl start`) names this very process."""
+    try:
+        pid_text, start = STATE_FILE.read_text().split()
+    except (OSError, ValueError):
+        return False
+    return pid_text == str(pid) and start == str(_start_time(pid))
+
+
+def vpcd_ports(limit: int = 16) -> list:
+    """The vpcd slots pcscd offers now: 35963 + slot for every slot whose port is listening."""
+    listening = listening_ports()
+    return [VPCD_PORT + slot for slot in range(limit) if VPCD_PORT + slot in listening]
 
 
 def _tail(path) -> str:
@@ -337,8 +365,8 @@ class CardServerHandle:
 
 def reader_for_port(port: int) -> str:
     """vpcd slot name for a port: 35963 -> "Virtual PCD 00 00", 35964 -> "... 00 01"."""
-    if port not in (VPCD_PORT, VPCD_PORT + 1):
-        raise ValueError(f"vpcd listens on {VPCD_PORT} and {VPCD_PORT + 1}, not {port}")
+    if not VPCD_PORT <= port < VPCD_PORT + 100:
+        raise ValueError(f"vpcd listens on {VPCD_PORT} + slot (35963, 35964, ...), not {port}")
     return reader_for(port)
 
 
