@@ -5,6 +5,7 @@ from cryptography import x509
 
 from .image import BinaryEF, CardImage, KeyEF, OpaqueEF, PinEF, RecordEF
 from .redact import mask_number
+from .tlv import TLVError, decode_one
 
 # Certificate EFs of the JPKI-AP (spec §3.1).
 CERT_EFS = {0x000A: "auth", 0x0001: "sign", 0x000B: "auth CA", 0x0002: "sign CA"}
@@ -93,3 +94,82 @@ def _cert_line(kind: str, der: bytes) -> str:
         return f"{kind}: unparseable ({len(der)} bytes)"
     return (f"{kind}: serial {cert.serial_number:X}, {cert.subject.rfc4514_string()}, "
             f"{cert.not_valid_before_utc:%Y-%m-%d} .. {cert.not_valid_after_utc:%Y-%m-%d}")
+
+
+# -- structured (card info --json) --------------------------------------------------------------
+
+JPKI_TOKEN_EF = 0x0006     # JPKI-AP token "JPKIAPICCTOKEN2" (spec §3.1)
+
+
+def describe_image_json(image: CardImage, *, reveal: bool = False) -> dict:
+    """`card info --json`: every value typed (integers for counts, ISO dates, hex strings for
+    AIDs, FIDs, ATR and serials). The 個人番号 is masked and birth date, address and PIN values
+    are left out unless `reveal`."""
+    meta = dict(image.meta)
+    number = meta.get("individual_number")
+    holder = {"name": meta.get("holder"),
+              "individual_number": mask_number(number, reveal) if number else None}
+    out = {"format": "mynaemu-card-info", "label": image.label, "persona": meta.get("persona"),
+           "holder": holder, "individual_number": holder["individual_number"],
+           "card_expires": meta.get("card_expires"), "created": meta.get("created"),
+           "atr": {"profile": image.atr, "hex": image.atr_bytes.hex().upper()},
+           "token": None, "applications": [], "certificates": [], "pins": []}
+    for app in image.applications:
+        counts = {"binary": 0, "record": 0, "pin": 0, "key": 0}
+        for fid, ef in sorted(app.efs.items()):
+            if isinstance(ef, BinaryEF):
+                counts["binary"] += 1
+                if app.name == "jpki" and fid in CERT_EFS:
+                    out["certificates"].append(_cert_doc(CERT_EFS[fid], fid, ef.data))
+                if app.name == "jpki" and fid == JPKI_TOKEN_EF:
+                    out["token"] = ef.data[:32].rstrip(b" \x00").decode("ascii", "replace")   # READ BINARY 00 B0 00 00 20
+                if app.name == "kenhojo" and fid == 0x0002 and reveal:
+                    holder.update(_basic4(ef.data))
+            elif isinstance(ef, RecordEF):
+                counts["record"] += 1
+            elif isinstance(ef, PinEF):
+                counts["pin"] += 1
+                pin = {"ap": app.name, "fid": f"{fid:04X}", "name": ef.label or None,
+                       "tries_left": int(max(ef.remaining, 0)), "max_tries": int(ef.max_tries),
+                       "blocked": bool(ef.blocked)}
+                if reveal:
+                    pin["value"] = ef.value.decode("ascii", "replace")
+                out["pins"].append(pin)
+            elif isinstance(ef, KeyEF):
+                counts["key"] += 1
+        out["applications"].append({"name": app.name, "aid": app.aid.hex().upper(), "efs": counts})
+    if reveal and "secrets" in meta:
+        out["secrets"] = meta["secrets"]
+    return out
+
+
+def _basic4(data: bytes) -> dict:
+    """Birth date, sex and address from kenhojo EF 0002 (§3.2): DF23 住所, DF24 YYYYMMDD, DF25."""
+    try:
+        fields = {t.tag: t.value for t in decode_one(data).children()}
+    except TLVError:
+        return {}
+    out = {}
+    if 0xDF23 in fields:
+        out["address"] = fields[0xDF23].decode("utf-8", "replace")
+    birth = fields.get(0xDF24, b"")
+    if len(birth) == 8 and birth.isdigit():
+        out["birth"] = f"{birth[:4].decode()}-{birth[4:6].decode()}-{birth[6:].decode()}"
+    if 0xDF25 in fields:
+        out["sex"] = fields[0xDF25].decode("ascii", "replace")
+    return out
+
+
+def _cert_doc(kind: str, fid: int, der: bytes) -> dict:
+    doc = {"kind": kind, "ef": f"{fid:04X}", "size": len(der)}
+    try:
+        # the EF may hold filler after the certificate ([U] §3.1): parse the DER object only
+        cert = x509.load_der_x509_certificate(decode_one(der).raw)
+    except (ValueError, TLVError):
+        doc["error"] = "unparseable"
+        return doc
+    doc.update({"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+                "serial": f"{cert.serial_number:X}",
+                "not_before": cert.not_valid_before_utc.isoformat(),
+                "not_after": cert.not_valid_after_utc.isoformat()})
+    return doc

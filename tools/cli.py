@@ -124,13 +124,14 @@ def card_info(file, reveal, as_json):
     """Describe a card image: holder, applications, PIN states, certificates."""
     import json as _json
 
-    from mynaemu.card.describe import describe_image
+    from mynaemu.card.describe import describe_image, describe_image_json
     from mynaemu.card.image import CardImage
 
-    summary = describe_image(CardImage.load(file), reveal=reveal)
+    image = CardImage.load(file)
     if as_json:
-        click.echo(_json.dumps(summary, ensure_ascii=False, indent=1))
+        click.echo(_json.dumps(describe_image_json(image, reveal=reveal), ensure_ascii=False, indent=1))
         return
+    summary = describe_image(image, reveal=reveal)
     for key, value in summary.items():
         if isinstance(value, list):
             click.echo(f"{key}:")
