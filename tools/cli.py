@@ -1,8 +1,13 @@
 """The `mynaemu` command line (click): card, issue, kiosk and demo groups.
 
-Exit codes (all commands): 0 success; 1 the operation was refused or failed (one line on
-stderr saying why); 2 bad usage or bad arguments (click's own code). Groups may document
-finer codes of their own (the kiosk does).
+Exit codes, one table for the whole CLI (README "Exit codes"):
+  0  success (`card script`: every expectation held)
+  1  refused or failed, one line on stderr saying why (`card script`: an expectation did not
+     hold, FILE:LINE named; a card image or reader that cannot be used)
+  2  bad usage or bad arguments, click's own code (`card script`: a script that cannot be read;
+     nothing was sent to any card)
+  3, 4           `issue`: unknown id; store busy
+  3 .. 16        `kiosk`: one code per refusal class (`mynaemu kiosk --help`)
 """
 from __future__ import annotations
 
@@ -78,10 +83,16 @@ def card():
 
 
 @card.command("personas")
-def card_personas():
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def card_personas(as_json):
     """List the personas `card create` can build, with their test PINs."""
-    from mynaemu.issuance.personas import PERSONAS
+    from mynaemu.issuance.personas import DEFAULT_PINS, PERSONAS
 
+    if as_json:
+        import json as _json
+        click.echo(_json.dumps({"personas": [{"name": n, "description": s.description} for n, s in PERSONAS.items()],
+                                "pins": DEFAULT_PINS}, ensure_ascii=False, indent=1))
+        return
     for name, spec in PERSONAS.items():
         click.echo(f"{name:18s} {spec.description}")
     click.echo("")
@@ -96,8 +107,9 @@ def card_personas():
 @click.option("--seed", type=int, default=None, help="Reproducible identity and keys.")
 @click.option("--atr", type=click.Choice(sorted(ATR_PROFILES)), default=None, help="ATR profile.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @one_line_errors
-def card_create(persona, output, seed, atr, force):
+def card_create(persona, output, seed, atr, force, as_json):
     """Build a persona's card image into FILE."""
     from mynaemu.issuance.personas import PERSONAS, build_persona
 
@@ -111,6 +123,12 @@ def card_create(persona, output, seed, atr, force):
         from mynaemu.card.atr import apply_profile
         apply_profile(image, atr)       # the ATR, and GET DATA 5F51 of that chip (§1.2)
     image.save(output)
+    if as_json:
+        import json as _json
+        click.echo(_json.dumps({"file": str(output), "persona": persona, "holder": info.identity.name,
+                                "card_expires": info.card_expiry.isoformat(), "atr": image.atr},
+                               ensure_ascii=False))
+        return
     click.echo(f"{output}: {persona} card for {info.identity.name} "
                f"(expires {info.card_expiry.isoformat()})")
 
@@ -144,8 +162,9 @@ def card_info(file, reveal, as_json):
 @card.command("apdu")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("apdus", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of {command, data, sw} (PINs redacted).")
 @one_line_errors
-def card_apdu(file, apdus):
+def card_apdu(file, apdus, as_json):
     """Send APDUs (hex, one byte or more, sent as given) to the card in FILE in-process; print
     `DATA SW` per response (a malformed command gets the card's own answer, e.g. 6700).
 
@@ -157,13 +176,21 @@ def card_apdu(file, apdus):
     raws = [parse_hex_apdu(a) for a in apdus]
     the_card = Card.from_file(file)
     the_card.power_on()
+    answers = []
     try:
         for raw in raws:
             response = the_card.transmit(raw)
             data, sw = response[:-2].hex().upper(), response[-2:].hex().upper()
-            click.echo(f"{data} {sw}" if data else sw)
+            if as_json:
+                from mynaemu.card.redact import redact_command
+                answers.append({"command": redact_command(raw), "data": data, "sw": sw})
+            else:
+                click.echo(f"{data} {sw}" if data else sw)
     finally:
         the_card.power_off()
+    if as_json:
+        import json as _json
+        click.echo(_json.dumps(answers))
 
 
 @card.command("serve")
