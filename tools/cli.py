@@ -194,34 +194,52 @@ def card_apdu(file, apdus, as_json):
 
 
 @card.command("serve")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where vpcd (pcscd) listens.")
 @click.option("--port", default=35963, show_default=True, type=click.IntRange(1, 65535),
-              help="35963 = reader 'Virtual PCD 00 00', 35964 = '... 00 01'.")
+              help="35963 = reader 'Virtual PCD 00 00', 35964 = '... 00 01'; the N-th card gets PORT+N.")
 @click.option("--atr", type=click.Choice(sorted(ATR_PROFILES)), default=None,
               help="Override the image's ATR profile for this session.")
 @click.option("--record", "record", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Write the session as a card script (PINs as placeholders) for `card script`.")
+@click.option("--eject-after", type=click.IntRange(1), default=None, metavar="N",
+              help="Pull the card out of its reader after the N-th APDU (SIGUSR2 puts it back).")
+@click.option("--timing", type=click.Choice(["none", "real"]), default="none", show_default=True,
+              help="real: answer with a real card's latencies (wire time at the ATR's rate, RSA ~0.3 s).")
 @one_line_errors
-def card_serve(file, host, port, atr, record):
-    """Serve the card in FILE as a PC/SC reader through pcscd's vpcd driver.
+def card_serve(files, host, port, atr, record, eject_after, timing):
+    """Serve the cards in FILES as PC/SC readers through pcscd's vpcd driver, one per slot.
 
-    Reconnects when pcscd restarts; PIN state is written to FILE as it changes. Stop with
-    Ctrl-C or SIGTERM.
+    The first card is in 'Virtual PCD 00 00' (port 35963), the next in '... 00 01' (35964), and
+    so on (vpcd has two slots; more need more reader.conf entries). Reconnects when pcscd
+    restarts; PIN state is written to each FILE as it changes. SIGUSR1 pulls every card out of
+    its reader, SIGUSR2 puts them back. Stop with Ctrl-C or SIGTERM.
     """
     from mynaemu.card.core import Card
-    from mynaemu.card.transport.vpcd import run
+    from mynaemu.card.transport.timing import RealTiming
+    from mynaemu.card.transport.vpcd import VpcdServer, reader_for, run_many
 
-    the_card = Card.from_file(file, atr=atr)
-    if record is not None:
-        from mynaemu.tools.record import Recorder, RecordingCard
-        the_card = RecordingCard(the_card, Recorder.for_image(record, the_card.image,
-                                                              source=f"mynaemu card serve --record ({file.name})"))
+    if len(set(files)) != len(files):
+        raise click.BadParameter("the same card image twice", param_hint="FILES")
+    if record is not None and len(files) > 1:
+        raise click.BadParameter("--record takes one card", param_hint="--record")
+    if port + len(files) - 1 > 65535:
+        raise click.BadParameter(f"{len(files)} cards from port {port} run past 65535", param_hint="--port")
     door_log = logging.getLogger("mynaemu.vpcd")
     if door_log.getEffectiveLevel() > logging.INFO:
         door_log.setLevel(logging.INFO)     # connection events (connect, power, reconnect) by default
-    click.echo(f"serving {file} on vpcd {host}:{port} (ATR {the_card.atr.hex().upper()})", err=True)
-    run(the_card, host=host, port=port)
+    servers = []
+    for n, file in enumerate(files):
+        the_card = Card.from_file(file, atr=atr)
+        if record is not None:
+            from mynaemu.tools.record import Recorder, RecordingCard
+            the_card = RecordingCard(the_card, Recorder.for_image(record, the_card.image,
+                                                                  source=f"mynaemu card serve --record ({file.name})"))
+        pace = RealTiming(the_card.atr) if timing == "real" else None
+        servers.append(VpcdServer(the_card, host, port + n, eject_after=eject_after, timing=pace))
+        click.echo(f"serving {file} on vpcd {host}:{port + n} = {reader_for(port + n)!r} "
+                   f"(ATR {the_card.atr.hex().upper()})", err=True)
+    run_many(servers)
 
 
 from mynaemu.tools.cli_sm import card_sm_read  # noqa: E402  (§13.2 secure-messaging read)

@@ -365,8 +365,10 @@ class CardServerHandle:
 
 def reader_for_port(port: int) -> str:
     """vpcd slot name for a port: 35963 -> "Virtual PCD 00 00", 35964 -> "... 00 01"."""
-    if not VPCD_PORT <= port < VPCD_PORT + 100:
-        raise ValueError(f"vpcd listens on {VPCD_PORT} + slot (35963, 35964, ...), not {port}")
+    # vpcd's two default slots, or a further slot pcscd listens on now (more reader.conf entries)
+    if port not in (VPCD_PORT, VPCD_PORT + 1) and port not in vpcd_ports():
+        raise ValueError(f"vpcd listens on {VPCD_PORT} and {VPCD_PORT + 1} (and any further configured "
+                         f"slot that is listening), not {port}")
     return reader_for(port)
 
 

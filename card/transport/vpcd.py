@@ -85,7 +85,8 @@ class VpcdServer:
     """
 
     def __init__(self, card, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, log: Log = None,
-                 backoff_start: float = BACKOFF_START, backoff_max: float = BACKOFF_MAX):
+                 backoff_start: float = BACKOFF_START, backoff_max: float = BACKOFF_MAX,
+                 eject_after: Optional[int] = None, timing=None):
         if not 0 < int(port) < 65536:
             raise ValueError(f"port {port} out of range 1..65535")
         if not 0 < backoff_start <= backoff_max:
@@ -100,6 +101,14 @@ class VpcdServer:
         self._sock: Optional[socket.socket] = None
         self.connections = 0          # successful connects so far (tests and status lines)
         self.apdus = 0                # command APDUs answered so far
+        # Card in or out of the reader: eject() pulls it (the connection to vpcd is closed, which
+        # pcscd reports as a card removal), insert() puts it back (reconnect).
+        self._inserted = threading.Event()
+        self._inserted.set()
+        if eject_after is not None and int(eject_after) < 1:
+            raise ValueError("eject_after must be at least 1")
+        self.eject_after = None if eject_after is None else int(eject_after)
+        self.timing = timing          # card/transport/timing.py RealTiming, or None: answer at once
         if log is None:
             log = logging.getLogger("mynaemu.vpcd")
         if isinstance(log, logging.Logger):
@@ -139,6 +148,29 @@ class VpcdServer:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def inserted(self) -> bool:
+        return self._inserted.is_set()
+
+    def eject(self) -> None:
+        """Pull the card out of the reader (thread- and signal-safe: sets a flag, shuts the socket).
+
+        pcscd sees the card removed; the card is powered off, so its security status is gone as
+        on a real card taken out (spec §4.5). It stays out until insert()."""
+        if not self._inserted.is_set():
+            return
+        self._inserted.clear()
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def insert(self) -> None:
+        """Put the card back: the door reconnects to vpcd and pcscd sees a card inserted."""
+        self._inserted.set()
+
     def serve_in_thread(self, name: str = "vpcd") -> threading.Thread:
         """Start serve_forever() in a daemon thread and return it (tests, benchmarks)."""
         thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
@@ -152,6 +184,9 @@ class VpcdServer:
         refused_logged = False
         try:
             while not self._stop.is_set():
+                if not self._inserted.is_set():
+                    self._stop.wait(0.05)        # pulled out: wait for insert() or stop()
+                    continue
                 sock = self._connect()
                 if sock is None:
                     if not refused_logged:
@@ -182,7 +217,9 @@ class VpcdServer:
                         pass
                     # Out of the reader means no power: clear security status (spec §4.5).
                     self._power_off()
-                if not self._stop.is_set():
+                if not self._inserted.is_set():
+                    self._info("vpcd: card pulled out of the reader (eject); waiting for insert")
+                elif not self._stop.is_set():
                     self._info(f"vpcd: connection lost ({reason}); reconnecting")
                     self._stop.wait(delay)
         finally:
@@ -240,7 +277,15 @@ class VpcdServer:
             payload = self._recv_exact(sock, length)
             reply = self.handle(payload)
             if reply is not None:
+                if self.timing is not None and len(payload) > 1:
+                    pause = self.timing.delay(payload, reply)
+                    if pause > 0 and self._stop.wait(pause):
+                        return
                 sock.sendall(frame(reply))
+                if self.eject_after is not None and len(payload) > 1 and self.apdus == self.eject_after:
+                    self._info(f"vpcd: pulling the card after APDU {self.apdus} (--eject-after)")
+                    self.eject()
+                    return
 
     # -- one message -------------------------------------------------------------------------
     def handle(self, payload: bytes) -> Optional[bytes]:
@@ -288,37 +333,59 @@ class VpcdServer:
             self._info(f"vpcd: power off failed: {type(exc).__name__}: {exc}")
 
 
-def run(card, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, log: Log = None) -> int:
+def run(card, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, log: Log = None, **options) -> int:
     """Serve `card` in the foreground until SIGTERM or SIGINT; the CLI's `card serve` uses this.
 
     Returns the process exit status (0). The card is powered off on the way out.
     """
-    server = VpcdServer(card, host, port, log=log)
+    return run_many([VpcdServer(card, host, port, log=log, **options)])
+
+
+def run_many(servers) -> int:
+    """Serve several cards (one VpcdServer per vpcd slot) until SIGTERM or SIGINT.
+
+    SIGUSR1 pulls every served card out of its reader, SIGUSR2 puts them back (`card serve`).
+    """
+    servers = list(servers)
     if threading.current_thread() is not threading.main_thread():
-        server.serve_forever()            # signals can only be handled on the main thread
+        threads = [s.serve_in_thread() for s in servers]   # signals only work on the main thread
+        for t in threads:
+            t.join()
         return 0
-    # The door runs in a worker thread; the signal handler only sets a flag (taking no lock, so
-    # it cannot deadlock on one the interrupted code holds) and this thread calls stop().
+    # The doors run in worker threads; the signal handler only records the signal (taking no
+    # lock, so it cannot deadlock on one the interrupted code holds) and this thread acts on it.
     requested = []
 
     def _on_signal(signum, _frame):
         requested.append(signum)
 
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    worker = threading.Thread(target=server.serve_forever, name="vpcd", daemon=True)
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in handled}
+    workers = [threading.Thread(target=s.serve_forever, name=f"vpcd-{s.port}", daemon=True) for s in servers]
     try:
-        worker.start()
-        while worker.is_alive():
-            if requested:
-                server.stop()
-            worker.join(0.1)
+        for worker in workers:
+            worker.start()
+        while any(w.is_alive() for w in workers):
+            while requested:
+                signum = requested.pop(0)
+                for server in servers:
+                    if signum == signal.SIGUSR1:
+                        server.eject()
+                    elif signum == signal.SIGUSR2:
+                        server.insert()
+                    else:
+                        server.stop()
+            for worker in workers:
+                worker.join(0.05)
     finally:
-        server.stop()
-        worker.join(5)
+        for server in servers:
+            server.stop()
+        for worker in workers:
+            worker.join(5)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
 
 
-__all__ = ["VpcdServer", "run", "redact_apdu", "frame", "READER_NAME", "DEFAULT_HOST", "DEFAULT_PORT",
+__all__ = ["VpcdServer", "run", "run_many", "redact_apdu", "frame", "READER_NAME", "DEFAULT_HOST", "DEFAULT_PORT",
            "VpcdProtocolError"]
