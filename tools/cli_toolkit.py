@@ -11,7 +11,20 @@ from pathlib import Path
 
 import click
 
-from mynaemu.tools.cli import EXIT_REFUSED, EXIT_USAGE, Refused
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+
+class Refused(click.ClickException):
+    """A one-line refusal with a chosen exit code (as tools/cli.py's; not imported from there,
+    which imports this module: `python -m mynaemu.tools.cli` would run into a cycle)."""
+
+    def __init__(self, message: str, code: int = EXIT_REFUSED):
+        super().__init__(message)
+        self.exit_code = code
+
+    def show(self, file=None):
+        click.echo(f"mynaemu: {self.format_message()}", err=True)
 
 
 def _parse_sets(values) -> dict:
