@@ -143,5 +143,30 @@ def card_script(files, persona, card_image, reader, seed, sets, as_json):
         raise SystemExit(EXIT_REFUSED)
 
 
+@click.command("face")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Directory for the PNG files (made 0700 if missing).")
+@click.option("--force", is_flag=True, help="Overwrite files of an earlier run.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable list of the files written.")
+def card_face(file, out_dir, force, as_json):
+    """Write the 券面 images of the card in FILE as PNG, and front.png / back.png: the card
+    as a person sees it (photo, 氏名, 住所, 生年月日, 性別, expiry, security code; 個人番号 on the
+    back), every picture marked TEST."""
+    from mynaemu.card.image import CardImage, CardImageError
+    from mynaemu.tools.face import FaceError, write_face
+
+    try:
+        written = write_face(CardImage.load(file), out_dir, force=force)
+    except (CardImageError, FaceError, OSError) as exc:
+        raise Refused(str(exc).splitlines()[0] or type(exc).__name__) from None
+    if as_json:
+        click.echo(json.dumps({"files": {k: str(v) for k, v in written.items()}}))
+    else:
+        for path in written.values():
+            click.echo(str(path))
+
+
 def register(card_group) -> None:
     card_group.add_command(card_script)
+    card_group.add_command(card_face)
