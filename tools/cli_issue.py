@@ -317,18 +317,22 @@ def cmd_generate(obj, app_ids, workers, lease, at, as_json, operator, terminal):
 def _generate_batch(obj, workers, lease, at, as_json, operator, terminal):
     from mynaemu.issuance.batch import DEFAULT_LEASE_S, run_batch
 
-    obj.open_store().close()  # create / migrate before the workers open it
+    from mynaemu.tools.progress import TerminalProgress
+
+    store = obj.open_store()  # create / migrate before the workers open it
+    try:
+        waiting = len(store.application_ids(("applied", "received")))
+    finally:
+        store.close()
     counts = {"generated": 0, "failed": 0, "skipped": 0}
+    # A bar with the total and an ETA on a terminal; nothing in a log (tools/progress.py).
+    with TerminalProgress(waiting, f"generating ({workers} worker{'s' if workers > 1 else ''})") as bar:
+        def progress(kind, payload):
+            counts[kind] += 1
+            bar.set(counts["generated"] + counts["failed"])
 
-    def progress(kind, payload):
-        counts[kind] += 1
-        if not as_json:
-            click.echo(f"\rgenerating: {counts['generated']} done, {counts['failed']} failed", nl=False, err=True)
-
-    result = run_batch(obj.location(), workers=workers, at=at, operator=operator, terminal=terminal,
-                       lease_s=lease or DEFAULT_LEASE_S, progress=progress)
-    if not as_json and sum(counts.values()):
-        click.echo("", err=True)
+        result = run_batch(obj.location(), workers=workers, at=at, operator=operator, terminal=terminal,
+                           lease_s=lease or DEFAULT_LEASE_S, progress=progress)
     doc = {"generated": result.generated, "failed": result.failed, "skipped": result.skipped,
            "reclaimed": result.reclaimed, "workers": workers, "seconds": round(result.seconds, 3)}
     lines = [f"{r['id']}: notice {r['notice_id']}, card expires {r['card_expires']}, "

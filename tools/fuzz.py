@@ -967,7 +967,7 @@ def build_facts(personas=PERSONAS, seed: int | None = 1) -> dict:
 
 
 def fuzz(apdus: int, *, seed: int = 0, personas=PERSONAS, persona_seed: int | None = 1,
-         episode: tuple = (20, 400), progress=None) -> dict:
+         episode: tuple = (20, 400), progress=None, report_every: int = 100_000) -> dict:
     """Send at least `apdus` APDUs; raises Violation. Returns the statistics."""
     facts = build_facts(personas, persona_seed)
     rigs = {name: Rig(f) for name, f in facts.items()}
@@ -978,7 +978,7 @@ def fuzz(apdus: int, *, seed: int = 0, personas=PERSONAS, persona_seed: int | No
     over_le = collections.Counter()
     sent = episodes = 0
     start = time.perf_counter()
-    next_report = 100_000
+    next_report = report_every
     while sent < apdus:
         name = ch.pick(list(personas))
         oracle = start_episode(ch, facts[name], f"{name} (episode {episodes}, seed {seed})", rigs[name])
@@ -993,7 +993,7 @@ def fuzz(apdus: int, *, seed: int = 0, personas=PERSONAS, persona_seed: int | No
         episodes += 1
         if progress and sent >= next_report:
             progress(sent, time.perf_counter() - start)
-            next_report += 100_000
+            next_report += report_every
     elapsed = time.perf_counter() - start
     return {"apdus": sent, "episodes": episodes, "seconds": elapsed, "sw": sw_counts,
             "states": states, "over_le": over_le}
@@ -1037,12 +1037,20 @@ def main(argv=None) -> int:
     print(f"fuzzing {args.apdus:,} APDUs over personas {', '.join(personas)} (seed {args.seed}, "
           f"persona seed {args.persona_seed})", flush=True)
 
+    from mynaemu.tools.progress import TerminalProgress
+
+    bar = TerminalProgress(args.apdus, "fuzzing")      # total + ETA on a terminal only
+
     def progress(sent, seconds):
-        print(f"  {sent:>10,} APDUs, {seconds:6.1f} s, {sent / seconds:,.0f} APDU/s", flush=True)
+        if bar.enabled:
+            bar.set(sent)
+        else:
+            print(f"  {sent:>10,} APDUs, {seconds:6.1f} s, {sent / seconds:,.0f} APDU/s", flush=True)
 
     try:
-        stats = fuzz(args.apdus, seed=args.seed, personas=personas, persona_seed=args.persona_seed,
-                     progress=progress)
+        with bar:
+            stats = fuzz(args.apdus, seed=args.seed, personas=personas, persona_seed=args.persona_seed,
+                         progress=progress, report_every=10_000 if bar.enabled else 100_000)
     except Violation as exc:
         print(exc.report(), file=sys.stderr)
         print(f"replay: python -m mynaemu.tools.fuzz --apdus {args.apdus} --seed {args.seed} "

@@ -576,7 +576,7 @@ def unique_atr(rng: random.Random) -> bytes:
 
 
 def run(trials: int, *, door_name: str = "pcsc", seed: int = 0, image_path: Path | None = None,
-        kill_window: tuple = (0.0, 0.25), port: int | None = None, progress=None) -> Stats:
+        kill_window: tuple = (0.0, 0.25), port: int | None = None, progress=None, progress_every: int = 50) -> Stats:
     """Run `trials` trials; raises TearingViolation on the first violation."""
     rng = random.Random(seed)
     stats = Stats()
@@ -603,7 +603,7 @@ def run(trials: int, *, door_name: str = "pcsc", seed: int = 0, image_path: Path
         try:
             for n in range(trials):
                 previous = run_trial(door, path, pins, rng, stats, previous, kill_window=kill_window)
-                if progress and (n + 1) % 50 == 0:
+                if progress and (n + 1) % progress_every == 0:
                     progress(n + 1, time.perf_counter() - start)
             # The last restart: the card still agrees with the file.
             door.start(path)
@@ -634,12 +634,20 @@ def main(argv=None) -> int:
         parser.error("--trials must be at least 1")
     print(f"tearing: {args.trials} trials through the {args.door} door (seed {args.seed})", flush=True)
 
+    from mynaemu.tools.progress import TerminalProgress
+
+    bar = TerminalProgress(args.trials, f"tearing ({args.door})")     # total + ETA on a terminal only
+
     def progress(n, seconds):
-        print(f"  {n:>5} trials, {seconds:7.1f} s", flush=True)
+        if bar.enabled:
+            bar.set(n)
+        else:
+            print(f"  {n:>5} trials, {seconds:7.1f} s", flush=True)
 
     try:
-        stats = run(args.trials, door_name=args.door, seed=args.seed, image_path=args.image, port=args.port,
-                    progress=progress)
+        with bar:
+            stats = run(args.trials, door_name=args.door, seed=args.seed, image_path=args.image, port=args.port,
+                        progress=progress, progress_every=1 if bar.enabled else 50)
     except TearingViolation as exc:
         print(f"VIOLATION: {exc}", file=sys.stderr)
         print(f"replay: python -m mynaemu.tools.tearing --trials {args.trials} --door {args.door} --seed {args.seed}",
