@@ -5,7 +5,6 @@ Protocol tests run against a fake vpcd (a TCP listener in the test, tests/test_v
 PC/SC tests (marker pcsc; run them under the flock of COMMON.md) go through pcscd, OpenSC and
 pyscard.
 """
-import os
 import signal
 import socket
 import subprocess
