@@ -11,6 +11,11 @@ from pathlib import Path
 
 import click
 
+from mynaemu.tools.cli_types import one_line_usage
+
+# One-line usage errors like every other card command (tools/cli_types.py).
+_COMMAND = one_line_usage("mynaemu card")
+
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
@@ -37,7 +42,7 @@ def _parse_sets(values) -> dict:
     return out
 
 
-@click.command("script")
+@click.command("script", cls=_COMMAND)
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--persona", default=None, help="Run every script on a fresh card of this persona "
@@ -143,7 +148,7 @@ def card_script(files, persona, card_image, reader, seed, sets, as_json):
         raise SystemExit(EXIT_REFUSED)
 
 
-@click.command("face")
+@click.command("face", cls=_COMMAND)
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Directory for the PNG files (made 0700 if missing).")
