@@ -5,6 +5,7 @@ Protocol tests run against a fake vpcd (a TCP listener in the test, tests/test_v
 PC/SC tests (marker pcsc; run them under the flock of COMMON.md) go through pcscd, OpenSC and
 pyscard.
 """
+import os
 import signal
 import socket
 import subprocess
@@ -313,3 +314,53 @@ def test_card_script_on_a_reader(pcsc_ready, tmp_path):
         assert "on reader Virtual PCD 00 00" in result.output
     finally:
         _stop(proc, ctl)
+
+
+def test_control_fifo_pulls_one_card_of_two(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    for path in (a, b):
+        assert run("card", "create", "--persona", "adult", "-o", path, "--seed", "1").exit_code == 0
+    control = tmp_path / "ctl"
+    first, second = _port_pair()
+    proc = subprocess.Popen([sys.executable, "-m", "mynaemu", "card", "serve", a, b, "--port", str(first.port),
+                             "--control", control], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for fake in (first, second):
+            fake.accept(30)
+            fake.send(b"\x01")
+        import stat as _stat
+        assert _stat.S_ISFIFO(os.lstat(control).st_mode) and _stat.S_IMODE(os.lstat(control).st_mode) == 0o600
+        with open(control, "w") as ctl:
+            ctl.write("bogus line\neject 7\neject 1\n")
+        assert closed_by_card(second)
+        assert first.exchange(SELECT_JPKI) == b"\x90\x00"          # the other card stays in
+        assert no_connection_for(second, 0.4)
+        with open(control, "w") as ctl:
+            ctl.write("insert 1\n")
+        second.accept(10)
+        second.send(b"\x01")
+        assert second.exchange(SELECT_JPKI) == b"\x90\x00"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        err = proc.stderr.read().decode()
+        assert "ignored 'bogus line'" in err and "no card '7'" in err
+        assert not control.exists()                                # made by serve, removed by serve
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        first.close()
+        second.close()
+
+
+def test_control_path_that_is_not_a_fifo_is_refused(tmp_path):
+    a = tmp_path / "a.json"
+    assert run("card", "create", "--persona", "adult", "-o", a, "--seed", "1").exit_code == 0
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    link = tmp_path / "link"
+    link.symlink_to(victim)
+    for path in (victim, link):
+        result = run("card", "serve", a, "--control", path, "--port", "1")
+        assert result.exit_code == 1 and "not a FIFO" in result.stderr
+    assert victim.read_text() == "keep"

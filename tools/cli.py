@@ -206,14 +206,17 @@ def card_apdu(file, apdus, as_json):
               help="Pull the card out of its reader after the N-th APDU (SIGUSR2 puts it back).")
 @click.option("--timing", type=click.Choice(["none", "real"]), default="none", show_default=True,
               help="real: answer with a real card's latencies (wire time at the ATR's rate, RSA ~0.3 s).")
+@click.option("--control", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="A FIFO taking 'eject N' / 'insert N' / 'eject all' lines (card N of FILES, from 0).")
 @one_line_errors
-def card_serve(files, host, port, atr, record, eject_after, timing):
+def card_serve(files, host, port, atr, record, eject_after, timing, control):
     """Serve the cards in FILES as PC/SC readers through pcscd's vpcd driver, one per slot.
 
     The first card is in 'Virtual PCD 00 00' (port 35963), the next in '... 00 01' (35964), and
     so on (vpcd has two slots; more need more reader.conf entries). Reconnects when pcscd
     restarts; PIN state is written to each FILE as it changes. SIGUSR1 pulls every card out of
-    its reader, SIGUSR2 puts them back. Stop with Ctrl-C or SIGTERM.
+    its reader, SIGUSR2 puts them back; `--control FIFO` does it per card. Stop with Ctrl-C or
+    SIGTERM.
     """
     from mynaemu.card.core import Card
     from mynaemu.card.transport.timing import RealTiming
@@ -239,7 +242,16 @@ def card_serve(files, host, port, atr, record, eject_after, timing):
         servers.append(VpcdServer(the_card, host, port + n, eject_after=eject_after, timing=pace))
         click.echo(f"serving {file} on vpcd {host}:{port + n} = {reader_for(port + n)!r} "
                    f"(ATR {the_card.atr.hex().upper()})", err=True)
-    run_many(servers)
+    if control is None:
+        run_many(servers)
+        return
+    from mynaemu.card.transport.control import ControlFifo
+
+    channel = ControlFifo(control, servers, log=door_log.info).start()
+    try:
+        run_many(servers)
+    finally:
+        channel.close()
 
 
 from mynaemu.tools.cli_sm import card_sm_read  # noqa: E402  (§13.2 secure-messaging read)
