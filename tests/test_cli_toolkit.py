@@ -42,3 +42,13 @@ def test_create_and_apdu_json(tmp_path):
     answers = json.loads(result.stdout)
     assert [a["sw"] for a in answers] == ["9000", "9000", "63C2"]
     assert answers[2]["command"] == "0020008004********"       # the PIN never printed
+
+
+def test_kiosk_enrol_json_on_a_card_of_the_myna_office(myna_office):
+    card = myna_office.issue_card(name="試験\u3000次郎", sex="1")
+    myna_office.close()
+    result = CliRunner().invoke(main, ["kiosk", "enrol", "--card", str(card), "--pin-zei", "4321", "--json"],
+                                env={"MYNAEMU_HOME": str(myna_office.home)})
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["card"] == str(card) and doc["documents"] == ["zei"] and len(doc["municipality_code"]) == 5

@@ -384,7 +384,8 @@ def kiosk_trust_root(home, output):
 @click.option("--pin-zei", default=None, help="PIN for 税証明.")
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None)
 @_db_option
-def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db):
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_json):
     """Write the 条例利用AP (現行方式, AP-8) onto a card of the store, as the counter does.
 
     The 利用者ID comes from the municipality (the store under --home); each document type
@@ -419,6 +420,10 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db):
         image.save(card_file)
     except (CardImageError, StoreError, ValueError, KeyError) as exc:
         raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
+    if as_json:
+        click.echo(json.dumps({"card": str(card_file), "municipality_code": resident.municipality_code,
+                               "documents": list(pins)}, ensure_ascii=False))
+        return
     click.echo(f"{card_file}: 条例利用AP written (municipality {resident.municipality_code}; documents "
                f"{', '.join(pins)})")
 
