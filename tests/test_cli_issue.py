@@ -217,8 +217,8 @@ def test_concurrent_suspend_and_renew_from_two_processes(home, tmp_path):
         deliver(app_id, tmp_path / f"c{n}.json", at="2025-01-05T10:00")
         ids.append(app_id)
     for app_id in ids:
-        procs = [_spawn("suspend", app_id, "--at", "2028-11-01T10:00", "--json"),
-                 _spawn("renew", app_id, "--at", "2028-11-01T10:00", "--json")]
+        procs = [_spawn("suspend", app_id, "--at", "2028-11-01T10:00", "--allow-future", "--json"),
+                 _spawn("renew", app_id, "--at", "2028-11-01T10:00", "--allow-future", "--json")]
         outcomes = []
         for proc in procs:
             out, err = proc.communicate(timeout=60)

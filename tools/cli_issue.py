@@ -56,8 +56,42 @@ def _now() -> _dt.datetime:
 # shared options and error mapping
 # ---------------------------------------------------------------------------------------------
 
-def common(func):
-    """--at, --json, --operator, --terminal on every command."""
+# A state-changing step dated further than this after the machine's clock needs --allow-future.
+FUTURE_SLACK = _dt.timedelta(days=1)
+
+
+def check_future(at, allow_future: bool, *, now: _dt.datetime | None = None) -> None:
+    """Refuse (exit 2) a state-changing --at more than FUTURE_SLACK after the machine's clock.
+
+    The settable clock lets tests and demos live on any date, but a mistyped year (2030 for
+    2026) would otherwise stick: history never goes back (the clock check of workflow.py), so a
+    suspension dated 2030 could not be resumed today and a 受付 dated 2099 would block the
+    person for good. Reads (status, audit, crl, persona, ocsp-serve) stay free at any instant."""
+    if at is None or allow_future:
+        return
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    if at - now > FUTURE_SLACK:
+        raise IssueError(f"--at {at.isoformat()} is more than one day after this machine's clock "
+                         f"({now.astimezone(JST).isoformat(timespec='seconds')}); a state-changing step "
+                         "dated in the future needs --allow-future", EXIT_USAGE)
+
+
+def common(func=None, *, reads: bool = False):
+    """--at, --json, --operator, --terminal on every command; --allow-future (and the check of
+    check_future) on every command that changes the store (`reads=True`: the read commands)."""
+    if func is None:
+        return functools.partial(common, reads=reads)
+    if not reads:
+        inner = func
+
+        @functools.wraps(inner)
+        def func(*args, allow_future=False, **kwargs):
+            check_future(kwargs.get("at"), allow_future)
+            return inner(*args, **kwargs)
+
+        func = click.option("--allow-future", "allow_future", is_flag=True,
+                            help="Allow --at more than one day after this machine's clock "
+                                 "(a state-changing step dated in the future).")(func)
     func = click.option("--terminal", envvar="MYNAEMU_TERMINAL", default="cli", show_default=True,
                         type=text_type("terminal"),
                         help="Terminal id for the audit (DATA-3 操作端末ID).")(func)
@@ -575,7 +609,7 @@ _state_command("revoke", "revoke", "失効 (M10): death, removal of the resident
 @issue.command("status")
 @click.argument("app_id", metavar="ID", type=FORM_ID)
 @click.option("--reveal", is_flag=True, help="Show the full 個人番号 (the access is audited).")
-@common
+@common(reads=True)
 @click.pass_obj
 @guarded
 def cmd_status(obj, app_id, reveal, at, as_json, operator, terminal):
@@ -596,7 +630,7 @@ def cmd_status(obj, app_id, reveal, at, as_json, operator, terminal):
 
 @issue.command("audit")
 @click.argument("app_id", metavar="[ID]", required=False, type=FORM_ID)
-@common
+@common(reads=True)
 @click.pass_obj
 @guarded
 def cmd_audit(obj, app_id, at, as_json, operator, terminal):
@@ -627,7 +661,7 @@ def cmd_audit(obj, app_id, at, as_json, operator, terminal):
 @click.option("--ca", "kind", required=True, type=click.Choice(["auth", "sign"]))
 @click.option("-o", "--output", type=OUTPUT, default=None,
               help="Write the DER CRL here (default: PEM on stdout).")
-@common
+@common(reads=True)
 @click.pass_obj
 @guarded
 def cmd_crl(obj, kind, output, at, as_json, operator, terminal):
@@ -675,7 +709,7 @@ def _crl_reason(entry) -> str | None:
 @issue.command("ocsp-serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (loopback by default).")
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port.")
-@common
+@common(reads=True)
 @click.pass_obj
 @guarded
 def cmd_ocsp_serve(obj, host, port, at, as_json, operator, terminal):
@@ -714,7 +748,7 @@ def cmd_ocsp_serve(obj, host, port, at, as_json, operator, terminal):
 @click.argument("name")
 @click.option("-o", "--output", required=True, type=OUTPUT)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-@common
+@common(reads=True)
 @click.pass_obj
 @guarded
 def cmd_persona(obj, name, output, force, at, as_json, operator, terminal):
