@@ -345,12 +345,44 @@ _V2 = [
     "CREATE INDEX audit_target ON audit (target, id)",
 ]
 
+# v3: custody and binding (cardwrite.py). card_bindings: the public half of each card's 共通AP
+# key, recorded at 発行, that a presented card must prove it holds before the back office writes
+# it. card_writes: a card file committed but not yet renamed into place (public data only:
+# paths and digests), finished by the next command. The data step binds the cards whose keys the
+# store still holds and deletes the private keys of every card already handed over (J-LIS keeps
+# no holder private key).
+def _v3_custody(conn) -> None:
+    from .cardwrite import migrate_custody
+
+    migrate_custody(conn)
+
+
+_V3 = [
+    """CREATE TABLE card_bindings (
+        application_id TEXT PRIMARY KEY REFERENCES applications (id),
+        role TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        created_at TEXT NOT NULL)""",
+    """CREATE TABLE card_writes (
+        id TEXT PRIMARY KEY,
+        application_id TEXT NOT NULL REFERENCES applications (id),
+        operation TEXT NOT NULL,
+        target TEXT NOT NULL,
+        staged TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        previous TEXT,
+        created_at TEXT NOT NULL,
+        audit_id INTEGER REFERENCES audit (id))""",
+    _v3_custody,
+]
+
 # Ordered migrations: (version, description, statements). Append, never edit a shipped one.
 # A statement is shared SQL (PostgreSQL types via pg.ddl) or {backend: SQL} for the rare step
 # that differs; a backend missing from such a dict skips it.
 MIGRATIONS: list[tuple[int, str, list]] = [
     (1, "initial schema: persons, numbers, applications, cards, certificates, keys, audit", _V1),
     (2, "scale: card order, batch claims, lookup indexes", _V2),
+    (3, "custody: card key bindings, pending card writes, no holder key after delivery", _V3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -551,10 +583,14 @@ class Store:
                     continue
                 chosen = [st.get(self.backend) if isinstance(st, dict) else st for st in statements]
                 chosen = [st for st in chosen if st is not None]
+                steps = [st for st in chosen if callable(st)]  # data steps run after the DDL
+                chosen = [st for st in chosen if not callable(st)]
                 if self.is_pg:
                     chosen = pg.order_creates([pg.ddl(st) for st in chosen])
                 for statement in chosen:
                     conn.execute(statement)
+                for step in steps:
+                    step(conn)
                 conn.execute("INSERT INTO schema_version VALUES (?, ?, ?)", (version, description, now))
             self._init_settings(conn, rule_set, now)
 
@@ -972,7 +1008,11 @@ class Store:
         rv.check_serial(serial)
         at = rv.instant(at)
         row = self.certificate_by_serial(ca_kind, serial)
-        if row is None:
+        if row is None or not self.delivered_by(row["application_id"], at):
+            # Decision (trust boundaries): a certificate is not "good" before its card is handed
+            # over (交付). RFC 6960 §2.2: "unknown" when the responder does not know the status;
+            # a relying party must not treat it as good (the centre refuses it, exit 5), and it
+            # is not a revocation, so no CRL entry or revocation time is invented for it.
             return rv.CertStatus(rv.UNKNOWN)
         status = self.status_at(row, at)
         not_after = parse_iso(row["not_after"])
@@ -985,6 +1025,12 @@ class Store:
             return rv.CertStatus(rv.REVOKED, parse_iso(status["revoked_at"]),
                                  _reason_flag(status["reason"]), not_after)
         return rv.CertStatus(rv.UNKNOWN)
+
+    def delivered_by(self, app_id: str, at: _dt.datetime) -> bool:
+        """Was the card of `app_id` handed over (交付) at or before `at`? (True for a certificate
+        the workflow did not issue for a card: there is no handover to wait for.)"""
+        row = self.conn.execute("SELECT delivered_at FROM cards WHERE application_id = ?", (app_id,)).fetchone()
+        return row is None or (row[0] is not None and row[0] <= iso(at))
 
     def revoked_certificates(self, ca_kind: str, at: _dt.datetime):
         from . import revocation as rv

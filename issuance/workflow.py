@@ -44,7 +44,7 @@ from cryptography import x509
 from mynaemu.card.image import CardImage, PinEF
 from mynaemu.card.limits import LimitError, check_address
 
-from . import policy, validate
+from . import cardwrite, policy, validate
 from .ca import TestPKI, default_test_pki
 from .identity import Identity
 from .keys import generate_rsa_key, load_private_key_pem, private_key_pem
@@ -356,6 +356,7 @@ class Workflow:
         self.card_keys = card_keys or self._default_card_keys
         self._audit_id: int | None = None
         self._audit_note: dict = {}
+        self._staged: list = []  # card files staged in this transaction (cardwrite.py)
 
     @property
     def pki(self) -> TestPKI:
@@ -376,6 +377,7 @@ class Workflow:
     # --- the transaction + audit frame ------------------------------------------------------
     def _run(self, operation: str, target: str | None, at: _dt.datetime, body, *, reason: str | None = None):
         at = _aware(at)
+        cardwrite.complete_pending(self.store)  # a card write a killed process committed
         for attempt in range(_CONFLICT_RETRIES + 1):
             try:
                 return self._run_once(operation, target, at, body, reason)
@@ -387,6 +389,8 @@ class Workflow:
 
     def _run_once(self, operation: str, target: str | None, at: _dt.datetime, body, reason: str | None):
         self._audit_note = {}
+        self._staged = []
+        committed = False
         try:
             with self.store.transaction():
                 self._audit_id = self.store.audit(at=at, operator=self.operator, terminal=self.terminal,
@@ -396,6 +400,9 @@ class Workflow:
                 if self._audit_note:
                     self.store.conn.execute("UPDATE audit SET detail = ? WHERE id = ?",
                                             (_scrubbed_json(self._audit_note), self._audit_id))
+                if self._staged:
+                    cardwrite.fault("before-commit")
+            committed = True
         except WorkflowError as exc:
             self._audit_id = None
             self.store.audit(at=at, operator=self.operator, terminal=self.terminal, operation=operation,
@@ -422,6 +429,10 @@ class Workflow:
             raise
         finally:
             self._audit_id = None
+            if not committed:
+                cardwrite.discard(self._staged)
+        # commit, then publish: the card file appears only after the store committed (cardwrite.py)
+        cardwrite.publish(self.store, self._staged)
         return result
 
     def _audit_failure(self, at, operation: str, target: str | None, exc: Exception) -> None:
@@ -430,6 +441,10 @@ class Workflow:
                              target=target, outcome="error", reason=f"unexpected {type(exc).__name__}")
         except Exception:  # noqa: BLE001 — the store itself failing (busy, gone): the original error wins
             pass
+
+    def _publish(self, app_id: str, operation: str, image: CardImage, path, at: _dt.datetime) -> None:
+        self._staged.append(cardwrite.stage(self.store, app_id=app_id, operation=operation, image=image,
+                                            target=path, at=at, audit_id=self._audit_id))
 
     def _note(self, **items) -> None:
         self._audit_note.update(items)
@@ -556,6 +571,8 @@ class Workflow:
 
     def _store_image(self, app_id: str, card, person, *, identity: Identity | None = None,
                      keys: CardKeys | None = None) -> None:
+        if card["delivered_at"]:
+            return  # the store keeps no chip image (nor its keys) once the card is handed over
         has_sign = self._current_cert(app_id, "sign") is not None
         image = self._build_image(app_id, card, person, _transport_pins(has_sign), identity=identity, keys=keys)
         self.store.conn.execute("UPDATE cards SET image = ? WHERE application_id = ?",
@@ -725,6 +742,7 @@ class Workflow:
             key = getattr(keys, role)
             if key is not None:
                 self.store.put_key(app_id, role, private_key_pem(key), at)
+        cardwrite.record_binding(self.store, app_id, keys.common.public_key(), at)  # the card's own key
         notice_id = self.store.new_form_id("notice")
         self.store.conn.execute(
             "UPDATE cards SET serial = ?, starts = ?, expires = ?, security_code = ?, notice_id = ?, "
@@ -744,11 +762,13 @@ class Workflow:
     def deliver(self, app_id: str, *, at: _dt.datetime, pins: dict, identity_check: str,
                 pins_set_by: str | None = None, proxy: ProxyHandover | None = None,
                 notification_card_collected: bool = True,
-                write: Callable[[CardImage], None] | None = None) -> CardImage:
+                write: Callable[[CardImage], None] | None = None, output=None) -> CardImage:
         """交付 at the counter (FLOW-1 step 10, STATE-3 item 7): identity check recorded, PINs set
         by the holder or, under 15, the legal representative (ELIG-3, D11), a proxy only under
         FLOW-PROXY-1..6. `pins`: auth, kenhojo, juki (default = auth, AP-7), sign (only with a
         signing certificate). `write(image)` runs before the commit: if it fails, nothing changes.
+        `output`: the card file, written after the commit (cardwrite.py: commit, then publish).
+        The store keeps no private key of the holder once the card is handed over.
         """
         if not isinstance(identity_check, str) or not identity_check.strip():
             raise BadInput("STATE-3(7): handover needs the identity check that was made (identity_check)")
@@ -802,8 +822,12 @@ class Workflow:
             self.store.conn.execute("UPDATE cards SET delivered_at = ? WHERE application_id = ?", (iso(at), app_id_))
             self._state(app_id_, "active", at, "deliver")
             self._note(pins_set_by=setter, by_proxy=proxy is not None)
+            self.store.delete_keys(app_id_)  # custody ends with the handover (cardwrite.py)
+            self.store.conn.execute("UPDATE cards SET image = NULL WHERE application_id = ?", (app_id_,))
             if write is not None:
                 write(image)
+            if output is not None:
+                self._publish(app_id_, "deliver", image, output, at)
             return image
 
         return self._run("deliver", _target(app_id), at, body)
@@ -888,7 +912,7 @@ class Workflow:
 
     # --- 異動 (MOV-1) ---------------------------------------------------------------------------
     def move(self, app_id: str, *, at: _dt.datetime, address: str, address_alt: str | None = None,
-             card_image: CardImage | None = None, sign_key=None) -> dict:
+             card_image: CardImage | None = None, sign_key=None, card_path=None) -> dict:
         """異動 (change of address) at the counter (MOV-1, MOV-2, VAL-10).
 
         The signing certificate (it carries the address) is revoked as superseded and a new one
@@ -908,6 +932,9 @@ class Workflow:
             self._check_clock(app_id_, at)
             self._resident(person)
             self._no_pending_replacement(app_id_, card)
+            if card_image is not None:
+                cardwrite.check_binding(self.store, app_id_, card_image)
+            fresh = {}  # keys made now on the presented card (never stored)
             if address == person["address"]:
                 raise BadInput("the new address is the registered one; nothing moves")
             today = policy.jst_date(at)
@@ -929,15 +956,21 @@ class Workflow:
                     _, sign_end = policy.sign_cert_validity(today, auth_end)  # VAL-6, VAL-10
                     key = sign_key or self.key_factory()
                     cert = self._issue_cert(app_id_, "sign", key, self._identity(person), at, sign_end)
-                    self.store.put_key(app_id_, "sign", private_key_pem(key), at)
+                    if card_image is None:  # waits in the store for its card (write-card)
+                        self.store.put_key(app_id_, "sign", private_key_pem(key), at)
+                    else:
+                        fresh["sign"] = key
                     result["sign_serial"] = cert.serial_number
                 else:
                     self._note(sign=eligible.reason)
             card = self.store.card(app_id_)
             self._store_image(app_id_, card, person)
             if card_image is not None:
-                image = self._build_image(app_id_, card, person, _transport_pins(result["sign_serial"] is not None))
+                keys = cardwrite.rewrite_keys(self, app_id_, person, card_image, at, fresh)
+                image = self._build_image(app_id_, card, person, _transport_pins(keys.sign is not None), keys=keys)
                 result["image"] = carry_pins(card_image, image)
+                if card_path is not None:
+                    self._publish(app_id_, "move", result["image"], card_path, at)
             self._note(revoked_sign=_hex(result["revoked_sign_serial"]), new_sign=_hex(result["sign_serial"]),
                        card_written=card_image is not None)
             return result
@@ -954,7 +987,7 @@ class Workflow:
                                f"{STATE_LABELS[row[1]]})")
 
     def write_card(self, app_id: str, *, at: _dt.datetime, card_image: CardImage,
-                   sign_pin: str | None = None) -> CardImage:
+                   sign_pin: str | None = None, card_path=None) -> CardImage:
         """Rewrite the presented card from the store (e.g. after a 異動 done without the card):
         current certificates, keys and identity; the holder's PINs carried over."""
         if sign_pin is not None:
@@ -967,15 +1000,19 @@ class Workflow:
             if card_image.meta.get("application_id") not in (None, app_id_):
                 raise Refused(f"the presented card belongs to {card_image.meta.get('application_id')}, "
                               f"not {app_id_}")
-            has_sign = self._current_cert(app_id_, "sign") is not None
-            image = self._build_image(app_id_, card, person, _transport_pins(has_sign))
-            return carry_pins(card_image, image, sign_pin=sign_pin)
+            cardwrite.check_binding(self.store, app_id_, card_image)
+            keys = cardwrite.rewrite_keys(self, app_id_, person, card_image, at, {})
+            image = self._build_image(app_id_, card, person, _transport_pins(keys.sign is not None), keys=keys)
+            image = carry_pins(card_image, image, sign_pin=sign_pin)
+            if card_path is not None:
+                self._publish(app_id_, "write-card", image, card_path, at)
+            return image
 
         return self._run("write-card", _target(app_id), at, body)
 
     # --- 更新 (VAL-7, FLOW-RENEW-*) -------------------------------------------------------------
     def renew(self, app_id: str, *, at: _dt.datetime, card_image: CardImage | None = None,
-              sign_pin: str | None = None, decline_sign: bool | None = None) -> RenewResult:
+              sign_pin: str | None = None, decline_sign: bool | None = None, card_path=None) -> RenewResult:
         """更新 within the window (VAL-7, STATE-3 item 4).
 
         The card in its window → a renewal application (FLOW-RENEW-1; the new card counts from the
@@ -1013,7 +1050,7 @@ class Workflow:
             cert_decision = policy.renewal_allowed(auth_end, today) if auth_end else None
             if cert_decision is not None and cert_decision.allowed and auth_end < expiry:
                 return self._renew_certs(app_id_, application, card, person, auth_row, auth_end, at,
-                                         cert_decision, card_image, sign_pin)
+                                         cert_decision, card_image, sign_pin, card_path)
             # Refused: name the window that opens next (certificates usually before the card).
             reasons = ["card: " + card_decision.reason]
             if cert_decision is not None and auth_end < expiry:
@@ -1023,7 +1060,7 @@ class Workflow:
         return self._run("renew", _target(app_id), at, body)
 
     def _renew_certs(self, app_id, application, card, person, auth_row, auth_end, at, decision,
-                     card_image, sign_pin) -> RenewResult:
+                     card_image, sign_pin, card_path=None) -> RenewResult:
         rules = self.rules
         today = policy.jst_date(at)
         birth = self._birth(person)
@@ -1032,24 +1069,33 @@ class Workflow:
         had_sign = self._current_cert(app_id, "sign") is not None
         if sign_ok.allowed and not had_sign and card_image is not None and sign_pin is None:
             raise BadInput("a first signing certificate needs a signing password (--sign-pin)")
+        if card_image is not None:
+            cardwrite.check_binding(self.store, app_id, card_image)
+        fresh = {}  # with the card: new keys made on it, never stored; without: pending in the store
         revoked = self._revoke_certs(app_id, at, "superseded")
         _, new_auth_end = policy.auth_cert_validity(birth, today, expiry, rules, renewal_of=auth_end)  # VAL-4
         identity = self._identity(person)
         auth_key = self.key_factory()
         self._issue_cert(app_id, "auth", auth_key, identity, at, new_auth_end)
-        self.store.put_key(app_id, "auth", private_key_pem(auth_key), at)
         self.store.delete_keys(app_id, ["sign"])
+        fresh["auth"] = auth_key
         if sign_ok.allowed:
             sign_key = self.key_factory()
             _, sign_end = policy.sign_cert_validity(today, new_auth_end)  # VAL-6
             self._issue_cert(app_id, "sign", sign_key, identity, at, sign_end)
-            self.store.put_key(app_id, "sign", private_key_pem(sign_key), at)
+            fresh["sign"] = sign_key
+        if card_image is None:
+            for role, key in fresh.items():
+                self.store.put_key(app_id, role, private_key_pem(key), at)
         card = self.store.card(app_id)
         self._store_image(app_id, card, person)
         image = None
         if card_image is not None:
-            image = self._build_image(app_id, card, person, _transport_pins(sign_ok.allowed))
+            keys = cardwrite.rewrite_keys(self, app_id, person, card_image, at, fresh)
+            image = self._build_image(app_id, card, person, _transport_pins(keys.sign is not None), keys=keys)
             image = carry_pins(card_image, image, sign_pin=sign_pin)
+            if card_path is not None:
+                self._publish(app_id, "renew", image, card_path, at)
         self._note(certificates_renewed=True, superseded=[_hex(s) for s in revoked], sign=sign_ok.reason,
                    card_written=card_image is not None)
         return RenewResult("certificates", app_id, app_id, decision.reason, image)
@@ -1151,6 +1197,7 @@ class Workflow:
         from mynaemu.card.redact import mask_number
 
         at = _aware(at)
+        cardwrite.complete_pending(self.store)  # `issue status` finishes a card write a kill interrupted
         app_id_, application, card, person = self._load(app_id)
         number = self.store.individual_number(person["id"])
         if reveal:

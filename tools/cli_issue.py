@@ -441,7 +441,7 @@ def cmd_deliver(obj, app_id, auth_pin, sign_pin, kenhojo_pin, juki_pin, output, 
                            identity_check=identity_check,
                            pins_set_by=pins_set_by.replace("-", "_") if pins_set_by else None,
                            proxy=proxy, notification_card_collected=not no_notification_card,
-                           write=lambda img: img.save(output))
+                           output=output)  # written after the commit (cardwrite.py)
     has_sign = image.meta.get("sign_serial") is not None
     if sign_pin and not has_sign:
         click.echo("mynaemu issue: note: the card has no signing certificate; --sign-pin was not used", err=True)
@@ -511,9 +511,8 @@ def cmd_move(obj, app_id, address, address_alt, card_file, at, as_json, operator
     image = _load_card(card_file) if card_file else None
     store, wf = obj.workflow(operator, terminal)
     with store:
-        result = wf.move(app_id, at=at or _now(), address=address, address_alt=address_alt, card_image=image)
-        if result["image"] is not None:
-            result["image"].save(card_file)
+        result = wf.move(app_id, at=at or _now(), address=address, address_alt=address_alt, card_image=image,
+                         card_path=card_file)
     doc = {"id": result["id"], "revoked_sign_serial": _hex(result["revoked_sign_serial"]),
            "sign_serial": _hex(result["sign_serial"]), "card_written": result["image"] is not None}
     _emit(as_json, doc, f"{result['id']}: moved; signing certificate {doc['revoked_sign_serial'] or '-'} "
@@ -532,8 +531,7 @@ def cmd_write_card(obj, app_id, card_file, sign_pin, at, as_json, operator, term
     image = _load_card(card_file)
     store, wf = obj.workflow(operator, terminal)
     with store:
-        new = wf.write_card(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin)
-        new.save(card_file)
+        wf.write_card(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin, card_path=card_file)
     _emit(as_json, {"id": _norm_id(app_id), "card": str(card_file)}, f"{card_file}: rewritten")
 
 
@@ -552,9 +550,8 @@ def cmd_renew(obj, app_id, card_file, sign_pin, decline_sign_cert, at, as_json, 
     image = _load_card(card_file) if card_file else None
     store, wf = obj.workflow(operator, terminal)
     with store:
-        r = wf.renew(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin, decline_sign=decline_sign_cert)
-        if r.image is not None:
-            r.image.save(card_file)
+        r = wf.renew(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin, decline_sign=decline_sign_cert,
+                     card_path=card_file)
     doc = {"kind": r.kind, "id": r.id, "replaces": r.replaces, "reason": r.reason, "card_written": r.image is not None}
     _emit(as_json, doc, f"{r.id}: {'renewal application for ' + r.replaces if r.kind == 'card' else 'certificates renewed'}"
                         f" ({r.reason})")

@@ -519,7 +519,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
                            f"TEST JPKI CAs; card valid until {result.card_expires.isoformat()}")
         card_path = home / "card.json"
         image = wf.deliver(app_id, at=at - _dt.timedelta(hours=23), pins=DEFAULT_PINS,
-                           identity_check="counter photo-ID check (demo)", write=lambda img: img.save(card_path))
+                           identity_check="counter photo-ID check (demo)", output=card_path)
         say("back office", f"交付 at the counter: PINs set by the holder; card image written to {card_path.name}")
     finally:
         store.close()
