@@ -445,6 +445,8 @@ class Store:
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
             self.conn.execute("PRAGMA foreign_keys = ON")
             self.conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses no commit order
+            # deleted rows (the holder keys dropped at 交付, cardwrite.py) are zeroed, not left in free pages
+            self.conn.execute("PRAGMA secure_delete = ON")
             self._setup(rule_set, migrate)
         except sqlite3.DatabaseError as exc:
             self.conn.close()
