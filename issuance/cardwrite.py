@@ -288,10 +288,16 @@ def _complete(store, row) -> dict:
                                  (str(fresh), _digest(data), row["id"]))
                 staged.unlink(missing_ok=True)
                 staged, digest = fresh, _digest(data)
-        os.replace(staged, target)
-        _fsync_dir(target.parent)
-        fault("after-rename")
-        outcome["outcome"] = "published"
+        try:
+            os.replace(staged, target)
+        except FileNotFoundError:
+            if _file_digest(target) != digest:   # another process renamed it first: fine; else
+                raise                            # a real failure: the row stays for the next command
+            outcome["outcome"] = "already"
+        else:
+            _fsync_dir(target.parent)
+            fault("after-rename")
+            outcome["outcome"] = "published"
     elif _file_digest(target) == digest:
         outcome["outcome"] = "already"      # renamed, then killed before the row was deleted
     else:

@@ -25,10 +25,14 @@ What it keeps (schema version 1, created by the ordered MIGRATIONS below):
 - ``certificates`` + ``cert_events``: per CA kind, serials unique per CA, validity, DER, and the
   status history issued / hold / released / revoked with instants and RFC 5280 reasons
   (STATE-2). The store answers revocation questions from these tables (RevocationSource).
-- ``keys``: the card's private keys (PKCS#8 PEM) by role. Decision (TEST system only): they are
-  kept while the card is live so that counter work which rewrites the chip (異動 MOV-1/MOV-2,
-  certificate renewal) can re-personalise it, and deleted when the card leaves service
-  (廃止, 失効, or superseded keys). A real 機構 keeps no holder private key after writing the card.
+- ``keys``: private keys (PKCS#8 PEM) by role, only while they are not on a card yet: from 発行
+  until 交付 (which deletes them, and the chip image copy in ``cards.image``), and a key issued by
+  a step done without the card (異動/renewal without --card) until write-card puts it on the card.
+  As at J-LIS, no holder private key stays once the card holds it; counter work that rewrites
+  the chip generates new keys in the presented card (cardwrite.py). Schema v3 deleted the keys of
+  cards delivered before it. ``card_bindings``: the public half of each card's 共通AP key, which a
+  presented card must prove it holds before it is written; ``card_writes``: card files committed
+  but not yet renamed into place (paths and digests only), finished by the next command.
 - ``audit``: operator id, terminal id, instant, operation, target, reason, outcome (SEC-8,
   DATA-3 操作者ID/操作端末ID). Refused attempts are audited too (SEC-8, SEC-9). Every text
   written here passes ``scrub()``, which masks any 12-digit run, so no 個人番号 can land in it;

@@ -9,7 +9,6 @@ without a pending record does the card hold a certificate other than the store's
 A certificate is not "good" to OCSP/the kiosk before its card is handed over."""
 import datetime as dt
 import itertools
-import json
 import os
 import subprocess
 import sys
