@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from mynaemu.card.image import CardImage, KeyEF
 from mynaemu.issuance import cardwrite
 from mynaemu.issuance.ca import default_test_pki
-from mynaemu.issuance.store import DB_NAME, Store
+from mynaemu.issuance.store import DB_NAME, MIGRATIONS, Store
 from mynaemu.issuance.workflow import Workflow
 from mynaemu.tools.cli import main
 
 JST = dt.timezone(dt.timedelta(hours=9))
+CUSTODY = next(v for v, description, _ in MIGRATIONS if description.startswith("custody"))
 PERSON = ["--name", "鍵無\u3000花子", "--birth", "1990-04-02", "--sex", "2", "--address", "東京都清瀬市試験町１丁目"]
 
 
@@ -190,9 +191,9 @@ def test_migration_binds_old_cards_and_deletes_the_keys_of_delivered_ones(home, 
                           dt.datetime(2016, 5, 2, tzinfo=JST))
         conn.execute("DROP TABLE card_bindings")
         conn.execute("DROP TABLE card_writes")
-        conn.execute("DELETE FROM schema_version WHERE version = 3")
+        conn.execute("DELETE FROM schema_version WHERE version = ?", (CUSTODY,))
     with Store.open(home) as store:                         # migrates to v3
-        assert store.schema_version() == 3
+        assert store.schema_version() == CUSTODY
         assert store.keys(delivered) == {}
         assert set(store.keys(waiting)) >= {"auth", "common"}          # not handed over yet: kept
         assert store.conn.execute("SELECT count(*) FROM card_bindings").fetchone()[0] == 2
