@@ -110,14 +110,22 @@ def _image_key(image: CardImage, role: str):
     """The private key of `role` on the card image, or None when the image has none there.
     Loaded with OpenSSL's consistency checks: a doctored key EF is refused, not trusted."""
     app_name, fid = CARD_KEY_SLOTS[role]
+    pem = None
+    if role == "kenhojo_session":  # §13.2: the SM key the kenhojo AP decrypts with, when it has one
+        try:
+            pem = image.application(kenhojo.NAME).sm_key_pem
+        except KeyError:
+            pem = None
+    if pem is None:
+        try:
+            ef = image.application(app_name).efs.get(fid)
+        except KeyError:
+            return None
+        if not isinstance(ef, KeyEF):
+            return None
+        pem = ef.key_pem
     try:
-        ef = image.application(app_name).efs.get(fid)
-    except KeyError:
-        return None
-    if not isinstance(ef, KeyEF):
-        return None
-    try:
-        return serialization.load_pem_private_key(ef.key_pem, password=None)
+        return serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
         return None
 

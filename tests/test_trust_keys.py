@@ -56,6 +56,8 @@ def card_keys(path):
     image = CardImage.load(path)
     out = {}
     for app in image.applications:
+        if getattr(app, "sm_key_pem", None):
+            out[f"{app.name}/sm"] = serialization.load_pem_private_key(app.sm_key_pem, None)
         for fid, ef in app.efs.items():
             if isinstance(ef, KeyEF):
                 out[f"{app.name}/{fid:04X}"] = serialization.load_pem_private_key(ef.key_pem, None)
