@@ -51,7 +51,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from mynaemu.card.apps import common, jpki, juki, kenhojo, kenkaku
+from mynaemu.card.apps import common, jpki, kenhojo, kenkaku
 from mynaemu.card.image import CardImage, CardImageError, KeyEF, PinEF
 
 from .store import iso
@@ -69,7 +69,6 @@ CARD_KEY_SLOTS = {
     "kenhojo_card": (kenhojo.NAME, kenhojo.KEY_AP),
     "kenkaku_card": (kenkaku.NAME, kenkaku.KEY_CARD),
     "common": (common.NAME, common.KEY_AUTH),
-    "juki": (juki.NAME, juki.KEY_AUTH),
 }
 # Per-card signers of the 券面 APs' data: the issuer's, certified by the CVC, never on the card.
 ISSUER_ROLES = ("kenhojo_signer", "kenkaku_signer")
