@@ -238,6 +238,9 @@ class Resident:
     salary_income: int = 0
     user_id: str | None = None
     status: str = "resident"      # resident | removed | deceased (M10)
+    # The state of the card this request came with (kiosk_trust.CardStatus); None when the
+    # directory keeps no cards (the in-memory one), in which case only the JPKI checks apply.
+    card: object | None = None
 
     def age_on(self, day: _dt.date) -> int:
         years = day.year - self.birth.year
@@ -369,32 +372,55 @@ def synthesize_resident(identity: Identity, *, on: _dt.date, user_id: str | None
 @runtime_checkable
 class ResidentDirectory(Protocol):
     """How the centre and the municipalities find a person (CVS-18: by 利用者ID or by the
-    user-authentication certificate's serial). None when nobody matches."""
+    user-authentication certificate). None when nobody matches. A directory that records the
+    issued certificates finds the person by the certificate's serial and then requires the
+    presented certificate to equal the recorded one (kiosk_trust.issued_auth_certificate):
+    a serial alone proves nothing."""
 
-    def resident_for_certificate(self, serial: int) -> Resident | None: ...
+    def resident_for_certificate(self, certificate) -> Resident | None: ...
 
     def resident_for_user_id(self, user_id: str) -> Resident | None: ...
 
 
 class MemoryResidentDirectory:
-    """A ResidentDirectory kept in memory (tests, the demo before the store)."""
+    """A ResidentDirectory kept in memory (tests, benches).
+
+    Registered with ``auth_certificates`` it matches a presented certificate byte for byte;
+    registered with bare ``auth_serials`` (unit tests of the municipality) it matches the serial
+    alone and relies on the centre's chain check, so it is no model of a store (StoreDirectory).
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._by_serial: dict[int, Resident] = {}
+        self._der: dict[int, bytes] = {}
         self._by_user_id: dict[str, Resident] = {}
 
-    def add(self, resident: Resident, *, auth_serials=()) -> Resident:
+    def add(self, resident: Resident, *, auth_serials=(), auth_certificates=()) -> Resident:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
         with self._lock:
             for serial in auth_serials:
                 self._by_serial[int(serial)] = resident
+            for cert in auth_certificates:
+                self._by_serial[cert.serial_number] = resident
+                self._der[cert.serial_number] = cert.public_bytes(Encoding.DER)
             if resident.user_id:
                 self._by_user_id[resident.user_id] = resident
         return resident
 
-    def resident_for_certificate(self, serial: int) -> Resident | None:
+    def resident_for_certificate(self, certificate) -> Resident | None:
+        """`certificate`: an x509.Certificate (or, for serial-only entries, its serial)."""
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        serial = certificate if isinstance(certificate, int) else certificate.serial_number
         with self._lock:
-            return self._by_serial.get(serial)
+            resident, der = self._by_serial.get(serial), self._der.get(serial)
+        if der is not None and (isinstance(certificate, int) or not hmac.compare_digest(
+                der, certificate.public_bytes(Encoding.DER))):
+            raise Refusal("cert-invalid", "the certificate is not the one issued for its serial number "
+                                          "(another key or issuer)")
+        return resident
 
     def resident_for_user_id(self, user_id: str) -> Resident | None:
         with self._lock:
@@ -614,13 +640,13 @@ class Centre:
             cert = self.verify_certificate(_b64(request.get("certificate"), "certificate"),
                                            _b64(request.get("signature"), "signature"), nonce, checks)
             t_verified = time.perf_counter()
-            resident = self.directory.resident_for_certificate(cert.serial_number)
+            resident = self.directory.resident_for_certificate(cert)  # byte for byte, not the serial
             if resident is None:
                 raise Refusal("resident-unknown", "no resident is registered for this certificate")
             muni = self._municipality(resident.municipality_code)
             if method == "shin":
                 checks.append({"check": "route", "result": f"municipality {muni.code} by certificate"})
-                produced = muni.produce_for_certificate(cert.serial_number, document, with_number=with_number, with_code=with_code,
+                produced = muni.produce_for_certificate(cert, document, with_number=with_number, with_code=with_code,
                                                         at=self.now(), method=method)
             else:
                 if not resident.user_id:
@@ -935,26 +961,36 @@ class StoreDirectory:
         finally:
             store.close()
 
-    def _resident(self, store, person) -> Resident:
+    def _resident(self, store, person, card=None) -> Resident:
+        from . import kiosk_trust
         from .store import parse_iso
+
+        if card is None:  # by 利用者ID (現行方式, 変換方式): the person's newest delivered card
+            card = kiosk_trust.newest_delivered_card(store, person["id"])
 
         identity = Identity(
             name=person["name"], address=person["address"], birth=_dt.date.fromisoformat(person["birth"]),
             sex=person["sex"], individual_number=store.individual_number(person["id"]),
             juminhyo_code=person["juminhyo_code"], municipality_code=person["municipality_code"],
             prefecture_romaji=person["prefecture_romaji"], city_romaji=person["city_romaji"])
-        return synthesize_resident(
+        return dataclasses.replace(synthesize_resident(
             identity, on=parse_iso(person["created_at"]).astimezone(JST).date(),
             user_id=derive_user_id(self.user_id_secret, person["municipality_code"], person["juminhyo_code"]),
-            status=person["resident_status"])
+            status=person["resident_status"]), card=card)
 
-    def resident_for_certificate(self, serial: int) -> Resident | None:
+    def resident_for_certificate(self, certificate) -> Resident | None:
+        """The holder of the card the store issued `certificate` (an x509.Certificate) to, with
+        that card's state; None for an unknown serial; Refusal("cert-invalid") when the store
+        issued a different certificate under that serial (kiosk_trust)."""
+        from . import kiosk_trust
+
         def run(store):
-            person = store.conn.execute(
-                "SELECT p.* FROM certificates AS c JOIN cards AS k ON k.application_id = c.application_id "
-                "JOIN persons AS p ON p.id = k.person_id WHERE c.ca_kind = 'auth' AND c.serial = ?",
-                (int(serial),)).fetchone()
-            return None if person is None else self._resident(store, person)
+            app_id = kiosk_trust.issued_auth_certificate(store, certificate)
+            if app_id is None:
+                return None
+            person = store.conn.execute("SELECT p.* FROM cards AS k JOIN persons AS p ON p.id = k.person_id "
+                                        "WHERE k.application_id = ?", (app_id,)).fetchone()
+            return self._resident(store, person, kiosk_trust.card_status(store, app_id))
         return self._query(run)
 
     def resident_for_user_id(self, user_id: str) -> Resident | None:
@@ -980,15 +1016,18 @@ def services_from_home(home, *, db: str | None = None, clock: Callable[[], _dt.d
     `db`): the JPKI validity service answering from the store, and the centre with one
     証明発行サーバ per municipality of the store (each signing as its mayor with a TEST LGPKI
     certificate under `<home>/kiosk/lgpki/`), trusting the home's kiosk key."""
-    from .ca import default_test_pki
     from .municipality import MunicipalityServer, load_or_create_signer
-    from .store import StoreRevocationSource
+    from .store import Store, StoreRevocationSource
+    from .store_pki import store_pki
 
     directory = StoreDirectory(home, db=db)
+    if pki is None:
+        with Store(directory.path) as store:
+            pki = store_pki(store)  # the store's own CAs, never the built-in seeded ones
     source = StoreRevocationSource(directory.path)
     codes = directory.municipality_codes() or ["13221"]
     municipalities = {code: MunicipalityServer(code, load_or_create_signer(home, code), directory) for code in codes}
-    return start_services(pki=pki or default_test_pki(), source=source, directory=directory,
+    return start_services(pki=pki, source=source, directory=directory,
                           municipalities=municipalities,
                           kiosk_keys={DEFAULT_KIOSK_ID: load_or_create_kiosk_key(home)}, clock=clock,
                           host=host, **kwargs)

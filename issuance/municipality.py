@@ -32,6 +32,7 @@ import time
 
 from . import documents, lgpki
 from .centre import METHODS, Refusal, Resident, ResidentDirectory
+from .kiosk_trust import refuse_unless_active
 from .policy import JST
 
 SERVICE_OPENS = _dt.time(6, 30)    # CVS-6
@@ -191,12 +192,13 @@ class MunicipalityServer:
     def open_at(self, at: _dt.datetime) -> bool:
         return within_service_hours(at, self.opens, self.closes)
 
-    def produce_for_certificate(self, serial: int, document: str, *, with_number: bool,
+    def produce_for_certificate(self, certificate, document: str, *, with_number: bool,
                                 at: _dt.datetime, method: str = "shin",
                                 with_code: bool = False) -> IssuedDocument:
-        """新方式: the person whose user-authentication certificate has `serial` (CVS-18)."""
+        """新方式: the holder of this user-authentication certificate (CVS-18: found by its
+        serial, then matched byte for byte where the directory keeps certificates)."""
         self._admit(method, at)
-        return self._produce(self.directory.resident_for_certificate(serial), document,
+        return self._produce(self.directory.resident_for_certificate(certificate), document,
                              with_number=with_number, at=at, method=method, with_code=with_code)
 
     def produce_for_user_id(self, user_id: str, document: str, *, with_number: bool,
@@ -221,6 +223,10 @@ class MunicipalityServer:
             raise Refusal("resident-unknown", f"{self.name} has no resident for this request")
         if resident.status != "resident":
             raise Refusal("resident-unknown", f"the person is no longer a resident of {self.name}")
+        if resident.card is not None:
+            # STATE-1: only an active, unexpired card is served. This is the one check of
+            # 現行方式, which has no certificate and no OCSP (kiosk_trust).
+            refuse_unless_active(resident.card, at)
         if document not in documents.DOCUMENTS:
             raise Refusal("bad-request", f"unknown document {document!r}")
         fields = document_fields(resident, document, with_number=with_number, at=at,

@@ -45,7 +45,7 @@ from mynaemu.card.image import CardImage, PinEF
 from mynaemu.card.limits import LimitError, check_address
 
 from . import cardwrite, policy, validate
-from .ca import TestPKI, default_test_pki
+from .ca import TestPKI
 from .identity import Identity
 from .keys import generate_rsa_key, load_private_key_pem, private_key_pem
 from .personalise import KEYS_PER_CARD, CardKeys, CardRequest, personalise
@@ -339,7 +339,8 @@ def _jst(text_or_dt) -> str:
 class Workflow:
     """The back office operations over one Store.
 
-    pki: the TEST CAs (default: default_test_pki()). operator / terminal: who is at the keyboard
+    pki: the TEST CAs (default: the store's own, store_pki.py; pass one only in tests that never
+    show their cards to the store's OCSP responder or centre). operator / terminal: who is at the keyboard
     (SEC-4, SEC-8). key_factory: makes one RSA-2048 private key (tests pass a pool to save time);
     card_keys: makes a CardKeys(with_sign=...) for generate (default: from key_factory).
     """
@@ -360,9 +361,11 @@ class Workflow:
 
     @property
     def pki(self) -> TestPKI:
-        if self._pki is None:
-            self._pki = default_test_pki()
-        return self._pki
+        if self._pki is not None:
+            return self._pki
+        from .store_pki import store_pki
+
+        return store_pki(self.store)  # cached by the store once committed
 
     @property
     def rules(self) -> policy.RuleSet:

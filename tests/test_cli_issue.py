@@ -35,6 +35,14 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
+def store_ca():
+    """The store's own TEST CAs (issuance/store_pki.py): a store never issues under the built-in PKI."""
+    from mynaemu.issuance.store_pki import store_pki
+
+    with Store.open() as store:
+        return store_pki(store)
+
+
 def run(*args, code=0):
     result = CliRunner().invoke(main, ["issue", *args], catch_exceptions=False)
     assert result.exit_code == code, (args, result.output, result.stderr if hasattr(result, "stderr") else "")
@@ -82,7 +90,7 @@ def test_apply_generate_deliver_status_forms(home, tmp_path):
     card_file = tmp_path / "card.json"
     deliver(app_id, card_file)
     cert = read_auth_cert(card_file)                      # the served card works (spec §3.1)
-    cert.verify_directly_issued_by(default_test_pki().auth_ca.certificate)
+    cert.verify_directly_issued_by(store_ca().auth_ca.certificate)
 
     status = jrun("status", app_id, "--at", "2026-05-11")
     assert status["id"] == app_id and status["state"] == "active"
@@ -109,7 +117,7 @@ def test_suspend_shows_in_ocsp_server_and_crl_then_resume(home, tmp_path):
     card_file = tmp_path / "card.json"
     deliver(app_id, card_file)
     cert = read_auth_cert(card_file)
-    ca = default_test_pki().auth_ca.certificate
+    ca = store_ca().auth_ca.certificate
     jrun("suspend", app_id, "--at", "2026-06-01T09:00", "--caller-name", "番号\u3000太郎", "--caller-birth",
          "1990-04-02", "--caller-sex", "1", "--caller-address", "東京都清瀬市試験町１丁目")
     crl_file = tmp_path / "auth.crl"
@@ -259,7 +267,7 @@ def test_issued_card_works_with_opensc_then_hold_and_release(home, tmp_path, req
     cert = x509.load_pem_x509_certificate(pem[pem.index("-----BEGIN"):].encode())
     status = jrun("status", app_id, "--at", "2026-05-11")
     assert cert.serial_number == int(status["auth_cert"]["serial"], 16)
-    ca = default_test_pki().auth_ca.certificate
+    ca = store_ca().auth_ca.certificate
     at = dt.datetime(2026, 6, 1, 10, tzinfo=JST)
     server = subprocess.Popen([*CLI, "ocsp-serve", "--json", "--at", "2026-06-01T10:00"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=os.environ.copy())

@@ -715,14 +715,17 @@ def cmd_ocsp_serve(obj, host, port, at, as_json, operator, terminal):
     The responder's clock starts at --at (default now) and runs on, so a demo can live on any
     date. The first line on stdout is the responder URL (JSON with --json).
     """
-    from mynaemu.issuance.ca import default_test_pki
     from mynaemu.issuance.ocsp import OcspResponder, crl_url, serve_ocsp
     from mynaemu.issuance.store import StoreRevocationSource
+    from mynaemu.issuance.store_pki import store_pki
 
-    obj.open_store().close()  # create / migrate the store before the threads read it
+    store = obj.open_store()  # create / migrate the store before the threads read it
+    try:
+        pki = store_pki(store)  # the store's own CAs (created at first use)
+    finally:
+        store.close()
     start = _dt.datetime.now(_dt.timezone.utc)
     offset = (at - start) if at is not None else _dt.timedelta(0)
-    pki = default_test_pki()
     responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, StoreRevocationSource(obj.location()),
                               clock=lambda: _dt.datetime.now(_dt.timezone.utc) + offset)
     server, thread, url = serve_ocsp(responder, host, port)

@@ -385,17 +385,22 @@ def kiosk_trust_root(home, output):
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None)
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_json):
+@click.option("--at", "at", type=_instant(), default=None,
+              help="The counter's clock, for the card's expiry (ISO 8601; naive = JST; default now).")
+def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_json, at):
     """Write the 条例利用AP (現行方式, AP-8) onto a card of the store, as the counter does.
 
     The 利用者ID comes from the municipality (the store under --home); each document type
-    given a PIN becomes issuable by 現行方式 with that PIN.
+    given a PIN becomes issuable by 現行方式 with that PIN. Only a card the store issued (its
+    certificate byte for byte) and that is active and unexpired is written (exit 5 suspended or
+    ended, 6 expired, 7 a certificate the store did not issue); otherwise nothing is written.
     """
     from cryptography import x509
 
     from mynaemu.card.apps import jorei
     from mynaemu.card.image import CardImage, CardImageError
-    from mynaemu.issuance.centre import StoreDirectory
+    from mynaemu.issuance.centre import StoreDirectory, utc_now
+    from mynaemu.issuance.kiosk_trust import refuse_unless_active
     from mynaemu.issuance.store import StoreError
 
     pins = {doc: p for doc, p in (("juminhyo", pin_juminhyo or pin), ("inkan", pin_inkan or pin),
@@ -408,16 +413,19 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
     try:
         image = CardImage.load(card_file)
         der = image.application("jpki").efs[0x000A].data
-        serial = x509.load_der_x509_certificate(der).serial_number
-        resident = StoreDirectory(_home(home), db=db).resident_for_certificate(serial)
+        cert = x509.load_der_x509_certificate(der)
+        resident = StoreDirectory(_home(home), db=db).resident_for_certificate(cert)  # byte for byte
         if resident is None:
             from mynaemu.issuance.pg import redact_url
 
             where = redact_url(db) if db else f"under {_home(home)}"
             raise KioskExit(f"{card_file}: the store {where} did not issue this card", 11)
+        refuse_unless_active(resident.card, at or utc_now())  # STATE-1: before anything is written
         jorei.add_to_image(image, user_id=resident.user_id, municipality_code=resident.municipality_code,
                            pins=pins)
         image.save(card_file)
+    except Refusal as refusal:
+        raise KioskExit(f"{card_file}: refused [{refusal.reason}]: {refusal.message}", refusal.code) from None
     except (CardImageError, StoreError, ValueError, KeyError) as exc:
         raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
     if as_json:
