@@ -378,7 +378,9 @@ def load_or_build_test_pki(cache_file: Path | None) -> TestPKI:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     # concurrent processes never see a torn cache file
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .private_files import private_dir
+
+    private_dir(path.parent, tighten=True)  # the cache folder is mynaemu's own
     write_file_atomic(path, data)
 
 

@@ -871,9 +871,9 @@ def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirec
 def _kiosk_folder(home):
     from pathlib import Path
 
-    folder = Path(home) / "kiosk"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    from .private_files import private_dir
+
+    return private_dir(Path(home) / "kiosk", tighten=True)  # 0700, its keys 0600
 
 
 def _secret_file(path, nbytes: int = 32) -> bytes:

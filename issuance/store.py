@@ -436,7 +436,9 @@ class Store:
         self.path = Path(path)
         self.where = str(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from .private_files import private_sqlite
+
+            private_sqlite(self.path)  # 0600 file in a 0700 home, whatever the umask (and so -wal/-shm)
             # isolation_level=None: no implicit transactions; we issue BEGIN IMMEDIATE ourselves.
             self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:

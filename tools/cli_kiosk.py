@@ -98,9 +98,10 @@ def _running_centre(home: Path):
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Atomic and private (0600 whatever the umask): a kiosk PDF may carry 個人番号 (NUM-13)."""
+    from mynaemu.card.image import write_file_atomic
+
+    write_file_atomic(path, data)
 
 
 def _narrator(stream_json: bool):
@@ -276,8 +277,8 @@ def kiosk_serve(home, db, host, port, at):
     clock = SettableClock(at) if at is not None else utc_now
     services = _services(home_path, db, clock=clock, host=host, centre_port=port)
     running = home_path / "kiosk" / RUNNING_FILE
-    running.write_text(json.dumps({"url": services.centre_url, "ocsp_url": services.ocsp_url,
-                                   "crl_url": services.crl_url, "pid": os.getpid()}))
+    _write_atomic(running, json.dumps({"url": services.centre_url, "ocsp_url": services.ocsp_url,
+                                       "crl_url": services.crl_url, "pid": os.getpid()}).encode("utf-8"))
     stop = threading.Event()
 
     def _on_signal(signum, _frame):
