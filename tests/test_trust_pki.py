@@ -32,13 +32,25 @@ from mynaemu.issuance.keys import generate_rsa_key, load_private_key_pem
 from mynaemu.issuance.personas import DEFAULT_PINS, build_persona, synthetic_identity
 from mynaemu.issuance.policy import JST
 from mynaemu.issuance.store import DB_NAME, Store
-from mynaemu.issuance.store_pki import ORIGIN_LEGACY, ORIGIN_RANDOM, pki_origin, store_pki
 from mynaemu.issuance.workflow import Workflow
 from mynaemu.tools.cli import main
 from mynaemu.tools.client import CardClient, InProcessConnection
 from mynaemu.tools.kiosk import CentreClient, Kiosk
 
 T = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST)
+ORIGIN_RANDOM, ORIGIN_LEGACY = "random", "legacy-default"
+
+
+def store_pki(store):
+    from mynaemu.issuance.store_pki import store_pki as get
+
+    return get(store)
+
+
+def pki_origin(store):
+    from mynaemu.issuance.store_pki import pki_origin as get
+
+    return get(store)
 KIOSK_AT = T.isoformat()
 REPO = Path(__file__).resolve().parent.parent
 

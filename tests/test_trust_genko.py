@@ -1,0 +1,165 @@
+"""Trust boundaries, item 6: 現行方式 and the 条例利用AP enrolment honour the card's state (STATE-1).
+
+Found: after 一時停止 and even after 失効 the kiosk issued a 住民票 by 利用者ID (現行方式), and
+`mynaemu kiosk enrol` wrote the 条例利用AP onto a suspended card. Must: refuse a card that is not
+active — suspended → 5 (cert-hold), abolished / revoked → 5 (cert-revoked), expired → 6 — with
+nothing written to the card and no PIN try spent. Driven through the real CLI over a real store.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mynaemu.card.image import CardImage
+from mynaemu.issuance.keys import generate_rsa_key
+from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
+from mynaemu.issuance.policy import JST
+from mynaemu.issuance.store import Store
+from mynaemu.tools.cli import main
+
+T = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST)
+GENKO_PIN = "4321"
+JOREI_JUMINHYO_PIN = 0x0011
+_seeds = itertools.count(100)
+
+
+@pytest.fixture(scope="module")
+def office(tmp_path_factory):
+    """A store and a small key pool; `card()` issues and delivers a fresh adult card."""
+    home = tmp_path_factory.mktemp("genko-home")
+    pool = itertools.cycle([generate_rsa_key(2048) for _ in range(3)])
+
+    def workflow(store):
+        from mynaemu.issuance.workflow import Workflow
+
+        return Workflow(store, operator="test", terminal="test", key_factory=lambda: next(pool))
+
+    def card(folder: Path) -> tuple[str, Path]:
+        with Store.open(home) as store:
+            wf = workflow(store)
+            ident = synthetic_identity(random.Random(next(_seeds)), age=40, on=T.date())
+            app_id = wf.apply(name=ident.name, birth=ident.birth, sex=ident.sex, address=ident.address,
+                              at=T - _dt.timedelta(days=8))
+            wf.generate(app_id, at=T - _dt.timedelta(days=1))
+            path = folder / f"{app_id}.json"
+            wf.deliver(app_id, at=T - _dt.timedelta(hours=20), pins=dict(DEFAULT_PINS), identity_check="test",
+                       write=lambda img: img.save(path))
+        return app_id, path
+
+    def change(app_id: str, operation: str, **kwargs):
+        with Store.open(home) as store:
+            getattr(workflow(store), operation)(app_id, at=T - _dt.timedelta(hours=1), **kwargs)
+
+    def expires(app_id: str) -> _dt.date:
+        with Store.open(home) as store:
+            return _dt.date.fromisoformat(store.card(app_id)["expires"])
+
+    return home, card, change, expires
+
+
+def _cli(home: Path, *args):
+    return CliRunner().invoke(main, list(args), env={"MYNAEMU_HOME": str(home)})
+
+
+def _enrol(home, card, at=None):
+    when = ["--at", at.isoformat()] if at is not None else []   # default: now, while the card is active
+    return _cli(home, "kiosk", "enrol", "--card", str(card), "--pin-juminhyo", GENKO_PIN, *when)
+
+
+def _genko(home, card, out, at=T):
+    return _cli(home, "kiosk", "issue", "--card", str(card), "--pin", GENKO_PIN, "--document", "juminhyo",
+                "--method", "genko", "-o", str(out), "--at", at.isoformat(), "--json")
+
+
+def _enrolled(office, tmp_path) -> tuple[str, Path]:
+    home, card, _, _ = office
+    app_id, path = card(tmp_path)
+    result = _enrol(home, path)
+    assert result.exit_code == 0, result.output
+    return app_id, path
+
+
+def test_genko_still_works_for_an_active_card(office, tmp_path):
+    home = office[0]
+    _, card = _enrolled(office, tmp_path)
+    out = tmp_path / "ok.pdf"
+    result = _genko(home, card, out)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"%PDF-")
+
+
+@pytest.mark.parametrize("operation, kwargs, code, reason", [
+    ("suspend", {}, 5, "cert-hold"),                                   # 一時停止
+    ("abolish", {}, 5, "cert-revoked"),                                # 廃止
+    ("revoke", {"reason": "number-change"}, 5, "cert-revoked"),        # 失効 (NUM-7)
+])
+def test_genko_refuses_a_card_that_is_not_active(office, tmp_path, operation, kwargs, code, reason):
+    home, _, change, _ = office
+    app_id, card = _enrolled(office, tmp_path)
+    change(app_id, operation, **kwargs)
+    before = card.read_bytes()
+    out = tmp_path / "refused.pdf"
+    result = _genko(home, card, out)
+    assert result.exit_code == code, result.output
+    assert json.loads(result.output.splitlines()[0])["reason"] == reason
+    assert not out.exists()
+    assert card.read_bytes() == before                                  # nothing written to the card
+    assert CardImage.load(card).pin("jorei", JOREI_JUMINHYO_PIN).remaining == 3   # no try spent
+
+
+def test_genko_refuses_an_expired_card(office, tmp_path):
+    home, _, _, expires = office
+    app_id, card = _enrolled(office, tmp_path)
+    after = _dt.datetime.combine(expires(app_id) + _dt.timedelta(days=1), _dt.time(12, 0), JST)
+    before = card.read_bytes()
+    out = tmp_path / "expired.pdf"
+    result = _genko(home, card, out, at=after)
+    assert result.exit_code == 6, result.output
+    assert json.loads(result.output.splitlines()[0])["reason"] == "cert-expired"
+    assert not out.exists() and card.read_bytes() == before
+
+
+@pytest.mark.parametrize("operation, kwargs, code", [
+    ("suspend", {}, 5),
+    ("abolish", {}, 5),
+    ("revoke", {"reason": "number-change"}, 5),
+])
+def test_enrol_refuses_a_card_that_is_not_active_and_writes_nothing(office, tmp_path, operation, kwargs, code):
+    home, card, change, _ = office
+    app_id, path = card(tmp_path)
+    change(app_id, operation, **kwargs)
+    before = path.read_bytes()
+    result = _enrol(home, path, at=T)
+    assert result.exit_code == code, result.output
+    assert "refused [cert-" in result.output
+    assert path.read_bytes() == before
+    assert "jorei" not in {a.name for a in CardImage.load(path).applications}
+
+
+def test_enrol_refuses_an_expired_card(office, tmp_path):
+    home, card, _, expires = office
+    app_id, path = card(tmp_path)
+    after = _dt.datetime.combine(expires(app_id) + _dt.timedelta(days=1), _dt.time(12, 0), JST)
+    before = path.read_bytes()
+    result = _enrol(home, path, at=after)
+    assert result.exit_code == 6, result.output
+    assert "cert-expired" in result.output and path.read_bytes() == before
+
+
+def test_genko_after_resume_works_again(office, tmp_path):
+    home, _, change, _ = office
+    app_id, card = _enrolled(office, tmp_path)
+    change(app_id, "suspend")
+    assert _genko(home, card, tmp_path / "held.pdf").exit_code == 5
+    with Store.open(home) as store:
+        from mynaemu.issuance.workflow import Workflow
+
+        Workflow(store, operator="test", terminal="test").resume(app_id, at=T - _dt.timedelta(minutes=30))
+    result = _genko(home, card, tmp_path / "resumed.pdf")
+    assert result.exit_code == 0, result.output
