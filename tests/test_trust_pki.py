@@ -293,3 +293,56 @@ def test_ca_key_material_at_rest_is_private(tmp_path, mask):
         assert stat.S_IMODE(home.stat().st_mode) == 0o700
     finally:
         os.umask(old)
+
+
+# -- two creators at once, SQLite and PostgreSQL ---------------------------------------------------------
+
+_RACE = ("import sys; from mynaemu.issuance.store import Store; from mynaemu.issuance.store_pki import store_pki; "
+         "from cryptography.hazmat.primitives import serialization as s; "
+         "st = Store(sys.argv[1]); k = store_pki(st).auth_ca.key.public_key(); "
+         "print(k.public_bytes(s.Encoding.DER, s.PublicFormat.SubjectPublicKeyInfo).hex())")
+
+
+def _race(location: str) -> set[str]:
+    """Three processes open the same fresh store and ask for its CAs at the same time."""
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, location], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    out = set()
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 0, stderr
+        out.add(stdout.strip())
+    return out
+
+
+def test_racing_creators_agree_on_one_pki_sqlite(tmp_path):
+    with Store.open(tmp_path / "home"):
+        pass  # the schema exists; the PKI does not yet
+    keys = _race(str(tmp_path / "home" / DB_NAME))
+    assert len(keys) == 1
+    with Store.open(tmp_path / "home") as store:
+        assert _pki_keys(store_pki(store))["auth"].hex() in keys
+
+
+def test_postgresql_stores_keep_their_own_pki_in_the_database_and_racers_agree():
+    pytest.importorskip("psycopg")
+    from mynaemu.tools import pgserver
+
+    try:
+        server = pgserver.shared_server()
+    except pgserver.PgServerError as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    urls = [pgserver.fresh_schema_url(server.url) for _ in range(2)]
+    try:
+        for url in urls:
+            Store(url).close()
+        keys = _race(urls[0])
+        assert len(keys) == 1
+        with Store(urls[0]) as first, Store(urls[1]) as second:
+            assert _pki_keys(store_pki(first))["auth"].hex() in keys
+            assert _pki_keys(store_pki(first)) != _pki_keys(store_pki(second))
+            row = first.conn.execute("SELECT value FROM settings WHERE key = 'test_pki'").fetchone()
+            assert "PRIVATE KEY" in row[0]   # kept inside the database, not in a file next to it
+    finally:
+        for url in urls:
+            pgserver.drop_schema(url)
