@@ -8,7 +8,9 @@
   Its key id has the card's own form (§13.1, mynaemu.card.keyid) in the TEST hierarchy's
   `6…` series (`6000023/NNN`), so it can never be taken for a production (`5…`) id.
 - TestPKI / default_test_pki(): the project's fixed TEST hierarchy, derived deterministically
-  from PROJECT_SEED (so vectors/certs/*.pem can be reproduced byte for byte), cached per process
+  from PROJECT_SEED (so vectors/certs/*.pem can be reproduced byte for byte). Its private keys
+  are therefore public: it serves the vectors and stand-alone personas only, never a store
+  (each store has random CAs of its own, store_pki.py). Cached per process
   and on disk under platformdirs.user_cache_dir("mynaemu") (file name keyed by the cache format
   version and a hash of the shaping modules) so a new process does not spend about a second
   regenerating keys. A cache file that is unreadable or inconsistent is ignored and rewritten.
