@@ -61,13 +61,11 @@ def prepare_store(home: Path, cards: int) -> list[str]:
 def _worker(home: str, work, barrier, results) -> None:
     """Issue cards until `work` (a queue of application ids, one None per worker at the end)
     runs dry; report (start, end, cards, keygen seconds, keys)."""
-    from mynaemu.issuance.ca import default_test_pki
     from mynaemu.issuance.store import Store
     from mynaemu.issuance.workflow import Workflow
 
     from mynaemu.issuance.keys import generate_rsa_key
 
-    pki = default_test_pki()  # loaded before the clock starts (disk cache)
     keygen = {"seconds": 0.0, "keys": 0}
 
     def timed_key():
@@ -79,7 +77,8 @@ def _worker(home: str, work, barrier, results) -> None:
         return key
 
     with Store.open(Path(home)) as store:
-        wf = Workflow(store, pki=pki, operator="bench", terminal=f"worker-{os.getpid()}", key_factory=timed_key)
+        wf = Workflow(store, operator="bench", terminal=f"worker-{os.getpid()}", key_factory=timed_key)
+        wf.pki  # the store's own CAs, made or loaded before the clock starts
         barrier.wait()
         start, cpu_start = time.perf_counter(), time.process_time()
         done = 0

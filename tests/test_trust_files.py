@@ -106,3 +106,13 @@ def test_an_existing_home_the_user_named_is_not_chmod_ed(tmp_path):
         pass
     assert _mode(shared) == 0o755                # not ours to change (it could be /tmp)
     assert _mode(shared / DB_NAME) == 0o600      # the store inside it is private all the same
+
+
+@pytest.mark.parametrize("umask", [0o000], indirect=True)
+def test_the_pki_cache_folder_and_file_are_private(tmp_path, umask, monkeypatch):
+    from mynaemu.issuance import ca as ca_mod
+
+    monkeypatch.setattr(ca_mod, "build_default_test_pki", ca_mod.default_test_pki)  # no rebuild: modes only
+    cache = tmp_path / "cache" / "mynaemu" / "test-pki.json"
+    ca_mod.load_or_build_test_pki(cache)
+    assert _mode(cache.parent) == 0o700 and _mode(cache) == 0o600
