@@ -143,7 +143,13 @@ def store_pki(store) -> TestPKI:
             with store.transaction():
                 _create(store)
         text = _read(store)
-    pki, origin = from_document(text)
+    try:
+        pki, origin = from_document(text)
+    except ValueError as exc:
+        from .store import StoreError
+
+        raise StoreError(f"{store.where}: the store's TEST CAs are unreadable ({exc}); the store "
+                         f"was damaged or edited by hand") from None
     if origin == ORIGIN_LEGACY:
         with _warned_lock:
             if store.where not in _warned:

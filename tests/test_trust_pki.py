@@ -346,3 +346,18 @@ def test_postgresql_stores_keep_their_own_pki_in_the_database_and_racers_agree()
     finally:
         for url in urls:
             pgserver.drop_schema(url)
+
+
+def test_a_damaged_pki_row_is_a_one_line_store_error_not_new_cas(tmp_path):
+    from mynaemu.issuance.store import StoreError
+
+    with Store.open(tmp_path / "home") as store:
+        store_pki(store)
+        with store.transaction() as conn:
+            conn.execute("UPDATE settings SET value = ? WHERE key = 'test_pki'", ('{"format": "x"}',))
+    with Store.open(tmp_path / "home") as store:
+        with pytest.raises(StoreError) as info:
+            store_pki(store)
+        assert "TEST CAs are unreadable" in str(info.value) and "\n" not in str(info.value)
+        # never silently replaced: the damaged row is still there
+        assert store.setting("test_pki") == '{"format": "x"}'
