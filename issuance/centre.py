@@ -118,8 +118,8 @@ REASONS = {
 EXIT_CLASSES = {
     3: "PIN wrong (tries left shown)",
     4: "PIN blocked, or at its last try without --last-try (the kiosk never sends it)",
-    5: "certificate revoked, on hold (一時保留) or unknown to the CA",
-    6: "certificate expired or not yet valid",
+    5: "certificate revoked, on hold (一時保留) or unknown to the CA; card suspended (一時停止) or out of service",
+    6: "certificate or card expired, or certificate not yet valid",
     7: "certificate, chain or card signature invalid (other CA, key mismatch, truncated)",
     8: "validity service unreachable (OCSP and CRL both)",
     9: "card removed or card communication failed",
