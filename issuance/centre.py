@@ -379,7 +379,7 @@ class ResidentDirectory(Protocol):
 
     def resident_for_certificate(self, certificate) -> Resident | None: ...
 
-    def resident_for_user_id(self, user_id: str) -> Resident | None: ...
+    def resident_for_user_id(self, user_id: str, card_serial: str | None = None) -> Resident | None: ...
 
 
 class MemoryResidentDirectory:
@@ -422,7 +422,8 @@ class MemoryResidentDirectory:
                                           "(another key or issuer)")
         return resident
 
-    def resident_for_user_id(self, user_id: str) -> Resident | None:
+    def resident_for_user_id(self, user_id: str, card_serial: str | None = None) -> Resident | None:
+        """card_serial is ignored: this directory keeps no cards."""
         with self._lock:
             return self._by_user_id.get(user_id)
 
@@ -658,13 +659,17 @@ class Centre:
         else:
             user_id = request.get("user_id")
             code = request.get("municipality_code")
+            card_serial = request.get("card_serial")  # the card the 条例利用AP is on (jorei DF63)
             if not isinstance(user_id, str) or not isinstance(code, str):
                 raise Refusal("bad-request", "現行方式 needs user_id and municipality_code")
+            if card_serial is not None and not (isinstance(card_serial, str) and card_serial.isascii()
+                                                and card_serial.isdigit() and len(card_serial) == 15):
+                raise Refusal("bad-request", "card_serial must be 15 digits")
             t_verified = time.perf_counter()
             muni = self._municipality(code)
             checks.append({"check": "route", "result": f"municipality {muni.code} by 利用者ID"})
             produced = muni.produce_for_user_id(user_id, document, with_number=with_number, with_code=with_code,
-                                                at=self.now(), method=method)
+                                                at=self.now(), method=method, card_serial=card_serial)
         log.info("issued kiosk=%s method=%s document=%s municipality=%s", kiosk_id, method, document, muni.code)
         return {
             "status": "issued",
@@ -993,15 +998,21 @@ class StoreDirectory:
             return self._resident(store, person, kiosk_trust.card_status(store, app_id))
         return self._query(run)
 
-    def resident_for_user_id(self, user_id: str) -> Resident | None:
+    def resident_for_user_id(self, user_id: str, card_serial: str | None = None) -> Resident | None:
+        """The person with this 利用者ID, with the state of the card `card_serial` (the card the
+        条例利用AP was written on, which must be theirs) or else of their newest delivered card."""
+        from . import kiosk_trust
+
         if not isinstance(user_id, str):
             return None
 
         def run(store):
-            for person in store.conn.execute("SELECT * FROM persons ORDER BY id"):
+            for person in store.conn.execute("SELECT * FROM persons ORDER BY id").fetchall():
                 if hmac.compare_digest(derive_user_id(self.user_id_secret, person["municipality_code"],
                                                       person["juminhyo_code"]), user_id):
-                    return self._resident(store, person)
+                    card = (None if card_serial is None
+                            else kiosk_trust.card_of_person_by_serial(store, person["id"], card_serial))
+                    return self._resident(store, person, card)
             return None
         return self._query(run)
 

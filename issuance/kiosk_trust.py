@@ -9,7 +9,9 @@ Two findings of the trust-boundaries issue live here (the centre and the municip
   its chain verifies (a leaked or legacy CA key, store_pki.py).
 - **現行方式 and 条例利用AP enrolment honour the card's state (STATE-1).** The 利用者ID of 現行方式 is
   per person, so the municipality looks at the person's newest delivered card; enrolment looks
-  at the very card whose certificate is on the chip. Only an active, unexpired card is served:
+  at the very card whose certificate is on the chip, and writes that card's serial into the AP
+  (card/apps/jorei.py DF63) so that 現行方式 checks that card, not another card of the person
+  (the person's newest delivered card is the fallback for APs written without it). Only an active, unexpired card is served:
   suspended (一時停止) → ``cert-hold`` (5), abolished / revoked / collected / destroyed →
   ``cert-revoked`` (5), past its expiry day (VAL-12, policy.expired) → ``cert-expired`` (6), no
   delivered card → ``cert-unknown`` (5). The reasons are the kiosk's existing ones (centre.REASONS)
@@ -38,6 +40,7 @@ class CardStatus:
 
     state: str | None
     expires: _dt.date | None = None
+    serial: str | None = None   # the store's 15-digit card serial (cards.serial)
 
 
 def refuse_unless_active(card: CardStatus, at: _dt.datetime, what: str = "the card") -> None:
@@ -58,19 +61,33 @@ def refuse_unless_active(card: CardStatus, at: _dt.datetime, what: str = "the ca
 
 def _status(row) -> CardStatus:
     expires = _dt.date.fromisoformat(row["expires"]) if row["expires"] else None
-    return CardStatus(row["state"], expires)
+    return CardStatus(row["state"], expires, row["serial"])
 
 
 def card_status(store, app_id: str) -> CardStatus:
-    row = store.conn.execute("SELECT state, expires FROM cards WHERE application_id = ?", (app_id,)).fetchone()
+    row = store.conn.execute("SELECT state, expires, serial FROM cards WHERE application_id = ?",
+                             (app_id,)).fetchone()
     return CardStatus(None) if row is None else _status(row)
+
+
+def card_of_person_by_serial(store, person_id: int, serial: str) -> CardStatus:
+    """The state of the person's card with this serial (the one a 条例利用AP was written on);
+    Refusal("resident-unknown") when the person has no such card."""
+    from .centre import Refusal
+
+    row = store.conn.execute("SELECT state, expires, serial FROM cards WHERE person_id = ? AND serial = ?",
+                             (person_id, str(serial))).fetchone()
+    if row is None:
+        raise Refusal("resident-unknown", "this card is not registered for the 利用者ID on it")
+    return _status(row)
 
 
 def newest_delivered_card(store, person_id: int) -> CardStatus:
     """The state of the person's most recently created card that reached the holder."""
     marks = ", ".join("?" for _ in DELIVERED_STATES)
     row = store.conn.execute(
-        f"SELECT state, expires FROM cards WHERE person_id = ? AND state IN ({marks}) ORDER BY seq DESC LIMIT 1",
+        f"SELECT state, expires, serial FROM cards WHERE person_id = ? AND state IN ({marks}) "
+        "ORDER BY seq DESC LIMIT 1",
         (person_id, *DELIVERED_STATES)).fetchone()
     return CardStatus(None) if row is None else _status(row)
 

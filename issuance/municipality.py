@@ -203,10 +203,13 @@ class MunicipalityServer:
 
     def produce_for_user_id(self, user_id: str, document: str, *, with_number: bool,
                             at: _dt.datetime, method: str = "genko",
-                            with_code: bool = False) -> IssuedDocument:
-        """変換方式 / 現行方式: the person with this municipality's 利用者ID (CVS-14)."""
+                            with_code: bool = False, card_serial: str | None = None) -> IssuedDocument:
+        """変換方式 / 現行方式: the person with this municipality's 利用者ID (CVS-14); with
+        card_serial (現行方式, from the 条例利用AP) that card's state is the one checked."""
         self._admit(method, at)
-        return self._produce(self.directory.resident_for_user_id(user_id), document,
+        found = (self.directory.resident_for_user_id(user_id) if card_serial is None
+                 else self.directory.resident_for_user_id(user_id, card_serial=card_serial))
+        return self._produce(found, document,
                              with_number=with_number, at=at, method=method, with_code=with_code)
 
     def _admit(self, method: str, at: _dt.datetime) -> None:

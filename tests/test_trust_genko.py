@@ -163,3 +163,69 @@ def test_genko_after_resume_works_again(office, tmp_path):
         Workflow(store, operator="test", terminal="test").resume(app_id, at=T - _dt.timedelta(minutes=30))
     result = _genko(home, card, tmp_path / "resumed.pdf")
     assert result.exit_code == 0, result.output
+
+
+def test_genko_checks_the_card_the_ap_is_on_not_another_card_of_the_person(office, tmp_path):
+    """A 利用者ID belongs to the person: after a reissue the old card (abolished) still carries
+    it, while the person's new card is active. The AP names its own card (jorei DF63), so the
+    old card is refused."""
+    home, _, _, _ = office
+    app_id, old_card = _enrolled(office, tmp_path)
+    from mynaemu.card.apps import jorei
+
+    ef = CardImage.load(old_card).application("jorei").efs[jorei.EF_USER_ID].data
+    with Store.open(home) as store:
+        assert jorei.parse_user_id(ef)["card_serial"] == store.card(app_id)["serial"]
+        from mynaemu.issuance.workflow import Workflow
+
+        pool = itertools.cycle([generate_rsa_key(2048) for _ in range(2)])
+        wf = Workflow(store, operator="test", terminal="test", key_factory=lambda: next(pool))
+        new_id = wf.reissue(app_id, at=T - _dt.timedelta(hours=3), reason="lost")
+        wf.generate(new_id, at=T - _dt.timedelta(hours=2))
+        wf.deliver(new_id, at=T - _dt.timedelta(hours=1), pins=dict(DEFAULT_PINS), identity_check="test",
+                   write=lambda img: img.save(tmp_path / "new.json"))
+        assert store.card(new_id)["state"] == "active" and store.card(app_id)["state"] == "abolished"
+    before = old_card.read_bytes()
+    result = _genko(home, old_card, tmp_path / "old.pdf")
+    assert result.exit_code == 5, result.output
+    assert json.loads(result.output.splitlines()[0])["reason"] == "cert-revoked"
+    assert old_card.read_bytes() == before and not (tmp_path / "old.pdf").exists()
+
+
+def test_a_forged_card_serial_of_another_person_is_refused(office, tmp_path):
+    """The card serial on the AP must be a card of the 利用者ID's person."""
+    home, card, _, _ = office
+    _, mine = _enrolled(office, tmp_path)
+    (tmp_path / "other").mkdir()
+    other_id, _ = card(tmp_path / "other")
+    from mynaemu.card.apps import jorei
+
+    image = CardImage.load(mine)
+    ef = image.application("jorei").efs[jorei.EF_USER_ID]
+    ident = jorei.parse_user_id(ef.data)
+    with Store.open(home) as store:
+        other_serial = store.card(other_id)["serial"]
+    ef.data = jorei.encode_user_id(ident["user_id"], ident["municipality_code"], other_serial)
+    image.save(mine)
+    result = _genko(home, mine, tmp_path / "x.pdf")
+    assert result.exit_code == 11, result.output
+    assert json.loads(result.output.splitlines()[0])["reason"] == "resident-unknown"
+
+
+def test_jorei_card_serial_layout():
+    from mynaemu.card import tlv
+    from mynaemu.card.apps import jorei
+
+    ef = jorei.encode_user_id("ABCDEF0123456789", "13221", "012345678901234")
+    assert jorei.parse_user_id(ef) == {"municipality_code": "13221", "user_id": "ABCDEF0123456789",
+                                       "card_serial": "012345678901234"}
+    assert "card_serial" not in jorei.parse_user_id(jorei.encode_user_id("ABCDEF0123456789", "13221"))
+    for bad in ("12345678901234", "1234567890123456", "12345678901234X", 123456789012345):
+        with pytest.raises(ValueError):
+            jorei.encode_user_id("ABCDEF0123456789", "13221", bad)
+    twice = tlv.encode(jorei.T_USER_ID, tlv.expect(ef, jorei.T_USER_ID).value
+                       + tlv.encode(jorei.T_CARD, b"012345678901234"))
+    with pytest.raises(ValueError):
+        jorei.parse_user_id(twice)
+    with pytest.raises(ValueError):
+        jorei.parse_user_id(tlv.encode(jorei.T_USER_ID, tlv.expect(ef, jorei.T_USER_ID).value[:-15] + b"01234567890123X"))

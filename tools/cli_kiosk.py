@@ -423,7 +423,7 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
             raise KioskExit(f"{card_file}: the store {where} did not issue this card", 11)
         refuse_unless_active(resident.card, at or utc_now())  # STATE-1: before anything is written
         jorei.add_to_image(image, user_id=resident.user_id, municipality_code=resident.municipality_code,
-                           pins=pins)
+                           pins=pins, card_serial=resident.card.serial)  # binds the AP to this card
         image.save(card_file)
     except Refusal as refusal:
         raise KioskExit(f"{card_file}: refused [{refusal.reason}]: {refusal.message}", refusal.code) from None

@@ -14,7 +14,10 @@ so everything here is a project decision, documented once:
   application, and it says TEST in its bytes. It is never a prefix of, nor prefixed by, a
   JPKI/券面 AID (all `D3 92 ...`, spec §2.1), so prefix SELECT (spec §2.2) cannot confuse them.
 - EF 0001 利用者ID: `FF 60 L { DF61 05 <全国地方公共団体コード, 5 ASCII digits>, DF62 10 <利用者ID,
-  16 ASCII characters 0-9 A-Z> }` in the private-class BER style of the 券面 APs (spec §3).
+  16 ASCII characters 0-9 A-Z> [, DF63 0F <the card's serial in the store, 15 ASCII digits>] }`
+  in the private-class BER style of the 券面 APs (spec §3). DF63 binds the AP to the card it
+  was written on, so the municipality checks that card's state (STATE-1), not just the person's
+  (a 利用者ID belongs to the person and survives a reissue); APs written before it lack DF63.
   Readable once **any one** of the document PINs is verified; the kiosk verifies the PIN of the
   document asked for, so each document type stays behind its own PIN.
 - EF 0002 registered documents (free to read): one 3-byte entry per document type the holder
@@ -54,6 +57,8 @@ USER_ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 T_USER_ID = 0xFF60
 T_MUNICIPALITY = 0xDF61
 T_ID = 0xDF62
+T_CARD = 0xDF63
+CARD_SERIAL_LENGTH = 15
 
 _USER_ID_RE = re.compile(f"[0-9A-Z]{{{USER_ID_LENGTH}}}")
 
@@ -77,27 +82,40 @@ def _check_municipality(code) -> str:
     return code
 
 
-def encode_user_id(user_id: str, municipality_code: str) -> bytes:
-    """EF 0001: `FF 60 L { DF61 05 code, DF62 10 id }`."""
+def _check_card_serial(serial) -> str:
+    if not (isinstance(serial, str) and len(serial) == CARD_SERIAL_LENGTH and serial.isascii() and serial.isdigit()):
+        raise ValueError(f"a card serial is {CARD_SERIAL_LENGTH} ASCII digits, got {serial!r}")
+    return serial
+
+
+def encode_user_id(user_id: str, municipality_code: str, card_serial: str | None = None) -> bytes:
+    """EF 0001: `FF 60 L { DF61 05 code, DF62 10 id [, DF63 0F card serial] }`."""
     inner = (tlv.encode(T_MUNICIPALITY, _check_municipality(municipality_code).encode("ascii"))
              + tlv.encode(T_ID, check_user_id(user_id).encode("ascii")))
+    if card_serial is not None:
+        inner += tlv.encode(T_CARD, _check_card_serial(card_serial).encode("ascii"))
     return tlv.encode(T_USER_ID, inner)
 
 
 def parse_user_id(ef0001: bytes) -> dict:
-    """{'municipality_code', 'user_id'} of EF 0001; ValueError when it is not that layout."""
+    """{'municipality_code', 'user_id'[, 'card_serial']} of EF 0001; ValueError when it is not
+    that layout."""
     outer = tlv.expect(bytes(ef0001), T_USER_ID)
     fields = {}
     for item in tlv.decode_all(outer.value):
+        if item.tag in fields:
+            raise ValueError(f"EF 0001 repeats tag {item.tag:04X}")
         fields[item.tag] = item.value
-    if set(fields) != {T_MUNICIPALITY, T_ID}:
-        raise ValueError("EF 0001 must hold exactly DF61 (団体コード) and DF62 (利用者ID)")
+    if set(fields) not in ({T_MUNICIPALITY, T_ID}, {T_MUNICIPALITY, T_ID, T_CARD}):
+        raise ValueError("EF 0001 must hold DF61 (団体コード), DF62 (利用者ID) and optionally DF63 (card serial)")
     try:
-        code = fields[T_MUNICIPALITY].decode("ascii")
-        user_id = fields[T_ID].decode("ascii")
+        text = {tag: value.decode("ascii") for tag, value in fields.items()}
     except UnicodeDecodeError:
         raise ValueError("EF 0001 fields must be ASCII") from None
-    return {"municipality_code": _check_municipality(code), "user_id": check_user_id(user_id)}
+    out = {"municipality_code": _check_municipality(text[T_MUNICIPALITY]), "user_id": check_user_id(text[T_ID])}
+    if T_CARD in text:
+        out["card_serial"] = _check_card_serial(text[T_CARD])
+    return out
 
 
 def encode_documents(documents) -> bytes:
@@ -128,7 +146,7 @@ def parse_documents(ef0002: bytes) -> dict:
     return out
 
 
-def build(*, user_id: str, municipality_code: str, pins: dict) -> Application:
+def build(*, user_id: str, municipality_code: str, pins: dict, card_serial: str | None = None) -> Application:
     """The 条例利用AP DF: 利用者ID, registered documents and one PIN per registered document.
 
     pins: document type -> 4-digit PIN, for the document types the holder registers (AP-8);
@@ -144,7 +162,7 @@ def build(*, user_id: str, municipality_code: str, pins: dict) -> Application:
     docs = [d for d in DOCUMENT_PINS if d in pins]  # fixed order
     app = Application(NAME, AID, {})
     pin_fids = tuple(DOCUMENT_PINS[d][1] for d in docs)
-    app.add(BinaryEF(EF_USER_ID, encode_user_id(user_id, municipality_code), pin_fids, "利用者ID"))
+    app.add(BinaryEF(EF_USER_ID, encode_user_id(user_id, municipality_code, card_serial), pin_fids, "利用者ID"))
     app.add(BinaryEF(EF_DOCUMENTS, encode_documents(docs), FREE, "交付可能な証明書"))
     for doc in docs:
         _, fid, label = DOCUMENT_PINS[doc]
@@ -152,7 +170,8 @@ def build(*, user_id: str, municipality_code: str, pins: dict) -> Application:
     return app
 
 
-def add_to_image(image: CardImage, *, user_id: str, municipality_code: str, pins: dict) -> Application:
+def add_to_image(image: CardImage, *, user_id: str, municipality_code: str, pins: dict,
+                 card_serial: str | None = None) -> Application:
     """Write the 条例利用AP onto an existing card image (as a municipality's counter does).
 
     Refuses a card that already carries it. Returns the new application.
@@ -161,7 +180,7 @@ def add_to_image(image: CardImage, *, user_id: str, municipality_code: str, pins
         raise TypeError(f"image must be a CardImage, got {type(image).__name__}")
     if any(app.name == NAME or app.aid == AID for app in image.applications):
         raise ValueError("the card already carries the 条例利用AP")
-    app = build(user_id=user_id, municipality_code=municipality_code, pins=pins)
+    app = build(user_id=user_id, municipality_code=municipality_code, pins=pins, card_serial=card_serial)
     image.applications.append(app)
     image.meta.setdefault("secrets", {}).setdefault("pins", {}).update(
         {f"jorei_{doc}": pin for doc, pin in pins.items()})
