@@ -361,3 +361,22 @@ def test_a_damaged_pki_row_is_a_one_line_store_error_not_new_cas(tmp_path):
         assert "TEST CAs are unreadable" in str(info.value) and "\n" not in str(info.value)
         # never silently replaced: the damaged row is still there
         assert store.setting("test_pki") == '{"format": "x"}'
+
+
+def test_memory_directory_registered_with_certificates_matches_byte_for_byte():
+    from mynaemu.issuance.centre import MemoryResidentDirectory, synthesize_resident
+
+    image, info = build_persona("adult", at=T - _dt.timedelta(days=1))
+    genuine = _auth_cert(image)
+    directory = MemoryResidentDirectory()
+    resident = directory.add(synthesize_resident(info.identity, on=T.date()), auth_certificates=[genuine])
+    assert directory.resident_for_certificate(genuine) is resident
+    other_key = generate_rsa_key(2048)
+    forged = x509.load_der_x509_certificate(default_test_pki().auth_ca.issue_auth(
+        other_key.public_key(), serial=genuine.serial_number, not_before=genuine.not_valid_before_utc,
+        not_after=genuine.not_valid_after_utc, issue_id="FORGED0000000000000000X").public_bytes(
+            serialization.Encoding.DER))
+    for presented in (forged, genuine.serial_number):
+        with pytest.raises(Refusal) as info_:
+            directory.resident_for_certificate(presented)
+        assert (info_.value.reason, info_.value.code) == ("cert-invalid", 7)
