@@ -883,19 +883,11 @@ def _kiosk_folder(home):
 
 def _secret_file(path, nbytes: int = 32) -> bytes:
     """A random secret kept in `path` (hex, mode 0600), created on first use, never replaced."""
-    import os
+    from .private_files import create_once
 
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(nbytes) + "\n")
-        try:
-            os.link(tmp, path)  # first writer wins; a concurrent process reads the winner's secret
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        # first writer wins; a concurrent process reads the winner's secret
+        create_once(path, (secrets.token_hex(nbytes) + "\n").encode("ascii"))
     try:
         value = bytes.fromhex(path.read_text().strip())
     except (OSError, ValueError) as exc:

@@ -85,3 +85,27 @@ def private_sqlite(path) -> Path:
     for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES)):
         _tighten(candidate, FILE_MODE)
     return path
+
+
+def create_once(path, data: bytes) -> bool:
+    """Create `path` (0600) holding `data` unless it exists; never replace it. True when this
+    call created it. For keys and secrets made on first use by whichever process comes first:
+    the data goes to a unique temp file (mkstemp: 0600, O_EXCL, no symlink followed), is synced,
+    then hard-linked to `path`, which fails if another process got there first, so every
+    process ends up reading the one winner's file, never a torn or mixed one."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp)
