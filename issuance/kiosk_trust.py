@@ -7,11 +7,12 @@ Two findings of the trust-boundaries issue live here (the centre and the municip
   presented certificate must equal the DER the store recorded for that serial
   (``issued_auth_certificate``). Anything else is refused as ``cert-invalid`` (exit 7), even when
   its chain verifies (a leaked or legacy CA key, store_pki.py).
-- **現行方式 and 条例利用AP enrolment honour the card's state (STATE-1).** The 利用者ID of 現行方式 is
-  per person, so the municipality looks at the person's newest delivered card; enrolment looks
-  at the very card whose certificate is on the chip, and writes that card's serial into the AP
-  (card/apps/jorei.py DF63) so that 現行方式 checks that card, not another card of the person
-  (the person's newest delivered card is the fallback for APs written without it). Only an active, unexpired card is served:
+- **現行方式 and 条例利用AP enrolment honour the card's state (STATE-1).** Enrolment looks at the
+  very card whose certificate is on the chip, and writes that card's serial into the AP
+  (card/apps/jorei.py DF63). The 利用者ID of 現行方式 belongs to the person and survives a
+  reissue, so the municipality checks the card named in the AP (which must be the person's);
+  for an AP written without it, the person's newest delivered card. Only an active, unexpired
+  card is served:
   suspended (一時停止) → ``cert-hold`` (5), abolished / revoked / collected / destroyed →
   ``cert-revoked`` (5), past its expiry day (VAL-12, policy.expired) → ``cert-expired`` (6), no
   delivered card → ``cert-unknown`` (5). The reasons are the kiosk's existing ones (centre.REASONS)
