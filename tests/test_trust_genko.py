@@ -229,3 +229,47 @@ def test_jorei_card_serial_layout():
         jorei.parse_user_id(twice)
     with pytest.raises(ValueError):
         jorei.parse_user_id(tlv.encode(jorei.T_USER_ID, tlv.expect(ef, jorei.T_USER_ID).value[:-15] + b"01234567890123X"))
+
+
+def test_genko_and_enrol_honour_the_card_state_on_postgresql(tmp_path, monkeypatch):
+    pytest.importorskip("psycopg")
+    from mynaemu.tools import pgserver
+
+    try:
+        server = pgserver.shared_server()
+    except pgserver.PgServerError as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    url = pgserver.fresh_schema_url(server.url)
+    home = tmp_path / "home"
+    monkeypatch.delenv("MYNAEMU_DB", raising=False)
+
+    def run(*args, code=0):
+        result = CliRunner().invoke(main, list(args), env={"MYNAEMU_HOME": str(home)})
+        assert result.exit_code == code, (args, result.output)
+        return result
+
+    try:
+        cards = []
+        for name in ("番号\u3000一郎", "番号\u3000二郎"):
+            app_id = json.loads(run("issue", "--db", url, "apply", "--name", name, "--birth", "1985-07-07", "--sex",
+                                    "1", "--address", "東京都清瀬市試験町", "--at", "2026-05-01", "--json").stdout)["id"]
+            run("issue", "--db", url, "generate", app_id, "--at", "2026-05-02T10:00")
+            card = tmp_path / f"{len(cards)}.json"
+            run("issue", "--db", url, "deliver", app_id, "--auth-pin", "1234", "--sign-pin", "ABC123",
+                "--kenhojo-pin", "1234", "-o", str(card), "--at", "2026-05-10")
+            cards.append((app_id, card))
+        (first, enrolled), (second, plain) = cards
+        run("kiosk", "enrol", "--db", url, "--card", str(enrolled), "--pin-juminhyo", GENKO_PIN)
+        run("issue", "--db", url, "suspend", first, "--at", "2026-05-11")
+        run("issue", "--db", url, "suspend", second, "--at", "2026-05-11")
+        out = tmp_path / "held.pdf"
+        held = run("kiosk", "issue", "--db", url, "--card", str(enrolled), "--pin", GENKO_PIN, "--document",
+                   "juminhyo", "--method", "genko", "-o", str(out), "--at", "2026-05-12T12:00:00+09:00", "--json",
+                   code=5)
+        assert json.loads(held.output.splitlines()[0])["reason"] == "cert-hold" and not out.exists()
+        before = plain.read_bytes()
+        refused = run("kiosk", "enrol", "--db", url, "--card", str(plain), "--pin", GENKO_PIN,
+                      "--at", "2026-05-12T12:00:00+09:00", code=5)
+        assert "cert-hold" in refused.output and plain.read_bytes() == before
+    finally:
+        pgserver.drop_schema(url)
