@@ -21,10 +21,8 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
 
 from mynaemu.card.core import Card
-from mynaemu.issuance import profiles
 from mynaemu.issuance.ca import TestCA, default_test_pki
 from mynaemu.issuance.centre import (DEFAULT_KIOSK_ID, Refusal, SettableClock, load_or_create_kiosk_key,
                                      services_from_home)
