@@ -85,8 +85,9 @@ def municipality_code_of(certificate: x509.Certificate) -> str | None:
 
 
 def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    from .private_files import private_dir
+
+    private_dir(path, tighten=True)  # missing parents (the home) 0700 too, whatever the umask
 
 
 @contextlib.contextmanager
@@ -167,7 +168,8 @@ def load_or_create_root(home) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     with _creation_lock(base):
         if not key_path.exists():
             key, cert = _make_root()
-            _write_private(cert_path, _cert_pem(cert), 0o644)   # public: the trust anchor
+            _write_private(cert_path, _cert_pem(cert), 0o600)   # the trust anchor: public, but
+            # everything in the home is 0600 (private_files.py); `kiosk verify-pdf` reads it as the owner
             _write_private(key_path, _key_pem(key), 0o600)
     return _load_pair(key_path, cert_path)
 
@@ -217,7 +219,7 @@ def load_or_create_signer(home, code: str, *, name: str, mayor: str) -> Signer:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             cert = issue_signer_certificate(root_key, root_cert, key.public_key(), code=code,
                                             name=name, mayor=mayor)
-            _write_private(cert_path, _cert_pem(cert), 0o644)
+            _write_private(cert_path, _cert_pem(cert), 0o600)
             _write_private(key_path, _key_pem(key), 0o600)
     key, cert = _load_pair(key_path, cert_path)
     if cert.issuer != root_cert.subject or municipality_code_of(cert) != code:

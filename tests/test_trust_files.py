@@ -112,24 +112,23 @@ def test_an_existing_home_the_user_named_is_not_chmod_ed(tmp_path):
 def test_the_pki_cache_folder_and_file_are_private(tmp_path, umask, monkeypatch):
     from mynaemu.issuance import ca as ca_mod
 
-    monkeypatch.setattr(ca_mod, "build_default_test_pki", ca_mod.default_test_pki)  # no rebuild: modes only
+    pki = ca_mod.default_test_pki()
+    monkeypatch.setattr(ca_mod, "build_default_test_pki", lambda: pki)  # no rebuild: modes only
     cache = tmp_path / "cache" / "mynaemu" / "test-pki.json"
     ca_mod.load_or_build_test_pki(cache)
     assert _mode(cache.parent) == 0o700 and _mode(cache) == 0o600
 
 
 def test_keys_made_on_first_use_by_racing_processes_are_one_and_private(tmp_path):
-    """Four processes create the municipality's document key and the kiosk key at once: they all
-    get the same keys (the first writer's), whole, 0600, with no temp file left behind."""
+    """Four processes create the municipality's signer and the kiosk key at once: they all get
+    the same keys (the first writer's), whole, 0600, with no temp file left behind."""
     import subprocess
     import sys
 
     home = tmp_path / "home"
-    code = ("import sys; from mynaemu.issuance.municipality import load_or_create_key; "
+    code = ("import sys; from mynaemu.issuance.municipality import load_or_create_signer; "
             "from mynaemu.issuance.centre import load_or_create_kiosk_key; "
-            "from mynaemu.issuance import documents; "
-            "print(documents.key_id(load_or_create_key(sys.argv[1], '13221').public_key()), "
-            "load_or_create_kiosk_key(sys.argv[1]).hex())")
+            "print(load_or_create_signer(sys.argv[1], '13221').key_id, load_or_create_kiosk_key(sys.argv[1]).hex())")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(home)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     answers = set()
@@ -138,16 +137,8 @@ def test_keys_made_on_first_use_by_racing_processes_are_one_and_private(tmp_path
         assert proc.returncode == 0, err
         answers.add(out.strip())
     assert len(answers) == 1
-    from mynaemu.issuance import documents
-    from mynaemu.issuance.municipality import key_paths, known_public_keys
-
-    key_id = answers.pop().split()[0]
-    assert key_id in known_public_keys(home)               # the public half matches the winner
-    private_path, _ = key_paths(home, "13221")
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
-    assert documents.key_id(key.public_key()) == key_id
     kiosk = home / "kiosk"
-    assert not [p for p in kiosk.iterdir() if p.name.endswith(".tmp")]
-    assert all(_mode(p) == 0o600 for p in kiosk.iterdir()) and _mode(kiosk) == 0o700
+    made = [p for p in kiosk.rglob("*")]
+    assert not [p for p in made if p.name.endswith(".tmp")]
+    for path in [home, kiosk, *made]:
+        assert _mode(path) == (0o700 if path.is_dir() else 0o600), path
