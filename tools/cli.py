@@ -151,15 +151,13 @@ def card_apdu(file, apdus):
     from mynaemu.card.core import Card
 
     raws = [parse_hex_apdu(a) for a in apdus]
-    the_card = Card.from_file(file)
-    the_card.power_on()
-    try:
+    # The card is in this reader (locked) from before the first APDU until after the last.
+    with Card.from_file(file, door="mynaemu card apdu") as the_card:
+        the_card.power_on()
         for raw in raws:
             response = the_card.transmit(raw)
             data, sw = response[:-2].hex().upper(), response[-2:].hex().upper()
             click.echo(f"{data} {sw}" if data else sw)
-    finally:
-        the_card.power_off()
 
 
 @card.command("serve")
@@ -179,12 +177,16 @@ def card_serve(file, host, port, atr):
     from mynaemu.card.core import Card
     from mynaemu.card.transport.vpcd import run
 
-    the_card = Card.from_file(file, atr=atr)
+    # Held (locked) until the process ends: no other door powers this card meanwhile.
+    the_card = Card.from_file(file, atr=atr, door=f"mynaemu card serve on vpcd {host}:{port}")
     door_log = logging.getLogger("mynaemu.vpcd")
     if door_log.getEffectiveLevel() > logging.INFO:
         door_log.setLevel(logging.INFO)     # connection events (connect, power, reconnect) by default
     click.echo(f"serving {file} on vpcd {host}:{port} (ATR {the_card.atr.hex().upper()})", err=True)
-    run(the_card, host=host, port=port)
+    try:
+        run(the_card, host=host, port=port)
+    finally:
+        the_card.close()
 
 
 from mynaemu.tools.cli_sm import card_sm_read  # noqa: E402  (§13.2 secure-messaging read)

@@ -145,9 +145,24 @@ def _emit(as_json: bool, doc, text: str | None = None) -> None:
 
 
 def _load_card(path: Path):
-    from mynaemu.card.image import CardImage
+    """The card image at `path`, held (locked) until the command ends, so that no door spends a
+    PIN try between this read and _save_card's write, which would undo it (card/image.py)."""
+    from mynaemu.card.image import CardSession
 
-    return CardImage.load(path)
+    session = CardSession(path, door="mynaemu issue (back office)")
+    ctx = click.get_current_context()
+    ctx.call_on_close(session.close)
+    ctx.meta.setdefault("mynaemu.card_sessions", {})[str(path)] = session
+    return session.image
+
+
+def _save_card(image, path: Path) -> None:
+    """Write `image` to `path` under the hold _load_card took (or a brief one for a new file)."""
+    session = click.get_current_context().meta.get("mynaemu.card_sessions", {}).get(str(path))
+    if session is not None:
+        session.save(image)
+    else:
+        image.save(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,7 +490,7 @@ def cmd_move(obj, app_id, address, address_alt, card_file, at, as_json, operator
     with store:
         result = wf.move(app_id, at=at or _now(), address=address, address_alt=address_alt, card_image=image)
         if result["image"] is not None:
-            result["image"].save(card_file)
+            _save_card(result["image"], card_file)
     doc = {"id": result["id"], "revoked_sign_serial": _hex(result["revoked_sign_serial"]),
            "sign_serial": _hex(result["sign_serial"]), "card_written": result["image"] is not None}
     _emit(as_json, doc, f"{result['id']}: moved; signing certificate {doc['revoked_sign_serial'] or '-'} "
@@ -495,7 +510,7 @@ def cmd_write_card(obj, app_id, card_file, sign_pin, at, as_json, operator, term
     store, wf = obj.workflow(operator, terminal)
     with store:
         new = wf.write_card(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin)
-        new.save(card_file)
+        _save_card(new, card_file)
     _emit(as_json, {"id": _norm_id(app_id), "card": str(card_file)}, f"{card_file}: rewritten")
 
 
@@ -516,7 +531,7 @@ def cmd_renew(obj, app_id, card_file, sign_pin, decline_sign_cert, at, as_json, 
     with store:
         r = wf.renew(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin, decline_sign=decline_sign_cert)
         if r.image is not None:
-            r.image.save(card_file)
+            _save_card(r.image, card_file)
     doc = {"kind": r.kind, "id": r.id, "replaces": r.replaces, "reason": r.reason, "card_written": r.image is not None}
     _emit(as_json, doc, f"{r.id}: {'renewal application for ' + r.replaces if r.kind == 'card' else 'certificates renewed'}"
                         f" ({r.reason})")

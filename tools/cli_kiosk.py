@@ -97,10 +97,15 @@ def _running_centre(home: Path):
     return url
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """The project's one atomic writer (card/safefile.py): 0600 unless published, never over a
+    device, FIFO or directory; a refusal is one line (KioskExit, exit 1)."""
+    from mynaemu.card.safefile import write_file_atomic
+
+    try:
+        write_file_atomic(path, data, mode=mode)
+    except OSError as exc:
+        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
 
 
 def _narrator(stream_json: bool):
@@ -158,7 +163,8 @@ def _open_card(card_file: Path | None, reader: str | None):
         from mynaemu.card.image import CardImageError
 
         try:
-            return InProcessConnection(Card.from_file(card_file))
+            # The card is in the kiosk's reader (locked) until the connection is closed.
+            return InProcessConnection(Card.from_file(card_file, door="mynaemu kiosk issue --card"))
         except CardImageError as exc:
             raise KioskExit(str(exc).splitlines()[0], 9) from None
     try:
@@ -372,7 +378,7 @@ def kiosk_trust_root(home, output):
     if output is None:
         click.echo(pem.decode("ascii"), nl=False)
     else:
-        _write_atomic(output, pem)
+        _write_atomic(output, pem, mode=0o644)      # a CA certificate, published
 
 
 @kiosk.command("enrol")
@@ -393,7 +399,7 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db):
     from cryptography import x509
 
     from mynaemu.card.apps import jorei
-    from mynaemu.card.image import CardImage, CardImageError
+    from mynaemu.card.image import CardImageError, CardSession
     from mynaemu.issuance.centre import StoreDirectory
     from mynaemu.issuance.store import StoreError
 
@@ -404,8 +410,11 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db):
             raise click.BadParameter(f"the {doc} PIN is 4 digits", param_hint="--pin")
     if not pins:
         raise click.UsageError("give --pin or at least one --pin-<document>")
+    session = None
     try:
-        image = CardImage.load(card_file)
+        # Held from read to write: no door spends a PIN try in between that the write would undo.
+        session = CardSession(card_file, door="mynaemu kiosk enrol")
+        image = session.image
         der = image.application("jpki").efs[0x000A].data
         serial = x509.load_der_x509_certificate(der).serial_number
         resident = StoreDirectory(_home(home), db=db).resident_for_certificate(serial)
@@ -416,9 +425,12 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db):
             raise KioskExit(f"{card_file}: the store {where} did not issue this card", 11)
         jorei.add_to_image(image, user_id=resident.user_id, municipality_code=resident.municipality_code,
                            pins=pins)
-        image.save(card_file)
-    except (CardImageError, StoreError, ValueError, KeyError) as exc:
+        session.save(image)
+    except (CardImageError, StoreError, ValueError, KeyError, OSError) as exc:
         raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
+    finally:
+        if session is not None:
+            session.close()
     click.echo(f"{card_file}: 条例利用AP written (municipality {resident.municipality_code}; documents "
                f"{', '.join(pins)})")
 
@@ -563,7 +575,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
             _write_atomic(output, result.pdf)
             say("kiosk", f"printed → {output}")
             root_out = output.with_name(f"{output.stem}.lgpki-root.pem")
-            _write_atomic(root_out, lgpki.root_path(home).read_bytes())
+            _write_atomic(root_out, lgpki.root_path(home).read_bytes(), mode=0o644)   # a public root, for anyone
             roots = [lgpki.load_trust_root(root_out)]
             ok = documents.verify_pdf(output.read_bytes(), roots)
             say("anyone", f"PAdES signature {'verified' if ok else 'FAILED'} against the TEST LGPKI root "
@@ -607,6 +619,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
         conn.close()
         if server is not None:
             server.stop()
+        the_card.close()                      # out of the reader: its image lock is released
         if pcscd is not None:
             pcscd.stop()
     click.echo(f"\ndone: {output}")
