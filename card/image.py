@@ -52,11 +52,14 @@ import binascii
 import dataclasses
 import json
 import math
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Union
 
-from .safefile import FileLock, LockBusy, UnsafeFile, parse_json as _parse_json, read_regular, real_path, write_file_atomic
+from .safefile import (FileLock, LockBusy, UnsafeFile, kind_of, parse_json as _parse_json, read_regular,
+                       real_path, write_file_atomic)
 
 __all__ = ["CardImage", "CardImageError", "CardInUse", "CardSession", "write_file_atomic",
            "save_json_atomic"]
@@ -340,6 +343,14 @@ class CardSession:
     def __init__(self, path, *, door: str = "in-process card", wait: float = LOCK_WAIT):
         self.path = Path(path)
         self.target = real_path(path)
+        # Refuse a missing file, FIFO, device or directory before making its lock file (no
+        # `.null.lock` in /dev); CardImage.load checks again on the opened descriptor.
+        try:
+            st = os.stat(self.target)
+        except OSError as exc:
+            raise CardImageError(_os_message(path, exc, "cannot read")) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise CardImageError(f"{path}: {kind_of(st.st_mode)}, not a regular file; not a card image")
         self._lock = _card_lock(path, door=door, wait=wait)
         try:
             self.image = CardImage.load(self.target if self.target != self.path else self.path)

@@ -656,7 +656,9 @@ def cmd_crl(obj, kind, output, at, as_json, operator, terminal):
             store.audit(at=at, operator=operator, terminal=terminal, operation="crl", target=kind, outcome="ok",
                         reason=f"CRL number {number}, {len(list(crl))} entries")
     if output is not None:
-        output.write_bytes(crl_der(crl))
+        from mynaemu.card.safefile import write_file_atomic
+
+        write_file_atomic(output, crl_der(crl), mode=0o644)   # a CRL is published: world-readable
     doc = {"ca": kind, "number": number, "this_update": crl.last_update_utc.isoformat(),
            "next_update": crl.next_update_utc.isoformat(), "file": str(output) if output else None,
            "entries": [{"serial": f"{e.serial_number:X}", "revoked_at": e.revocation_date_utc.isoformat(),
