@@ -241,9 +241,10 @@ class CardImage:
         if not isinstance(doc, dict):
             raise CardImageError("not a JSON object")
         if doc.get("format") != FORMAT:
-            raise CardImageError(f"not a {FORMAT} file (format={doc.get('format')!r})")
-        if doc.get("version") != VERSION:
-            raise CardImageError(f"unsupported version {doc.get('version')!r} (this build reads {VERSION})")
+            raise CardImageError(f"not a {FORMAT} file (format={repr(doc.get('format'))[:60]})")
+        version = doc.get("version")
+        if type(version) is not int or version != VERSION:     # true and 1.0 are not 1
+            raise CardImageError(f"unsupported version {repr(version)[:60]} (this build reads {VERSION})")
         try:
             options = _options_from_json(_opt(doc, "options", dict, {}))
             image = cls(
@@ -381,7 +382,7 @@ class CardSession:
 
 
 def _one_line(exc) -> str:
-    text = str(exc).replace("\n", " ").strip()
+    text = "".join(c if c.isprintable() else " " for c in str(exc)).strip()   # one line, no escapes
     return text[:300] if text else type(exc).__name__
 
 
