@@ -58,8 +58,8 @@ import stat
 from pathlib import Path
 from typing import Union
 
-from .safefile import (FileLock, LockBusy, UnsafeFile, kind_of, parse_json as _parse_json, read_regular,
-                       real_path, write_file_atomic)
+from .safefile import (FileLock, LockBusy, UnsafeFile, check_replaceable, kind_of, parse_json as _parse_json,
+                       read_regular, real_path, write_file_atomic)
 
 __all__ = ["CardImage", "CardImageError", "CardInUse", "CardSession", "write_file_atomic",
            "save_json_atomic"]
@@ -294,6 +294,7 @@ class CardImage:
         if lock is not None:
             lock.write(data)
             return
+        check_replaceable(path)            # no lock file beside a device, FIFO or directory
         with _card_lock(path, door="writer", wait=LOCK_WAIT):
             # One writer under the lock: the fixed temp name leaves at most one stale temp
             # file after a kill, which the next save removes.

@@ -297,7 +297,7 @@ def test_writers_refuse_devices_fifos_directories_and_sockets(tmp_path):
                 assert str(info.value) == f"{path}: {what}, not a regular file; refusing to replace it"
                 after = os.lstat(path)
                 assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
-            assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+            assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".lock"))]
         assert (cases["a directory"] / "inside").read_text() == "kept"
     finally:
         sock.close()
@@ -312,6 +312,7 @@ def test_card_create_onto_a_device_node_is_refused_and_the_node_kept(tmp_path):
     assert result.exit_code == 1
     assert result.output == f"mynaemu: {dev}: a character device, not a regular file; refusing to replace it\n"
     assert stat.S_ISCHR(os.lstat(dev).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]     # no lock or temp file beside it
 
 
 def test_writes_are_0600_whatever_the_umask_unless_published(tmp_path):
