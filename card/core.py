@@ -45,12 +45,6 @@ _DIGEST_INFO = {
 }
 
 
-def _released(image) -> None:
-    # A closed file-backed card has no lock on its image any more: a PIN change cannot be
-    # made durable, so it is refused (6581) rather than written without the lock.
-    raise OSError("the card image was released (card closed)")
-
-
 class CardNotPowered(RuntimeError):
     """transmit() on a card that has no power: the reader would report no card."""
 
@@ -119,12 +113,13 @@ class Card:
         return card
 
     def close(self) -> None:
-        """Take the card out of the reader: power off and release its image file, if any."""
-        self.power_off()
-        session, self._session = self._session, None
-        if session is not None:
-            session.close()
-            self._persist = _released
+        """Take the card out of the reader: power off and release its image file, if any (a
+        released session refuses to write, so a PIN change after this answers 6581)."""
+        with self._lock:
+            self.power_off()
+            session, self._session = self._session, None
+            if session is not None:
+                session.close()
 
     def __enter__(self) -> "Card":
         return self

@@ -172,6 +172,16 @@ def test_kiosk_with_a_card_in_use_refuses_with_one_line(card_file, monkeypatch):
     Card.from_file(card_file, wait=0).close()               # released by the connection's close
 
 
+def test_kiosk_enrol_on_a_card_in_a_reader_is_refused_and_writes_nothing(card_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_mod, "LOCK_WAIT", 0.2)
+    before = card_file.read_bytes()
+    with Card.from_file(card_file):
+        result = CliRunner().invoke(main, ["kiosk", "enrol", "--card", str(card_file), "--pin", "1234",
+                                           "--home", str(tmp_path / "home")])
+    assert result.exit_code == 1 and "card in use" in result.output and result.output.count("\n") == 1
+    assert card_file.read_bytes() == before
+
+
 def test_back_office_rewrite_holds_the_card_from_read_to_write(card_file, monkeypatch):
     """`issue write-card`/`move`/`renew` read the card, work, then write it: a door must not
     spend a try in between (the write would roll the counter back). _load_card holds it."""
