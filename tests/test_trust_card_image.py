@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mynaemu.card.core import Card
 from mynaemu.card.image import MAX_DEPTH, CardImage, CardImageError, save_json_atomic
-from mynaemu.card.safefile import UnsafeFile, parse_json, read_regular, write_file_atomic
+from mynaemu.card.safefile import UnsafeFile, json_depth, parse_json, read_regular, write_file_atomic
 from mynaemu.issuance.personas import build_persona
 from mynaemu.tools.cli import main
 
@@ -173,6 +173,30 @@ def test_parse_json_bounds_depth_without_recursion_error():
         parse_json(b'{"a":' * 10 ** 6 + b"1" + b"}" * 10 ** 6)
     # brackets inside strings (escaped quotes too) are not nesting
     assert parse_json(json.dumps({"s": "[[[[\\\"{{{{" * 50}).encode(), max_depth=2)
+    for raw in (b"[" * 10 ** 6, b"]" * 5 + b"[" * 10 ** 6, b'{"a":[' * 10 ** 5, b"[{" * 10 ** 5 + b"}]"):
+        with pytest.raises(ValueError, match="nested deeper"):      # unbalanced: still no recursion
+            parse_json(raw)
+
+
+def _depth(value):
+    if isinstance(value, list):
+        return 1 + max([_depth(v) for v in value] or [0])
+    if isinstance(value, dict):
+        return 1 + max([_depth(v) for v in value.values()] or [0])
+    return 0
+
+
+TRICKY_TEXT = st.text(alphabet='[]{}"\\ab\n', max_size=8)
+NESTED = st.recursive(st.one_of(st.none(), st.integers(), TRICKY_TEXT), lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(TRICKY_TEXT, inner, max_size=3)), max_leaves=30)
+
+
+@settings(max_examples=500, deadline=None)
+@given(NESTED)
+def test_json_depth_is_the_true_depth_whatever_the_strings_hold(value):
+    text = json.dumps(value)
+    assert json_depth(text, 100) == _depth(value)
+    assert json_depth(json.dumps(value, indent=1, ensure_ascii=False), 100) == _depth(value)
 
 
 # -- property: any mutation of a valid image loads as a card or fails as CardImageError -------
