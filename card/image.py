@@ -51,7 +51,6 @@ import base64
 import binascii
 import dataclasses
 import json
-import math
 import os
 import re
 import stat
