@@ -14,13 +14,12 @@ import hmac
 import logging
 import os
 import threading
-from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
 from .apdu import ApduFormatError, Command
-from .image import BinaryEF, CardImage, FREE, KeyEF, NEVER, OpaqueEF, PinEF, RecordEF, atr_bytes
+from .image import BinaryEF, CardImage, CardSession, FREE, KeyEF, NEVER, OpaqueEF, PinEF, RecordEF, atr_bytes
 from .crypto import sign_pkcs1_raw
 from . import sm
 from .redact import redact_command
@@ -86,21 +85,47 @@ class Card:
         self._random = random
         self._lock = threading.RLock()
         self._keys = {}
+        self._session = None         # the CardSession of a card opened with from_file()
         self.powered = False
         self._clear_all()
 
     # -- doors ------------------------------------------------------------------------------
     @classmethod
-    def from_file(cls, path, **kwargs) -> "Card":
-        """A card whose state lives in `path` (saved atomically after every PIN change)."""
-        path = Path(path)
-        image = CardImage.load(path)
-        if sm.ensure_key(image):
-            # §13.2: an image made before the session-key private half was kept gets one
-            # (new EF 0006 key pair) once, durably, so SET SESSION KEY works from now on.
-            image.save(path)
-            log.info("%s: added the kenhojo session-key private half (EF 0006 renewed)", path)
-        return cls(image, persist=lambda img: img.save(path), **kwargs)
+    def from_file(cls, path, *, door: str = "in-process card", wait: float | None = None, **kwargs) -> "Card":
+        """A card whose state lives in `path` (saved atomically after every PIN change).
+
+        The card is in this reader until close(): the image is held locked for the whole
+        session, and another door gets CardInUse after `wait` seconds (image.LOCK_WAIT by
+        default) - never a free PIN try (card/image.py, "one reader at a time").
+        """
+        session = CardSession(path, door=door, **({} if wait is None else {"wait": wait}))
+        try:
+            if sm.ensure_key(session.image):
+                # §13.2: an image made before the session-key private half was kept gets one
+                # (new EF 0006 key pair) once, durably, so SET SESSION KEY works from now on.
+                session.save()
+                log.info("%s: added the kenhojo session-key private half (EF 0006 renewed)", path)
+            card = cls(session.image, persist=session.save, **kwargs)
+        except BaseException:
+            session.close()
+            raise
+        card._session = session
+        return card
+
+    def close(self) -> None:
+        """Take the card out of the reader: power off and release its image file, if any (a
+        released session refuses to write, so a PIN change after this answers 6581)."""
+        with self._lock:
+            self.power_off()
+            session, self._session = self._session, None
+            if session is not None:
+                session.close()
+
+    def __enter__(self) -> "Card":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def atr(self) -> bytes:

@@ -33,6 +33,17 @@ The mutable state is the PIN EFs' `value` and `remaining`. Saving is atomic (tem
 fsync, rename, fsync of the folder), so a kill -9 leaves either the old or the new image,
 never a torn one. A broken image raises CardImageError with a one-line message naming the
 file, and the file is left untouched.
+
+A card is in one reader at a time: whoever powers the image (a door: the in-process Card,
+`card apdu`, `card serve`, the kiosk) or rewrites it (the back office) holds an exclusive
+lock on it for the whole session (CardSession), and a second one gets CardInUse after a
+bounded wait - never a free PIN try. The lock is a flock() on the sibling file `.NAME.lock`
+of the real image (symlinks resolved): a lock on the image itself would be lost at the first
+save, which replaces its inode. The kernel drops it when the holder dies, even by SIGKILL.
+
+File rules (card/safefile.py): an image must be a regular file of at most MAX_IMAGE_BYTES;
+FIFOs, devices and directories are refused at once; JSON with NaN/Infinity, duplicate keys or
+nesting deeper than MAX_DEPTH is refused before any field is looked at.
 """
 from __future__ import annotations
 
@@ -42,9 +53,15 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
+import stat
 from pathlib import Path
 from typing import Union
+
+from .safefile import (FileLock, LockBusy, UnsafeFile, check_replaceable, kind_of, parse_json as _parse_json,
+                       read_regular, real_path, write_file_atomic)
+
+__all__ = ["CardImage", "CardImageError", "CardInUse", "CardSession", "write_file_atomic",
+           "save_json_atomic"]
 
 FORMAT = "mynaemu-card-image"
 VERSION = 1
@@ -60,9 +77,22 @@ Access = Union[str, tuple]  # FREE, NEVER, or a tuple of PIN FIDs (ints), any on
 
 UNKNOWN_EF_SWS = ("6981", "6982", "6985", "6986")
 
+# An image is a few tens of KiB (the largest persona, with 券面 images, about 60 KiB).
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+# The format nests 5 deep; `meta` is free-form but flat in practice.
+MAX_DEPTH = 32
+# A PIN pattern is a short regular expression ("[0-9]{4}", "[0-9A-Z]{6,16}").
+MAX_PATTERN = 200
+# How long a door or writer waits for a card another one holds before "card in use".
+LOCK_WAIT = 3.0
+
 
 class CardImageError(Exception):
     """A card image that cannot be read or is not valid; the message is one line."""
+
+
+class CardInUse(CardImageError):
+    """The card image is held by another door or writer (a card is in one reader at a time)."""
 
 
 @dataclasses.dataclass
@@ -210,24 +240,27 @@ class CardImage:
         if not isinstance(doc, dict):
             raise CardImageError("not a JSON object")
         if doc.get("format") != FORMAT:
-            raise CardImageError(f"not a {FORMAT} file (format={doc.get('format')!r})")
-        if doc.get("version") != VERSION:
-            raise CardImageError(f"unsupported version {doc.get('version')!r} (this build reads {VERSION})")
+            raise CardImageError(f"not a {FORMAT} file (format={repr(doc.get('format'))[:60]})")
+        version = doc.get("version")
+        if type(version) is not int or version != VERSION:     # true and 1.0 are not 1
+            raise CardImageError(f"unsupported version {repr(version)[:60]} (this build reads {VERSION})")
         try:
-            options = CardOptions(**doc.get("options", {}))
+            options = _options_from_json(_opt(doc, "options", dict, {}))
             image = cls(
                 applications=[_app_from_json(a) for a in _need(doc, "applications", list)],
-                label=str(doc.get("label", "")),
-                atr=str(doc.get("atr", "contact")),
+                label=_opt(doc, "label", str, ""),
+                atr=_opt(doc, "atr", str, "contact"),
                 options=options,
-                get_data={_fid(k): _hex(v) for k, v in doc.get("get_data", {}).items()},
-                meta=dict(doc.get("meta", {})),
+                get_data={_fid(k): _hex(v) for k, v in _opt(doc, "get_data", dict, {}).items()},
+                meta=dict(_opt(doc, "meta", dict, {})),
             )
             atr_bytes(image.atr)
         except CardImageError:
             raise
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            raise CardImageError(f"malformed: {type(exc).__name__}: {exc}") from None
+        except KeyError as exc:
+            raise CardImageError(f"malformed: missing field {exc}") from None
+        except (TypeError, ValueError, binascii.Error, re.error) as exc:
+            raise CardImageError(f"malformed: {_one_line(exc)}") from None
         names = [a.name for a in image.applications]
         if len(set(names)) != len(names):
             raise CardImageError("duplicate application names")
@@ -236,62 +269,127 @@ class CardImage:
     # -- files ------------------------------------------------------------------------------
     @classmethod
     def load(cls, path) -> "CardImage":
-        path = Path(path)
+        """Read and validate the image at `path` (symlinks followed); CardImageError naming it."""
         try:
-            raw = path.read_bytes()
+            raw = read_regular(path, limit=MAX_IMAGE_BYTES)
         except OSError as exc:
-            raise CardImageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            raise CardImageError(_os_message(path, exc, "cannot read")) from None
         try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CardImageError(f"{path}: not a card image (truncated or corrupt JSON: {exc})") from None
+            doc = _parse_json(raw, max_depth=MAX_DEPTH)
+        except ValueError as exc:
+            raise CardImageError(f"{path}: not a card image ({_one_line(exc)})") from None
         try:
             return cls.from_json(doc)
         except CardImageError as exc:
             raise CardImageError(f"{path}: {exc}") from None
 
-    def save(self, path) -> None:
-        """Write atomically: temp file in the same folder, fsync, rename, fsync the folder."""
-        save_json_atomic(path, self.to_json())
+    def save(self, path, *, lock: "CardSession | None" = None) -> None:
+        """Write atomically (temp file, fsync, rename, fsync the folder), 0600, under the card's lock.
+
+        `lock`: the CardSession holding this card (its door or writer); without one, the lock
+        is taken for the write (CardInUse when another holds the card beyond LOCK_WAIT).
+        """
+        data = json.dumps(self.to_json(), ensure_ascii=False, indent=1).encode("utf-8")
+        if lock is not None:
+            lock.write(data)
+            return
+        check_replaceable(path)            # no lock file beside a device, FIFO or directory
+        with _card_lock(path, door="writer", wait=LOCK_WAIT):
+            # One writer under the lock: the fixed temp name leaves at most one stale temp
+            # file after a kill, which the next save removes.
+            _write(path, data)
+
+
+def _write(path, data: bytes) -> None:
+    try:
+        write_file_atomic(path, data, single_writer=True)
+    except UnsafeFile:
+        raise
+    except OSError as exc:
+        # core._commit turns an OSError into 6581; the CLI shows one line naming the file.
+        raise OSError(_os_message(path, exc, "cannot write")) from None
 
 
 def save_json_atomic(path, doc) -> None:
-    # A card image has one writer (its door), so a fixed temp name is safe, and a writer
-    # killed mid-save leaves at most one stale temp file, which the next save overwrites.
-    write_file_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"),
-                      single_writer=True)
+    """Any JSON document, written atomically and 0600 (no card lock: not for card images)."""
+    write_file_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
-def write_file_atomic(path, data: bytes, *, single_writer: bool = False) -> None:
-    """Temp file in the same folder, fsync, rename, fsync the folder: old or new, never torn.
+# -- the card's lock ----------------------------------------------------------------------------
 
-    single_writer: use the fixed temp name `.NAME.tmp` (no pile-up after kills); otherwise a
-    unique temp name, so concurrent writers of the same file cannot interleave.
+def lock_path_for(path) -> Path:
+    """The lock file of the image at `path`: `.NAME.lock` beside the real (symlink-resolved) file."""
+    target = real_path(path)
+    return target.parent / f".{target.name}.lock"
+
+
+def _card_lock(path, *, door: str, wait: float) -> FileLock:
+    try:
+        return FileLock(lock_path_for(path), wait=wait, note=door)
+    except LockBusy as exc:
+        raise CardInUse(f"{path}: card in use ({exc.holder or 'held by another door'}): a card is in "
+                        f"one reader at a time; try again when it is released") from None
+    except OSError as exc:
+        raise CardImageError(_os_message(lock_path_for(path), exc, "cannot lock the card")) from None
+
+
+class CardSession:
+    """A card image held for one session: locked, then loaded; saved under the same lock.
+
+    The door that powers a card (Card.from_file) and the back office rewriting a card file use
+    one; it is released by close() (or when the holding process dies). `door` names the holder
+    in the "card in use" message another door gets.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if single_writer:
-        tmp = str(folder / f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    else:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+
+    def __init__(self, path, *, door: str = "in-process card", wait: float = LOCK_WAIT):
+        self.path = Path(path)
+        self.target = real_path(path)
+        # Refuse a missing file, FIFO, device or directory before making its lock file (no
+        # `.null.lock` in /dev); CardImage.load checks again on the opened descriptor.
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+            st = os.stat(self.target)
+        except OSError as exc:
+            raise CardImageError(_os_message(path, exc, "cannot read")) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise CardImageError(f"{path}: {kind_of(st.st_mode)}, not a regular file; not a card image")
+        self._lock = _card_lock(path, door=door, wait=wait)
+        try:
+            self.image = CardImage.load(self.target if self.target != self.path else self.path)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @property
+    def held(self) -> bool:
+        return self._lock.held
+
+    def save(self, image: "CardImage | None" = None) -> None:
+        (image if image is not None else self.image).save(self.path, lock=self)
+
+    def write(self, data: bytes) -> None:
+        if not self._lock.held:
+            raise OSError(f"{self.path}: the card was released; its state cannot be written")
+        _write(self.target, data)
+
+    def close(self) -> None:
+        self._lock.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _one_line(exc) -> str:
+    text = "".join(c if c.isprintable() else " " for c in str(exc)).strip()   # one line, no escapes
+    return text[:300] if text else type(exc).__name__
+
+
+def _os_message(path, exc: OSError, what: str) -> str:
+    if isinstance(exc, UnsafeFile):
+        return str(exc)
+    return f"{path}: {what}: {exc.strerror or exc}"
 
 
 def atr_bytes(atr: str) -> bytes:
@@ -308,26 +406,55 @@ def atr_bytes(atr: str) -> bytes:
 
 # -- JSON helpers -----------------------------------------------------------------------------
 
-def _need(doc, key, typ):
-    value = doc[key]
-    if not isinstance(value, typ):
-        raise TypeError(f"{key} must be {typ.__name__}")
+_TYPE_NAMES = {str: "a string", list: "a list", dict: "an object", int: "an integer", bool: "true or false"}
+
+
+def _check(value, typ, what):
+    # bool is an int in Python; a JSON true is never a count, and 1 is never a flag.
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise TypeError(f"{what} must be {_TYPE_NAMES.get(typ, typ.__name__)}, not {_json_type(value)}")
     return value
+
+
+def _json_type(value) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _need(doc, key, typ):
+    if not isinstance(doc, dict):
+        raise TypeError(f"expected an object, not {_json_type(doc)}")
+    return _check(doc[key], typ, key)
+
+
+def _opt(doc, key, typ, default):
+    if key not in doc:
+        return default
+    return _check(doc[key], typ, key)
+
+
+def _options_from_json(doc) -> CardOptions:
+    fields = {f.name: f for f in dataclasses.fields(CardOptions)}
+    values = {}
+    for key, value in doc.items():
+        if key not in fields:
+            raise ValueError(f"unknown option {key[:40]!r}")
+        values[key] = _check(value, type(fields[key].default), f"option {key}")
+    return CardOptions(**values)
 
 
 def _fid(text) -> int:
-    value = int(text, 16)
-    if not 0 <= value <= 0xFFFF or len(text) != 4:
-        raise ValueError(f"bad identifier {text!r}")
-    return value
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9A-Fa-f]{4}", text):
+        raise ValueError(f"bad identifier {str(text)[:40]!r} (4 hex digits)")
+    return int(text, 16)
 
 
 def _hex(text) -> bytes:
-    return bytes.fromhex(text)
+    return bytes.fromhex(_check(text, str, "hex data"))
 
 
 def _b64(text) -> bytes:
-    return base64.b64decode(text, validate=True)
+    return base64.b64decode(_check(text, str, "base64 data").encode("ascii"), validate=True)
 
 
 def _access_to_json(access):
@@ -337,7 +464,7 @@ def _access_to_json(access):
 
 
 def _access_from_json(value):
-    if value in (FREE, NEVER):
+    if isinstance(value, str) and value in (FREE, NEVER):
         return value
     if isinstance(value, list) and value:
         return tuple(_fid(v) for v in value)
@@ -367,33 +494,43 @@ def _ef_to_json(ef) -> dict:
 
 
 def _ef_from_json(doc):
-    kind = doc["type"]
+    kind = _need(doc, "type", str)
     fid = _fid(doc["fid"])
-    label = str(doc.get("label", ""))
+    label = _opt(doc, "label", str, "")
     if kind == "binary":
         return BinaryEF(fid, _b64(doc["data"]), _access_from_json(doc["read"]), label)
     if kind == "record":
         return RecordEF(fid, [_b64(r) for r in _need(doc, "records", list)], _access_from_json(doc["read"]), label)
     if kind == "pin":
-        max_tries, remaining = int(doc["max_tries"]), int(doc["remaining"])
+        max_tries, remaining = _need(doc, "max_tries", int), _need(doc, "remaining", int)
         if not (1 <= max_tries <= 15 and 0 <= remaining <= max_tries):
-            raise ValueError(f"PIN {doc['fid']}: tries {remaining}/{max_tries} out of range")
-        change = doc.get("change", "iso")
+            raise ValueError(f"PIN {fid:04X}: tries {remaining}/{max_tries} out of range")
+        change = _opt(doc, "change", str, "iso")
         if change not in ("iso", "jicsap", "none"):
-            raise ValueError(f"PIN {doc['fid']}: bad change method {change!r}")
-        re.compile(doc["pattern"])
-        return PinEF(fid, doc["value"].encode("ascii"), max_tries, remaining, doc["pattern"], change, label)
+            raise ValueError(f"PIN {fid:04X}: bad change method {change[:20]!r}")
+        pattern = _need(doc, "pattern", str)
+        if len(pattern) > MAX_PATTERN:
+            raise ValueError(f"PIN {fid:04X}: pattern longer than {MAX_PATTERN} characters")
+        try:
+            re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ValueError(f"PIN {fid:04X}: bad pattern ({_one_line(exc)})") from None
+        value = _need(doc, "value", str)
+        if not value.isascii() or len(value) > 255:
+            raise ValueError(f"PIN {fid:04X}: the value must be at most 255 ASCII characters")
+        return PinEF(fid, value.encode("ascii"), max_tries, remaining, pattern, change, label)
     if kind == "key":
-        ops = tuple(doc.get("ops", ["sign"]))
+        ops = tuple(_check(op, str, "ops entry") for op in _opt(doc, "ops", list, ["sign"]))
         if set(ops) - {"sign", "internal_auth"}:
-            raise ValueError(f"key {doc['fid']}: bad ops {ops}")
-        pem = doc["key"].encode("ascii")
-        if b"PRIVATE KEY" not in pem:
-            raise ValueError(f"key {doc['fid']}: not a PEM private key")
-        return KeyEF(fid, pem, _access_from_json(doc["use"]), ops, bool(doc.get("default", False)), label)
+            raise ValueError(f"key {fid:04X}: bad ops {[op[:20] for op in ops]}")
+        key = _need(doc, "key", str)
+        if not key.isascii() or "PRIVATE KEY" not in key:
+            raise ValueError(f"key {fid:04X}: not a PEM private key")
+        return KeyEF(fid, key.encode("ascii"), _access_from_json(doc["use"]), ops,
+                     _opt(doc, "default", bool, False), label)
     if kind == "opaque":
         return OpaqueEF(fid, label)
-    raise ValueError(f"unknown EF type {kind!r}")
+    raise ValueError(f"unknown EF type {kind[:20]!r}")
 
 
 def _app_to_json(app: Application) -> dict:
@@ -405,15 +542,15 @@ def _app_to_json(app: Application) -> dict:
 
 
 def _app_from_json(doc) -> Application:
-    aid = _hex(doc["aid"])
+    aid = _hex(_need(doc, "aid", str))
     if not 5 <= len(aid) <= 16:
-        raise ValueError(f"AID {doc['aid']} must be 5..16 bytes")
-    app = Application(str(doc["name"]), aid, {})
-    if doc.get("sm_key") is not None:
-        pem = doc["sm_key"].encode("ascii")
-        if b"PRIVATE KEY" not in pem:
+        raise ValueError(f"AID {doc['aid'][:40]} must be 5..16 bytes")
+    app = Application(_need(doc, "name", str), aid, {})
+    sm_key = _opt(doc, "sm_key", str, None) if doc.get("sm_key") is not None else None
+    if sm_key is not None:
+        if not sm_key.isascii() or "PRIVATE KEY" not in sm_key:
             raise ValueError(f"{app.name}: sm_key is not a PEM private key")
-        app.sm_key_pem = pem
+        app.sm_key_pem = sm_key.encode("ascii")
     for ef_doc in _need(doc, "efs", list):
         app.add(_ef_from_json(ef_doc))
     for ef in app.efs.values():

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mynaemu.card.safefile import write_file_atomic
+
 ROOT_NAME = "mynaemu TEST LGPKI Root CA"
 ORGANIZATION = "TEST LGPKI"
 ORG_ID_PREFIX = "LGJP-"
@@ -102,16 +104,9 @@ def _creation_lock(base: Path):
 
 
 def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write `path` whole (temp file + fsync + rename) with `mode`, whatever the umask."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Write `path` whole with `mode`, whatever the umask: the project's one atomic writer
+    (temp file, fsync, rename, fsync of the folder; never over a device, FIFO or directory)."""
+    write_file_atomic(path, data, mode=mode)
 
 
 def _key_pem(key) -> bytes:

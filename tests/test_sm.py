@@ -188,7 +188,8 @@ def test_a_card_file_without_the_key_gets_one_once(persona, tmp_path):
     t.open_session()
     # a second open keeps the same key (no renewal when it is there)
     before = path.read_bytes()
-    Card.from_file(path)
+    card.close()                                      # one reader at a time: out of this one first
+    Card.from_file(path).close()
     assert CardImage.load(path).application("kenhojo").sm_key_pem == hojo.sm_key_pem
     assert json.loads(path.read_bytes()) == json.loads(before)
 
@@ -385,6 +386,7 @@ def test_session_is_never_persisted(persona, tmp_path):
     assert key.hex() not in text.lower() and key.hex().upper() not in text
     assert set(json.loads(text)) == set(json.loads(before.decode()))    # no session field
     # a new process on the file has no session
+    card.close()                                      # one reader at a time: out of this one first
     card2 = Card.from_file(path)
     card2.power_on()
     t2 = Terminal(card2, persona[1])

@@ -59,7 +59,7 @@ def test_kill9_during_verify(tmp_path, trial):
     after = CardImage.load(path)                               # never torn
     remaining = after.pin("kenhojo", 0x14).remaining
     assert remaining <= 10 - seen, (remaining, seen)           # nothing acknowledged was lost
-    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".tmp")] == ["card.json"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith((".tmp", ".lock"))] == ["card.json"]
 
 
 def test_trials_actually_tear_midway(tmp_path):

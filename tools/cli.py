@@ -174,10 +174,10 @@ def card_apdu(file, apdus, as_json):
     from mynaemu.card.core import Card
 
     raws = [parse_hex_apdu(a) for a in apdus]
-    the_card = Card.from_file(file)
-    the_card.power_on()
     answers = []
-    try:
+    # The card is in this reader (locked) from before the first APDU until after the last.
+    with Card.from_file(file, door="mynaemu card apdu") as the_card:
+        the_card.power_on()
         for raw in raws:
             response = the_card.transmit(raw)
             data, sw = response[:-2].hex().upper(), response[-2:].hex().upper()
@@ -186,8 +186,6 @@ def card_apdu(file, apdus, as_json):
                 answers.append({"command": redact_command(raw), "data": data, "sw": sw})
             else:
                 click.echo(f"{data} {sw}" if data else sw)
-    finally:
-        the_card.power_off()
     if as_json:
         import json as _json
         click.echo(_json.dumps(answers))
@@ -231,27 +229,33 @@ def card_serve(files, host, port, atr, record, eject_after, timing, control):
     door_log = logging.getLogger("mynaemu.vpcd")
     if door_log.getEffectiveLevel() > logging.INFO:
         door_log.setLevel(logging.INFO)     # connection events (connect, power, reconnect) by default
-    servers = []
-    for n, file in enumerate(files):
-        the_card = Card.from_file(file, atr=atr)
-        if record is not None:
-            from mynaemu.tools.record import Recorder, RecordingCard
-            the_card = RecordingCard(the_card, Recorder.for_image(record, the_card.image,
-                                                                  source=f"mynaemu card serve --record ({file.name})"))
-        pace = RealTiming(the_card.atr) if timing == "real" else None
-        servers.append(VpcdServer(the_card, host, port + n, eject_after=eject_after, timing=pace))
-        click.echo(f"serving {file} on vpcd {host}:{port + n} = {reader_for(port + n)!r} "
-                   f"(ATR {the_card.atr.hex().upper()})", err=True)
-    if control is None:
-        run_many(servers)
-        return
-    from mynaemu.card.transport.control import ControlFifo
-
-    channel = ControlFifo(control, servers, log=door_log.info).start()
+    servers, cards = [], []
     try:
-        run_many(servers)
+        for n, file in enumerate(files):
+            # Held (locked) until the process ends: no other door powers this card meanwhile.
+            the_card = Card.from_file(file, atr=atr, door=f"mynaemu card serve on vpcd {host}:{port + n}")
+            cards.append(the_card)
+            if record is not None:
+                from mynaemu.tools.record import Recorder, RecordingCard
+                the_card = RecordingCard(the_card, Recorder.for_image(record, the_card.image,
+                                                                      source=f"mynaemu card serve --record ({file.name})"))
+            pace = RealTiming(the_card.atr) if timing == "real" else None
+            servers.append(VpcdServer(the_card, host, port + n, eject_after=eject_after, timing=pace))
+            click.echo(f"serving {file} on vpcd {host}:{port + n} = {reader_for(port + n)!r} "
+                       f"(ATR {the_card.atr.hex().upper()})", err=True)
+        if control is None:
+            run_many(servers)
+            return
+        from mynaemu.card.transport.control import ControlFifo
+
+        channel = ControlFifo(control, servers, log=door_log.info).start()
+        try:
+            run_many(servers)
+        finally:
+            channel.close()
     finally:
-        channel.close()
+        for the_card in cards:
+            the_card.close()
 
 
 from mynaemu.tools.cli_sm import card_sm_read  # noqa: E402  (§13.2 secure-messaging read)

@@ -179,9 +179,24 @@ def _emit(as_json: bool, doc, text: str | None = None) -> None:
 
 
 def _load_card(path: Path):
-    from mynaemu.card.image import CardImage
+    """The card image at `path`, held (locked) until the command ends, so that no door spends a
+    PIN try between this read and _save_card's write, which would undo it (card/image.py)."""
+    from mynaemu.card.image import CardSession
 
-    return CardImage.load(path)
+    session = CardSession(path, door="mynaemu issue (back office)")
+    ctx = click.get_current_context()
+    ctx.call_on_close(session.close)
+    ctx.meta.setdefault("mynaemu.card_sessions", {})[str(path)] = session
+    return session.image
+
+
+def _save_card(image, path: Path) -> None:
+    """Write `image` to `path` under the hold _load_card took (or a brief one for a new file)."""
+    session = click.get_current_context().meta.get("mynaemu.card_sessions", {}).get(str(path))
+    if session is not None:
+        session.save(image)
+    else:
+        image.save(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -676,7 +691,9 @@ def cmd_crl(obj, kind, output, at, as_json, operator, terminal):
             store.audit(at=at, operator=operator, terminal=terminal, operation="crl", target=kind, outcome="ok",
                         reason=f"CRL number {number}, {len(list(crl))} entries")
     if output is not None:
-        output.write_bytes(crl_der(crl))
+        from mynaemu.card.safefile import write_file_atomic
+
+        write_file_atomic(output, crl_der(crl), mode=0o644)   # a CRL is published: world-readable
     doc = {"ca": kind, "number": number, "this_update": crl.last_update_utc.isoformat(),
            "next_update": crl.next_update_utc.isoformat(), "file": str(output) if output else None,
            "entries": [{"serial": f"{e.serial_number:X}", "revoked_at": e.revocation_date_utc.isoformat(),

@@ -97,11 +97,15 @@ def _running_centre(home: Path):
     return url
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Atomic and private (0600 whatever the umask): a kiosk PDF may carry 個人番号 (NUM-13)."""
-    from mynaemu.card.image import write_file_atomic
+def _write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """The project's one atomic writer (card/safefile.py): 0600 unless published (a kiosk PDF may
+    carry 個人番号, NUM-13), never over a device, FIFO or directory; a refusal is one line (exit 1)."""
+    from mynaemu.card.safefile import write_file_atomic
 
-    write_file_atomic(path, data)
+    try:
+        write_file_atomic(path, data, mode=mode)
+    except OSError as exc:
+        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
 
 
 def _narrator(stream_json: bool):
@@ -159,7 +163,8 @@ def _open_card(card_file: Path | None, reader: str | None):
         from mynaemu.card.image import CardImageError
 
         try:
-            return InProcessConnection(Card.from_file(card_file))
+            # The card is in the kiosk's reader (locked) until the connection is closed.
+            return InProcessConnection(Card.from_file(card_file, door="mynaemu kiosk issue --card"))
         except CardImageError as exc:
             raise KioskExit(str(exc).splitlines()[0], 9) from None
     try:
@@ -373,7 +378,7 @@ def kiosk_trust_root(home, output):
     if output is None:
         click.echo(pem.decode("ascii"), nl=False)
     else:
-        _write_atomic(output, pem)
+        _write_atomic(output, pem, mode=0o644)      # a CA certificate, published
 
 
 @kiosk.command("enrol")
@@ -399,7 +404,7 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
     from cryptography import x509
 
     from mynaemu.card.apps import jorei
-    from mynaemu.card.image import CardImage, CardImageError
+    from mynaemu.card.image import CardImageError, CardSession
     from mynaemu.issuance.centre import StoreDirectory, utc_now
     from mynaemu.issuance.kiosk_trust import refuse_unless_active
     from mynaemu.issuance.store import StoreError
@@ -411,8 +416,11 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
             raise click.BadParameter(f"the {doc} PIN is 4 digits", param_hint="--pin")
     if not pins:
         raise click.UsageError("give --pin or at least one --pin-<document>")
+    session = None
     try:
-        image = CardImage.load(card_file)
+        # Held from read to write: no door spends a PIN try in between that the write would undo.
+        session = CardSession(card_file, door="mynaemu kiosk enrol")
+        image = session.image
         der = image.application("jpki").efs[0x000A].data
         cert = x509.load_der_x509_certificate(der)
         resident = StoreDirectory(_home(home), db=db).resident_for_certificate(cert)  # byte for byte
@@ -424,11 +432,14 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
         refuse_unless_active(resident.card, at or utc_now())  # STATE-1: before anything is written
         jorei.add_to_image(image, user_id=resident.user_id, municipality_code=resident.municipality_code,
                            pins=pins, card_serial=resident.card.serial)  # binds the AP to this card
-        image.save(card_file)
+        session.save(image)
     except Refusal as refusal:
         raise KioskExit(f"{card_file}: refused [{refusal.reason}]: {refusal.message}", refusal.code) from None
-    except (CardImageError, StoreError, ValueError, KeyError) as exc:
+    except (CardImageError, StoreError, ValueError, KeyError, OSError) as exc:
         raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
+    finally:
+        if session is not None:
+            session.close()
     if as_json:
         click.echo(json.dumps({"card": str(card_file), "municipality_code": resident.municipality_code,
                                "documents": list(pins)}, ensure_ascii=False))
@@ -577,7 +588,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
             _write_atomic(output, result.pdf)
             say("kiosk", f"printed → {output}")
             root_out = output.with_name(f"{output.stem}.lgpki-root.pem")
-            _write_atomic(root_out, lgpki.root_path(home).read_bytes())
+            _write_atomic(root_out, lgpki.root_path(home).read_bytes(), mode=0o644)   # a public root, for anyone
             roots = [lgpki.load_trust_root(root_out)]
             ok = documents.verify_pdf(output.read_bytes(), roots)
             say("anyone", f"PAdES signature {'verified' if ok else 'FAILED'} against the TEST LGPKI root "
@@ -621,6 +632,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
         conn.close()
         if server is not None:
             server.stop()
+        the_card.close()                      # out of the reader: its image lock is released
         if pcscd is not None:
             pcscd.stop()
     click.echo(f"\ndone: {output}")

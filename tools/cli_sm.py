@@ -33,7 +33,7 @@ def card_sm_read(file, pin, collation_a, reveal, trace):
     from mynaemu.tools.client_sm import SmSessionClosed
 
     try:
-        the_card = Card.from_file(file)
+        the_card = Card.from_file(file, door="mynaemu card sm-read")
     except CardImageError as exc:
         raise _Refused(str(exc).splitlines()[0]) from None
     client = CardClient(InProcessConnection(the_card), trace=trace)

@@ -153,9 +153,11 @@ class InProcessConnection:
         return self.atr
 
     def close(self) -> None:
+        """Power the card off; a card opened on an image file is also released (its lock)."""
         if self._open:
             self._open = False
-            self.card.power_off()
+            close = getattr(self.card, "close", None)
+            (close or self.card.power_off)()
             if self._recorder is not None:
                 self._recorder.close()
 

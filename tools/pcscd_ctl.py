@@ -328,6 +328,7 @@ class CardServerHandle:
     _server: object = dataclasses.field(default=None, repr=False)
     _thread: Optional[threading.Thread] = dataclasses.field(default=None, repr=False)
     _stopped: bool = dataclasses.field(default=False, repr=False)
+    _own_card: object = dataclasses.field(default=None, repr=False)   # opened here: released by stop()
 
     def stop(self, timeout: float = 10.0, *, wait_removed: bool = True) -> None:
         """Stop the server (SIGTERM by PID, SIGKILL after `timeout`) and wait for card removal.
@@ -347,6 +348,8 @@ class CardServerHandle:
             self._server.stop()
             if self._thread is not None:
                 self._thread.join(timeout)
+        if self._own_card is not None:
+            self._own_card.close()         # out of the reader: the image's lock is released
         if wait_removed:
             # pcscd notices a vanished card at its next get-ATR poll (~400 ms); wait for it so
             # the next card served on this port is not mistaken for this one.
@@ -393,8 +396,10 @@ def start_card_server(path, *, port: int = VPCD_PORT, timeout: float = 20.0, in_
     if in_process:
         from mynaemu.card.transport.vpcd import VpcdServer
 
-        server = VpcdServer(card if card is not None else load_card(path), port=port)
-        handle = CardServerHandle(path, port, reader, _server=server, _thread=server.serve_in_thread())
+        own = load_card(path) if card is None else None
+        server = VpcdServer(card if card is not None else own, port=port)
+        handle = CardServerHandle(path, port, reader, _server=server, _thread=server.serve_in_thread(),
+                                  _own_card=own)
     else:
         # Never a pipe: an unread pipe fills up with log lines and then blocks the card.
         if log_path is None:
@@ -429,7 +434,7 @@ def load_card(path):
     """A Card on the image at `path` that saves its PIN state back to the same file."""
     from mynaemu.card.core import Card
 
-    return Card.from_file(path)
+    return Card.from_file(path, door="card served in-process by pcscd_ctl")
 
 
 # -- command line ------------------------------------------------------------------------------
