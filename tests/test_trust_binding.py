@@ -74,7 +74,7 @@ def refused(home, args, card, reason):
     assert len(lines) == 1 and reason in lines[0], lines
     assert card.read_bytes() == before_card                  # untouched byte for byte
     assert dump(home) == before_store                        # no change, no partial state
-    assert list(card.parent.glob(f".{card.name}.*")) == []    # no staged file left behind
+    assert list(card.parent.glob(f".{card.name}.staged-*")) == []    # no staged file left behind (the .lock companion stays)
     return lines[0]
 
 

@@ -77,18 +77,27 @@ def needles(keys, generic=True):
 
 
 def logical_hits(home, keys, generic=True):
-    """(table, column, needle index) for every stored value that holds private material."""
+    """(table, column, needle index) for every stored value that holds private material.
+
+    The store's own TEST CA keys (the settings row `test_pki`, issuance/store_pki.py) are private
+    keys the store must keep: the generic PEM/PKCS#8 marks skip that one row, the holder's own
+    numbers are looked for in it too."""
     found = []
     marks = needles(keys, generic)
+    own = needles(keys, generic=False)
     with Store.open(home) as store:
         tables = [r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for table in tables:
             cursor = store.conn.execute(f"SELECT * FROM {table}")
             names = [d[0] for d in cursor.description]
             for row in cursor:
+                store_pki = table == "settings" and row[0] == "test_pki"
                 for column, value in zip(names, row):
                     data = value.encode() if isinstance(value, str) else value if isinstance(value, bytes) else b""
-                    found += [(table, column, i) for i, m in enumerate(marks) if m in data]
+                    if store_pki:
+                        found += [(table, column, len(marks) - len(own) + i) for i, m in enumerate(own) if m in data]
+                    else:
+                        found += [(table, column, i) for i, m in enumerate(marks) if m in data]
     return found
 
 
@@ -97,7 +106,8 @@ def raw_hits(home, keys):
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     data = b"".join(p.read_bytes() for p in home.iterdir() if p.name.startswith(DB_NAME))
-    return [i for i, m in enumerate(needles(keys)) if m in data]
+    # the holder's own numbers in every encoding (the file also holds the store's CA keys as PEM)
+    return [i for i, m in enumerate(needles(keys, generic=False)) if m in data]
 
 
 def cert_key(home, app_id, kind):
