@@ -8,6 +8,13 @@ Tags are handled as integers whose big-endian bytes are the tag as written on th
 (0xFF20 is `FF 20`, 0x90 is `90`). Lengths use the short form below 128 and the long forms
 `81 xx`, `82 xx xx`, `83 xx xx xx` above it; a caller can force a wider form where the card
 is known to use one (e.g. the kenhojo EF 0005 header `FF 40 82 00 9F`, spec §3.2).
+
+This module stays hand-written on purpose: where a length depends on the content (基本4情報
+with its short or long outer length, §13.4; the card face; certificates; signed records;
+the CVC wrapper), the card must emit one exact BER length form, not whichever form a library
+picks (BER allows several for the same length, and clients that read byte 2 as the length
+break on the wrong one). Layouts whose every length is fixed are declared once with
+`construct` in card/layouts.py instead, their TLV headers written there as constants.
 """
 from __future__ import annotations
 
