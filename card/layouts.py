@@ -39,7 +39,9 @@ class LayoutError(ValueError):
 class _Text(cs.Adapter):
     """Printable ASCII, at most n characters, padded with spaces to n (PKCS#11 blank padding).
 
-    Parsing strips the trailing padding (spaces, and NULs, which some tokens use instead).
+    Parsing strips the trailing spaces. Only spaces pad (§3.1: the label is padded with 0x20);
+    a NUL or any other byte outside 20..7E is refused, so every parsed value builds back to
+    the very bytes it came from.
     """
 
     def __init__(self, n: int):
@@ -47,7 +49,7 @@ class _Text(cs.Adapter):
         self.n = n
 
     def _decode(self, obj, context, path):
-        text = bytes(obj).rstrip(b" \x00")
+        text = bytes(obj).rstrip(b" ")
         if any(not 0x20 <= b < 0x7F for b in text):
             raise cs.ValidationError(f"not printable ASCII: {bytes(obj)!r}", path=path)
         return text.decode("ascii")
@@ -208,7 +210,7 @@ KENHOJO_AP_INFO = cs.Struct(
 )
 
 # kenkaku EF 0003: `FF 30 82 01 3B { DF31 04 id, DF32 10 key id, DF33 01 version, DF34 05 city,
-# DF35 82 01 10 issuer key id (16) + 256 opaque bytes }`, 315 bytes (§3.3, §13.1).
+# DF35 82 01 10 issuer key id (16) + 256 opaque bytes }`, 320 bytes (§3.3, §13.1).
 KENKAKU_AP_INFO = cs.Struct(
     cs.Const(bytes.fromhex("FF3082013B")),
     cs.Const(bytes.fromhex("DF3104")), "id" / _bytes(4),
