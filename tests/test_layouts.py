@@ -284,3 +284,15 @@ def test_card_serves_apdus_without_construct(monkeypatch):
     assert all(a[-2:] == b"\x90\x00" for a in answers), [a[-2:].hex() for a in answers]
     assert answers[2][:15] == b"JPKIAPICCTOKEN2" and len(answers[2]) == 162
     assert answers[4][:2] == b"\x01\x1c"
+
+
+def test_tlv_rsa_key_form_is_the_layout(key):
+    """card/tlv.py's RSA key helpers serve layouts.RSA_PUBLIC_KEY (§5.1: RSA-2048, e = 65537)."""
+    raw = tlv.encode_rsa_public_key(key)
+    assert raw == L.build(L.RSA_PUBLIC_KEY, {"modulus": key.public_key().public_numbers().n}, "k")
+    with pytest.raises(tlv.TLVError, match="RSA public key key|RSA public key: parsing expected"):
+        tlv.decode_rsa_public_key(bytes.fromhex("9003010003") + raw[5:])
+    with pytest.raises(tlv.TLVError, match="exponent must be 65537"):
+        tlv.encode_rsa_public_key(rsa.generate_private_key(3, 2048))
+    with pytest.raises(tlv.TLVError, match="not an odd 2048-bit RSA modulus"):
+        tlv.encode_rsa_public_key(rsa.generate_private_key(65537, 1024))
