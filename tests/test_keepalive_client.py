@@ -66,7 +66,7 @@ def test_sequential_requests_share_one_connection(echo):
     assert len(accepted) == 1
 
 
-def test_concurrent_callers_each_get_a_connection_then_reuse_them(echo):
+def test_concurrent_callers_get_at_most_one_connection_each_then_reuse_them(echo):
     url, accepted = echo
     link = KeepAliveClient(url, timeout=5)
     results = []
@@ -82,8 +82,9 @@ def test_concurrent_callers_each_get_a_connection_then_reuse_them(echo):
             t.join(10)
     link.close()
     assert sorted(results) == sorted([b"0", b"1", b"2"] * 2)
-    # three overlapping calls need three connections; the second round reuses all three
-    assert len(accepted) == 3
+    # at most one connection per concurrent caller, reused by the second round (a pool that
+    # opened one per request would show 6); fewer when a caller finds another's idle one
+    assert 1 <= len(accepted) <= 3
 
 
 def test_oversized_answer_drops_that_connection_only(echo):
