@@ -8,12 +8,21 @@ Tags are handled as integers whose big-endian bytes are the tag as written on th
 (0xFF20 is `FF 20`, 0x90 is `90`). Lengths use the short form below 128 and the long forms
 `81 xx`, `82 xx xx`, `83 xx xx xx` above it; a caller can force a wider form where the card
 is known to use one (e.g. the kenhojo EF 0005 header `FF 40 82 00 9F`, spec §3.2).
+
+This module stays hand-written on purpose: where a length depends on the content (基本4情報
+with its short or long outer length, §13.4; the card face; certificates; signed records;
+the CVC wrapper), the card must emit one exact BER length form, not whichever form a library
+picks (BER allows several for the same length, and clients that read byte 2 as the length
+break on the wrong one). Layouts whose every length is fixed are declared once with
+`construct` in card/layouts.py instead, their TLV headers written there as constants.
 """
 from __future__ import annotations
 
 import dataclasses
 
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mynaemu.card import layouts
 
 
 class TLVError(ValueError):
@@ -237,26 +246,28 @@ TAG_RSA_MODULUS = 0x91
 
 
 def encode_rsa_public_key(public_key) -> bytes:
-    """`90 03 01 00 01 91 82 01 00 <256-byte modulus>` (265 bytes for RSA-2048), spec §3.2/§3.3."""
+    """`90 03 01 00 01 91 82 01 00 <256-byte modulus>` (265 bytes), spec §3.2/§3.3.
+
+    A fixed layout: the bytes come from card/layouts.RSA_PUBLIC_KEY (RSA-2048, e = 65537,
+    §5.1), the declaration the CVC body and kenhojo EF 0006 use too.
+    """
     if isinstance(public_key, rsa.RSAPrivateKey):
         public_key = public_key.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise TypeError(f"expected an RSA key, got {type(public_key).__name__}")
     numbers = public_key.public_numbers()
-    e = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
-    n = numbers.n.to_bytes((public_key.key_size + 7) // 8, "big")
-    return encode(TAG_RSA_EXPONENT, e) + encode(TAG_RSA_MODULUS, n)
+    if numbers.e != 65537:
+        raise TLVError(f"RSA public key: exponent must be 65537, got {numbers.e}")
+    try:
+        return layouts.build(layouts.RSA_PUBLIC_KEY, {"modulus": numbers.n}, "RSA public key")
+    except layouts.LayoutError as exc:
+        raise TLVError(str(exc)) from None
 
 
 def decode_rsa_public_key(data: bytes) -> rsa.RSAPublicKey:
-    """Inverse of encode_rsa_public_key: exactly a 90 TLV then a 91 TLV."""
-    items = decode_all(data, stop_at_filler=False)
-    if [i.tag for i in items] != [TAG_RSA_EXPONENT, TAG_RSA_MODULUS]:
-        raise TLVError("RSA public key must be exactly 90 (exponent) then 91 (modulus), "
-                       f"got {[f'{i.tag:X}' for i in items]}")
-    e = int.from_bytes(items[0].value, "big")
-    n = int.from_bytes(items[1].value, "big")
+    """Inverse of encode_rsa_public_key (card/layouts.RSA_PUBLIC_KEY); TLVError when malformed."""
     try:
-        return rsa.RSAPublicNumbers(e, n).public_key()
-    except ValueError as exc:
-        raise TLVError(f"not a usable RSA public key: {exc}") from None
+        modulus = layouts.parse(layouts.RSA_PUBLIC_KEY, data, "RSA public key").modulus
+    except layouts.LayoutError as exc:
+        raise TLVError(str(exc)) from None
+    return rsa.RSAPublicNumbers(65537, modulus).public_key()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Protocol
 
+from mynaemu.card import layouts
 from mynaemu.card.apdu import Command, Response
 from mynaemu.card.redact import DIGITS12, redact_command
 from mynaemu.card.status import describe
@@ -291,14 +292,22 @@ def ber_header(data: bytes) -> tuple[int, int, int]:
     return tag, i + n, int.from_bytes(data[i:i + n], "big")
 
 
+def _layout(layout, data: bytes, what: str):
+    """Parse with the card's own declaration (mynaemu.card.layouts); CardDataError when off."""
+    try:
+        return layouts.parse(layout, data, what)
+    except layouts.LayoutError as exc:
+        raise CardDataError(str(exc)) from None
+
+
 def parse_my_number(data: bytes) -> str:
-    """The 12 digits of kenhojo EF 0001: FF 10 0C + digits (+ FF FF filler), spec §3.2."""
-    if len(data) < 15 or data[:3] != b"\xFF\x10\x0C":
-        raise CardDataError("EF 0001 does not start with FF 10 0C")
-    digits = data[3:15]
-    if not digits.isdigit():
-        raise CardDataError("EF 0001 does not hold 12 ASCII digits")
-    return digits.decode("ascii")
+    """The 12 digits of kenhojo EF 0001: FF 10 0C + digits + FF FF filler, spec §3.2."""
+    return _layout(layouts.MY_NUMBER, data, "kenhojo EF 0001").number
+
+
+def parse_token_label(data: bytes) -> str:
+    """The JPKI token label: the first 32 bytes of EF 0006, space-padded ASCII (spec §3.1)."""
+    return _layout(layouts.TOKEN_LABEL, data, "JPKI EF 0006 label")
 
 
 def _date8(raw: bytes, what: str) -> _dt.date:
@@ -351,14 +360,9 @@ def parse_basic4(data: bytes) -> dict:
 
 def parse_card_info(record: bytes) -> dict:
     """共通AP EF 0001 record 1: `01 1C` + 15-digit serial + 5-digit 団体コード + YYYYMMDD (§3.4)."""
-    if len(record) < 30 or record[:2] != b"\x01\x1C":
-        raise CardDataError("card-info record does not start with 01 1C")
-    digits = record[2:30]
-    if not digits.isdigit():
-        raise CardDataError("card-info record does not hold 28 ASCII digits")
-    text = digits.decode("ascii")
-    return {"serial": text[:15], "municipality_code": text[15:20],
-            "expiry": _date8(digits[20:28], "card-info expiry")}
+    info = _layout(layouts.CARD_INFO, record, "card-info record")
+    return {"serial": info.serial, "municipality_code": info.municipality_code,
+            "expiry": info.expiry}
 
 
 # -- the client -----------------------------------------------------------------------------
@@ -635,11 +639,10 @@ class CardClient:
 
     # -- high level -----------------------------------------------------------------------
     def jpki_token(self) -> str:
-        """The JPKI token label (§3.1 EF 0006, first 32 bytes), trailing NUL/space trimmed."""
+        """The JPKI token label (§3.1 EF 0006, first 32 bytes), trailing space/NUL padding trimmed."""
         self.select_ap("jpki")
         self.select_ef(0x0006)
-        label = self.read_binary(length=32)
-        return label.rstrip(b"\x00 \t\r\n").decode("ascii", errors="replace")
+        return parse_token_label(self.read_binary(length=32))
 
     def read_certificate(self, kind: str, pin: str | None = None) -> bytes:
         """A JPKI certificate (DER): "auth" 000A, "sign" 0001, "auth_ca" 000B, "sign_ca" 0002.

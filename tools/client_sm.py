@@ -26,10 +26,11 @@ import os
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from mynaemu.card import layouts
 from mynaemu.card import sm as codec
 from mynaemu.card.apdu import Command
 
-from .client import CardClient, CardDataError, _check_sfi, _pin_bytes, ber_header, error_for
+from .client import CardClient, CardDataError, _check_sfi, _pin_bytes, error_for
 from .client import parse_basic4, parse_my_number
 
 EF_SESSION_KEY = 0x0006
@@ -42,22 +43,15 @@ class SmSessionClosed(RuntimeError):
 
 
 def session_public_key(ef0006: bytes) -> rsa.RSAPublicKey:
-    """The RSA key of kenhojo EF 0006: `A1 L { 90 03 e, 91 82 0100 n }` (§3.2)."""
-    tag, hlen, vlen = ber_header(ef0006)
-    if tag != 0xA1 or hlen + vlen > len(ef0006):
-        raise CardDataError("EF 0006 is not an A1 public-key template")
-    body, parts, pos = ef0006[hlen:hlen + vlen], {}, 0
-    while pos < len(body):
-        t, h, v = ber_header(body[pos:])
-        parts[t] = body[pos + h:pos + h + v]
-        pos += h + v
-    if set(parts) != {0x90, 0x91}:
-        raise CardDataError("EF 0006 must hold 90 (exponent) and 91 (modulus)")
-    key = rsa.RSAPublicNumbers(int.from_bytes(parts[0x90], "big"),
-                               int.from_bytes(parts[0x91], "big")).public_key()
-    if key.key_size != 2048:
-        raise CardDataError(f"EF 0006 holds RSA-{key.key_size}, the card uses RSA-2048")
-    return key
+    """The RSA key of kenhojo EF 0006: `A1 82 01 09 { 90 03 010001, 91 82 0100 n }` (§3.2).
+
+    Parsed with the card's own declaration, mynaemu.card.layouts.SESSION_KEY.
+    """
+    try:
+        key = layouts.parse(layouts.SESSION_KEY, ef0006, "kenhojo EF 0006").key
+    except layouts.LayoutError as exc:
+        raise CardDataError(str(exc)) from None
+    return rsa.RSAPublicNumbers(65537, key.modulus).public_key()
 
 
 class SmSession:

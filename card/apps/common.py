@@ -17,7 +17,7 @@ import re
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mynaemu.card import tlv
+from mynaemu.card import layouts
 from mynaemu.card.apps.kenhojo import check_rsa2048, key_pem
 from mynaemu.card.image import FREE, Application, KeyEF, PinEF, RecordEF
 
@@ -42,24 +42,24 @@ def _digits(value, n: int, what: str) -> str:
 
 
 def encode_card_info(*, card_serial: str, municipality_code: str, expiry: _dt.date) -> bytes:
-    """Record 1 of EF 0001: `01 1C` + serial(15) + municipality(5) + expiry YYYYMMDD (§3.4)."""
+    """Record 1 of EF 0001: `01 1C` + serial(15) + municipality(5) + expiry YYYYMMDD (§3.4).
+
+    The layout is layouts.CARD_INFO, the one the client parses with.
+    """
     _digits(card_serial, 15, "card serial")
     _digits(municipality_code, 5, "municipality code")
     if not isinstance(expiry, _dt.date):
         raise TypeError("expiry must be a datetime.date")
-    text = f"{card_serial}{municipality_code}{expiry.year:04d}{expiry.month:02d}{expiry.day:02d}"
-    return tlv.encode_simple(TAG_CARD_INFO, text.encode("ascii"))
+    return layouts.build(layouts.CARD_INFO, {"serial": card_serial,
+                                             "municipality_code": municipality_code,
+                                             "expiry": expiry}, "card-info record")
 
 
 def parse_card_info(record: bytes) -> dict:
-    """{'serial', 'municipality_code', 'expiry' (YYYYMMDD)}; ValueError when malformed."""
-    item = tlv.decode_simple(record)
-    if item.tag != TAG_CARD_INFO:
-        raise ValueError(f"card info record has tag {item.tag:02X}, expected 01")
-    text = item.value.decode("ascii", errors="replace")
-    if not re.fullmatch(r"[0-9]{28}", text):
-        raise ValueError("card info must be 28 ASCII digits")
-    return {"serial": text[:15], "municipality_code": text[15:20], "expiry": text[20:]}
+    """{'serial', 'municipality_code', 'expiry' (YYYYMMDD)}; ValueError (LayoutError) when malformed."""
+    info = layouts.parse(layouts.CARD_INFO, record, "card-info record")
+    return {"serial": info.serial, "municipality_code": info.municipality_code,
+            "expiry": f"{info.expiry.year:04d}{info.expiry.month:02d}{info.expiry.day:02d}"}
 
 
 def check_key_reference(key_reference: bytes) -> bytes:

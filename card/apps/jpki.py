@@ -28,6 +28,7 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mynaemu.card import layouts
 from mynaemu.card.apps.kenhojo import check_rsa2048, key_pem, same_public_key
 from mynaemu.card.image import FREE, NEVER, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
 
@@ -64,46 +65,37 @@ AVAILABLE = 0x8F
 
 # -- EF 0006: token info ----------------------------------------------------------------------
 
-def _padded(text: str, n: int, what: str) -> bytes:
-    if (not isinstance(text, str) or len(text) > n
-            or any(not 0x20 <= ord(c) < 0x7F for c in text)):
-        raise ValueError(f"{what} must be at most {n} printable ASCII characters")
-    return text.encode("ascii").ljust(n, b" ")
-
-
 def encode_token_info(*, serial: str, time: _dt.datetime, label: str = TOKEN_LABEL,
                       manufacturer: str = TOKEN_MANUFACTURER, model: str = TOKEN_MODEL) -> bytes:
-    """A 160-byte PKCS#11 CK_TOKEN_INFO with 32-bit big-endian CK_ULONGs (spec §3.1)."""
+    """A 160-byte PKCS#11 CK_TOKEN_INFO with 32-bit big-endian CK_ULONGs (spec §3.1).
+
+    The layout is layouts.TOKEN_INFO (the one the client parses with); ValueError (LayoutError)
+    names the field that does not fit.
+    """
     if not isinstance(time, _dt.datetime):
         raise TypeError("token time must be a datetime")
     if time.tzinfo is not None:
         time = time.astimezone(_dt.timezone.utc)
-    u32 = lambda v: v.to_bytes(4, "big")  # noqa: E731
-    out = (_padded(label, 32, "label") + _padded(manufacturer, 32, "manufacturer") +
-           _padded(model, 16, "model") + _padded(serial, 16, "serial") +
-           u32(TOKEN_FLAGS) +
-           u32(1) + u32(0) + u32(1) + u32(0) +      # max/current sessions, max/current RW
-           u32(16) + u32(6) +                       # ulMaxPinLen, ulMinPinLen
-           u32(0xFFFFFFFF) * 4 +                    # memory: unavailable information
-           b"03" + b"01" +                          # hardware / firmware version
-           time.strftime("%Y%m%d%H%M%S").encode("ascii") + b"00")
-    assert len(out) == TOKEN_SIZE, len(out)
-    return out
+    return layouts.build(layouts.TOKEN_INFO, {
+        "label": label, "manufacturer": manufacturer, "model": model, "serial": serial,
+        "flags": TOKEN_FLAGS,
+        "sessions": (1, 0, 1, 0),               # max/current sessions, max/current RW
+        "max_pin_len": 16, "min_pin_len": 6,
+        "memory": (0xFFFFFFFF,) * 4,            # unavailable information
+        "hw_version": "03", "fw_version": "01",
+        "utc_time": time.strftime("%Y%m%d%H%M%S") + "00",
+    }, "JPKI EF 0006 token info")
 
 
 def parse_token_info(ef0006: bytes) -> dict:
-    """Fields of EF 0006; ValueError when it is not 160 bytes."""
-    if len(ef0006) != TOKEN_SIZE:
-        raise ValueError(f"token info is {len(ef0006)} bytes, expected {TOKEN_SIZE}")
-    u32 = lambda off: int.from_bytes(ef0006[off:off + 4], "big")  # noqa: E731
-    text = lambda a, b: ef0006[a:b].decode("ascii", errors="replace").rstrip(" \0")  # noqa: E731
+    """Fields of EF 0006 (layouts.TOKEN_INFO); ValueError (LayoutError) when it is not that."""
+    info = layouts.parse(layouts.TOKEN_INFO, ef0006, "JPKI EF 0006 token info")
     return {
-        "label": text(0, 32), "manufacturer": text(32, 64), "model": text(64, 80),
-        "serial": text(80, 96), "flags": u32(96),
-        "sessions": (u32(100), u32(104), u32(108), u32(112)),
-        "max_pin_len": u32(116), "min_pin_len": u32(120),
-        "memory": (u32(124), u32(128), u32(132), u32(136)),
-        "hw_version": text(140, 142), "fw_version": text(142, 144), "utc_time": text(144, 160),
+        "label": info.label, "manufacturer": info.manufacturer, "model": info.model,
+        "serial": info.serial, "flags": info.flags, "sessions": tuple(info.sessions),
+        "max_pin_len": info.max_pin_len, "min_pin_len": info.min_pin_len,
+        "memory": tuple(info.memory), "hw_version": info.hw_version,
+        "fw_version": info.fw_version, "utc_time": info.utc_time,
     }
 
 

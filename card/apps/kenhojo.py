@@ -43,7 +43,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from mynaemu.card import tlv
+from mynaemu.card import layouts, tlv
 from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
 
 AID = bytes.fromhex("D3921000310001010408")
@@ -183,8 +183,9 @@ def encode_cvc(*, issuer_key_id: bytes, subject_key_id: bytes, subject_public_ke
     check_rsa2048(issuer_key, "CVC issuer key")
     if not isinstance(issuer_key, rsa.RSAPrivateKey):
         raise TypeError("issuer_key must be a private key (it signs the CVC)")
-    body = bytes(issuer_key_id) + bytes(subject_key_id) + tlv.encode_rsa_public_key(subject_public_key)
-    assert len(body) == CVC_BODY_LEN
+    body = layouts.build(layouts.CVC_BODY, {
+        "issuer_key_id": bytes(issuer_key_id), "subject_key_id": bytes(subject_key_id),
+        "key": {"modulus": public_of(subject_public_key).public_numbers().n}}, "CVC body")
     out = tlv.encode(T_CVC, tlv.encode(T_CVC_BODY, body) +
                      tlv.encode(T_CVC_SIG, sign_sha256(issuer_key, body)))
     assert len(out) == SIZE_CVC
@@ -192,16 +193,21 @@ def encode_cvc(*, issuer_key_id: bytes, subject_key_id: bytes, subject_public_ke
 
 
 def parse_cvc(data: bytes) -> CVC:
-    """Decode a CVC (trailing filler allowed); raises tlv.TLVError on a malformed one."""
+    """Decode a CVC (trailing filler allowed); raises tlv.TLVError on a malformed one.
+
+    The 7F21/5F4E/5F37 wrapper is BER (card/tlv.py); the body is layouts.CVC_BODY.
+    """
     outer = tlv.expect(data, T_CVC)
     items = outer.children()
     if [i.tag for i in items] != [T_CVC_BODY, T_CVC_SIG]:
         raise tlv.TLVError("CVC must hold 5F4E then 5F37")
     body = items[0].value
-    if len(body) != CVC_BODY_LEN:
-        raise tlv.TLVError(f"CVC body is {len(body)} bytes, expected {CVC_BODY_LEN}")
-    key = tlv.decode_rsa_public_key(body[2 * KEY_ID_LEN:])
-    return CVC(body[:KEY_ID_LEN], body[KEY_ID_LEN:2 * KEY_ID_LEN], key, body, items[1].value)
+    try:
+        fields = layouts.parse(layouts.CVC_BODY, body, "CVC body")
+    except layouts.LayoutError as exc:
+        raise tlv.TLVError(str(exc)) from None
+    key = rsa.RSAPublicNumbers(65537, fields.key.modulus).public_key()
+    return CVC(fields.issuer_key_id, fields.subject_key_id, key, body, items[1].value)
 
 
 def verify_cvc(ef0004: bytes, issuer_public_key) -> bool:
@@ -228,15 +234,12 @@ def _check_digits(value: str, n: int, what: str) -> str:
 def encode_my_number(individual_number: str) -> bytes:
     """`FF 10 0C` + 12 ASCII digits + `FF FF` filler: 17 bytes (spec §3.2)."""
     _check_digits(individual_number, 12, "individual number")
-    out = tlv.encode(T_MY_NUMBER, individual_number.encode("ascii")) + b"\xff\xff"
-    assert len(out) == SIZE_MY_NUMBER
-    return out
+    return layouts.build(layouts.MY_NUMBER, {"number": individual_number}, "kenhojo EF 0001")
 
 
 def parse_my_number(ef0001: bytes) -> str:
-    item = tlv.expect(ef0001, T_MY_NUMBER)
-    text = item.value.decode("ascii", errors="replace")
-    return _check_digits(text, 12, "EF 0001 content")
+    """The 12 digits of EF 0001 (layouts.MY_NUMBER); ValueError (LayoutError) when malformed."""
+    return layouts.parse(layouts.MY_NUMBER, ef0001, "kenhojo EF 0001").number
 
 
 # -- EF 0002: 基本4情報 -------------------------------------------------------------------------
@@ -380,29 +383,30 @@ def verify_integrity(ef0001: bytes, ef0002: bytes, ef0003: bytes, ef0004: bytes)
 
 def encode_ap_info(key_id: bytes) -> bytes:
     """`FF 40 82 00 9F { DF41 01030E01, DF42 key id, DF43 82 0080 <128> }` + FF to 256 bytes."""
-    if len(key_id) != KEY_ID_LEN:
+    if not isinstance(key_id, (bytes, bytearray)) or len(key_id) != KEY_ID_LEN:
         raise ValueError(f"AP info key id must be {KEY_ID_LEN} bytes")
     data43 = hashlib.sha256(bytes(key_id)).digest() + b"\xff" * 96
-    content = (tlv.encode(T_AP_INFO_ID, AP_INFO_ID) + tlv.encode(T_AP_INFO_KEY_ID, key_id) +
-               tlv.encode(T_AP_INFO_DATA, data43, length_width=2))
-    body = tlv.encode(T_AP_INFO, content, length_width=2)
-    return body + b"\xff" * (AP_INFO_SIZE - len(body))
+    return layouts.build(layouts.KENHOJO_AP_INFO, {"id": AP_INFO_ID, "key_id": bytes(key_id),
+                                                   "data": data43}, "kenhojo EF 0005")
 
 
 def parse_ap_info(ef0005: bytes) -> dict:
-    outer = tlv.expect(ef0005, T_AP_INFO)
-    items = {i.tag: i.value for i in outer.children()}
-    for tag in (T_AP_INFO_ID, T_AP_INFO_KEY_ID, T_AP_INFO_DATA):
-        if tag not in items:
-            raise ValueError(f"EF 0005 lacks {tag:X}")
-    return {"id": items[T_AP_INFO_ID], "key_id": items[T_AP_INFO_KEY_ID],
-            "data": items[T_AP_INFO_DATA]}
+    """{'id', 'key_id', 'data'} of EF 0005 (layouts.KENHOJO_AP_INFO); ValueError when malformed."""
+    info = layouts.parse(layouts.KENHOJO_AP_INFO, ef0005, "kenhojo EF 0005")
+    return {"id": info.id, "key_id": info.key_id, "data": info.data}
 
 
 def encode_session_key(public_key) -> bytes:
     """`A1 82 01 09 90 03 010001 91 82 0100 <256>` (spec §3.2 EF 0006)."""
     check_rsa2048(public_key, "session key")
-    return tlv.encode(T_SESSION_KEY, tlv.encode_rsa_public_key(public_key))
+    return layouts.build(layouts.SESSION_KEY, {"key": {"modulus": public_of(public_key).public_numbers().n}},
+                         "kenhojo EF 0006")
+
+
+def parse_session_key(ef0006: bytes) -> rsa.RSAPublicKey:
+    """The public key of EF 0006 (layouts.SESSION_KEY); ValueError (LayoutError) when malformed."""
+    key = layouts.parse(layouts.SESSION_KEY, ef0006, "kenhojo EF 0006").key
+    return rsa.RSAPublicNumbers(65537, key.modulus).public_key()
 
 
 def encode_signed_public_key(ap_public_key, signer_key) -> bytes:

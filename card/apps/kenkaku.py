@@ -27,7 +27,7 @@ import re
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mynaemu.card import images, tlv
+from mynaemu.card import images, layouts, tlv
 from mynaemu.card.apps import kenhojo
 from mynaemu.card.apps.kenhojo import (  # shared signed-structure helpers
     check_rsa2048, cvc_public_key, encode_cvc, key_pem, parse_cvc, same_public_key,
@@ -232,29 +232,25 @@ def verify_face(ef0002: bytes, ef0004: bytes) -> bool:
 def encode_ap_info(*, key_id: bytes, municipality_code: str, issuer_key_id: bytes,
                    version: int = AP_INFO_VERSION) -> bytes:
     """`FF30 { DF31 06030E01, DF32 key id, DF33 version, DF34 city code, DF35 id + 256 }`."""
-    if len(key_id) != 16 or len(issuer_key_id) != 16:
+    if (not isinstance(key_id, (bytes, bytearray)) or not isinstance(issuer_key_id, (bytes, bytearray))
+            or len(key_id) != 16 or len(issuer_key_id) != 16):
         raise ValueError("key ids must be 16 bytes")
     _digits(municipality_code, 5, "municipality code")
-    if not 0 <= version <= 255:
+    if not isinstance(version, int) or not 0 <= version <= 255:
         raise ValueError("version must fit one byte")
     blob = b"".join(hashlib.sha256(b"mynaemu/kenkaku/DF35/%d/" % i + bytes(key_id) +
                                    bytes(issuer_key_id)).digest() for i in range(8))
-    content = (tlv.encode(T_INFO_ID, AP_INFO_ID) + tlv.encode(T_INFO_KEY_ID, key_id) +
-               tlv.encode(T_INFO_VERSION, bytes([version])) +
-               tlv.encode(T_INFO_CITY, municipality_code.encode("ascii")) +
-               tlv.encode(T_INFO_BLOB, bytes(issuer_key_id) + blob))
-    return tlv.encode(T_AP_INFO, content)
+    return layouts.build(layouts.KENKAKU_AP_INFO, {
+        "id": AP_INFO_ID, "key_id": bytes(key_id), "version": version,
+        "municipality_code": municipality_code, "issuer_key_id": bytes(issuer_key_id),
+        "blob": blob}, "kenkaku EF 0003")
 
 
 def parse_ap_info(ef0003: bytes) -> dict:
-    items = {i.tag: i.value for i in tlv.expect(ef0003, T_AP_INFO).children()}
-    try:
-        return {"id": items[T_INFO_ID], "key_id": items[T_INFO_KEY_ID],
-                "version": items[T_INFO_VERSION][0],
-                "municipality_code": items[T_INFO_CITY].decode("ascii"),
-                "blob_key_id": items[T_INFO_BLOB][:16]}
-    except (KeyError, IndexError, UnicodeDecodeError) as exc:
-        raise ValueError(f"EF 0003 malformed: {exc!r}") from None
+    """EF 0003 fields (layouts.KENKAKU_AP_INFO); ValueError (LayoutError) when malformed."""
+    info = layouts.parse(layouts.KENKAKU_AP_INFO, ef0003, "kenkaku EF 0003")
+    return {"id": info.id, "key_id": info.key_id, "version": info.version,
+            "municipality_code": info.municipality_code, "blob_key_id": info.issuer_key_id}
 
 
 # -- EF 0005: rendered 個人番号 -----------------------------------------------------------------
