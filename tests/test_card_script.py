@@ -58,7 +58,7 @@ def test_a_failed_expectation_names_file_and_line_and_exits_1(tmp_path):
     script.write_text(FAILING, encoding="utf-8")
     result = run("card", "script", script)
     assert result.exit_code == 1
-    assert f"{script}:8 (answer to line 7): expected SW 63C2, got 9000" in result.stderr
+    assert f"{script}:8: expected SW 63C2, got 9000" in result.stderr and "(answer to line 7)" in result.stderr
 
 
 def test_a_script_that_cannot_be_read_exits_2_before_any_card_is_used(tmp_path):

@@ -73,7 +73,7 @@ def test_harness_reports_mismatches_with_file_and_line(expect, message):
         return
     with pytest.raises(TranscriptError) as err:
         replay(transcript, image, info)
-    assert "selftest.txt:8 (answer to line 7)" in str(err.value)
+    assert "selftest.txt:8: " in str(err.value) and "(answer to line 7)" in str(err.value)
     assert message in str(err.value)
 
 

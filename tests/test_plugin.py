@@ -127,7 +127,7 @@ def test_script(myna_card, tmp_path):
 ''')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*s.txt:2 (answer to line 1): expected SW 6A82, got 9000*"])
+    result.stdout.fnmatch_lines(["*s.txt:2: expected SW 6A82, got 9000*(answer to line 1)*"])
 
 
 @pytest.mark.pcsc

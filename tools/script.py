@@ -386,8 +386,10 @@ def run_script(transcript: Transcript, conn, env: dict, keys: dict,
                 count += 1
                 if on_exchange is not None:
                     on_exchange(Step(step.line, apdu, resp))
-                check_response(f"{name}:{step.expect_line} (answer to line {step.line})",
-                               step.expect, env, apdu, resp, keys)
+                try:   # FILE:LINE: expected …, got … — the line of the expectation, then its command's
+                    check_response(f"{name}:{step.expect_line}", step.expect, env, apdu, resp, keys)
+                except TranscriptError as exc:
+                    raise TranscriptError(f"{exc} (answer to line {step.line})") from None
 
     run(transcript.body, env)
     return count
