@@ -75,3 +75,33 @@ def test_public_key_bits_are_the_rfc5280_key_id_input():
         if isinstance(key, rsa.RSAPrivateKey):
             der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
             assert bits == der
+
+
+def test_card_info_prints_the_basic4_of_the_signing_certificate(tmp_path):
+    from click.testing import CliRunner
+
+    from mynaemu.tools.cli import main
+
+    card = tmp_path / "adult.json"
+    runner = CliRunner()
+    assert runner.invoke(main, ["card", "create", "--persona", "adult", "-o", str(card)]).exit_code == 0
+    from mynaemu.card.image import CardImage
+
+    image = CardImage.load(card)
+    der = image.application("jpki").efs[0x0001].data
+    from mynaemu.card import tlv
+
+    expected = profiles.parse_sign_san(x509.load_der_x509_certificate(tlv.decode_one(der).raw))
+    plain = runner.invoke(main, ["card", "info", str(card)])
+    assert plain.exit_code == 0 and f"signing certificate 基本4情報: name {expected['name']}" in plain.output
+    assert expected["address"] not in plain.output                     # personal data only with --reveal
+    revealed = runner.invoke(main, ["card", "info", str(card), "--reveal"])
+    assert expected["address"] in revealed.output and expected["birth"] in revealed.output
+    import json
+
+    doc = json.loads(runner.invoke(main, ["card", "info", str(card), "--json", "--reveal"]).output)
+    assert doc["signing_certificate_basic4"] == {k: expected[k] for k in ("name", "birth", "sex", "address")}
+    under15 = tmp_path / "u15.json"
+    runner.invoke(main, ["card", "create", "--persona", "under15", "-o", str(under15)])
+    doc = json.loads(runner.invoke(main, ["card", "info", str(under15), "--json"]).output)
+    assert doc["signing_certificate_basic4"] is None                     # no signing certificate (ELIG-2)

@@ -146,10 +146,15 @@ def card_info(file, reveal, as_json):
     from mynaemu.card.image import CardImage
 
     image = CardImage.load(file)
+    signed = _signing_certificate_basic4(image, reveal)
     if as_json:
-        click.echo(_json.dumps(describe_image_json(image, reveal=reveal), ensure_ascii=False, indent=1))
+        doc = describe_image_json(image, reveal=reveal)
+        doc["signing_certificate_basic4"] = signed
+        click.echo(_json.dumps(doc, ensure_ascii=False, indent=1))
         return
     summary = describe_image(image, reveal=reveal)
+    if signed is not None:
+        summary["signing certificate 基本4情報"] = ", ".join(f"{k} {v}" for k, v in signed.items())
     for key, value in summary.items():
         if isinstance(value, list):
             click.echo(f"{key}:")
@@ -157,6 +162,30 @@ def card_info(file, reveal, as_json):
                 click.echo(f"  {row}")
         else:
             click.echo(f"{key}: {value}")
+
+
+def _signing_certificate_basic4(image, reveal: bool) -> dict | None:
+    """The 基本4情報 the JPKI signing certificate (EF 0001) holds in its subjectAltName (§7.3),
+    parsed with asn1crypto (issuance/profiles.parse_sign_san): the name always, birth date, sex
+    and address only with --reveal, like the holder block. None without a signing certificate."""
+    from cryptography import x509
+
+    from mynaemu.card import tlv
+    from mynaemu.issuance.profiles import parse_sign_san
+
+    try:
+        data = image.application("jpki").efs[0x0001].data
+        cert = x509.load_der_x509_certificate(tlv.decode_one(data).raw)   # the EF may carry filler
+    except (KeyError, AttributeError, ValueError, tlv.TLVError):
+        return None
+    try:
+        fields = parse_sign_san(cert)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    shown = {"name": fields["name"]}
+    if reveal:
+        shown.update({k: fields[k] for k in ("birth", "sex", "address") if k in fields})
+    return shown
 
 
 @card.command("apdu")
