@@ -295,27 +295,21 @@ class TestPKI:
         return {AUTH: self.auth_ca, SIGN: self.sign_ca}[profiles._kind(kind)]
 
     # --- serialisation (disk cache) -----------------------------------------------------
-    def to_json(self) -> dict:
+    def parts_json(self) -> dict:
+        """The two CAs and the CVC issuer as JSON values (keys PEM): the body of to_json() and of
+        the store's own PKI document (issuance/store_pki.py)."""
         def ca_doc(ca: TestCA) -> dict:
             return {"kind": ca.kind, "generation": ca.generation,
                     "key": private_key_pem(ca.key).decode("ascii"),
                     "certificate": ca.certificate_pem.decode("ascii")}
 
-        return {
-            "format": CACHE_FORMAT, "version": PKI_CACHE_VERSION, "seed": PROJECT_SEED,
-            "auth_ca": ca_doc(self.auth_ca), "sign_ca": ca_doc(self.sign_ca),
-            "cvc_issuer": {"key": private_key_pem(self.cvc_issuer.key).decode("ascii"),
-                           "key_id": self.cvc_issuer.key_id.hex()},
-        }
+        return {"auth_ca": ca_doc(self.auth_ca), "sign_ca": ca_doc(self.sign_ca),
+                "cvc_issuer": {"key": private_key_pem(self.cvc_issuer.key).decode("ascii"),
+                               "key_id": self.cvc_issuer.key_id.hex()}}
 
     @classmethod
-    def from_json(cls, doc) -> "TestPKI":
-        """Rebuild from to_json(); any inconsistency raises ValueError/TypeError/KeyError."""
-        if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
-            raise ValueError("not a mynaemu TEST PKI document")
-        if doc.get("version") != PKI_CACHE_VERSION or doc.get("seed") != PROJECT_SEED:
-            raise ValueError("TEST PKI document of another version or seed")
-
+    def from_parts(cls, doc: dict) -> "TestPKI":
+        """Rebuild from parts_json(); any inconsistency raises ValueError/TypeError/KeyError."""
         def ca(part: dict, kind: str) -> TestCA:
             if part["kind"] != kind:
                 raise ValueError(f"expected a {kind} CA, got {part['kind']!r}")
@@ -326,6 +320,19 @@ class TestPKI:
         cvc = doc["cvc_issuer"]
         return cls(ca(doc["auth_ca"], AUTH), ca(doc["sign_ca"], SIGN),
                    CvcIssuer(load_private_key_pem(cvc["key"].encode("ascii")), bytes.fromhex(cvc["key_id"])))
+
+    def to_json(self) -> dict:
+        return {"format": CACHE_FORMAT, "version": PKI_CACHE_VERSION, "seed": PROJECT_SEED,
+                **self.parts_json()}
+
+    @classmethod
+    def from_json(cls, doc) -> "TestPKI":
+        """Rebuild from to_json(); any inconsistency raises ValueError/TypeError/KeyError."""
+        if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
+            raise ValueError("not a mynaemu TEST PKI document")
+        if doc.get("version") != PKI_CACHE_VERSION or doc.get("seed") != PROJECT_SEED:
+            raise ValueError("TEST PKI document of another version or seed")
+        return cls.from_parts(doc)
 
 
 def build_default_test_pki() -> TestPKI:

@@ -39,7 +39,6 @@ from cryptography import x509
 
 from .ca import (DEFAULT_GENERATION, DEFAULT_NOT_BEFORE, DEFAULT_YEARS, CvcIssuer, TestCA, TestPKI,
                  default_test_pki)
-from .keys import load_private_key_pem, private_key_pem
 from .profiles import AUTH, SIGN
 
 log = logging.getLogger(__name__)
@@ -64,15 +63,7 @@ def new_random_pki() -> TestPKI:
 
 
 def to_document(pki: TestPKI, origin: str) -> str:
-    def ca_doc(ca: TestCA) -> dict:
-        return {"kind": ca.kind, "generation": ca.generation,
-                "key": private_key_pem(ca.key).decode("ascii"),
-                "certificate": ca.certificate_pem.decode("ascii")}
-
-    return json.dumps({"format": FORMAT, "version": VERSION, "origin": origin,
-                       "auth_ca": ca_doc(pki.auth_ca), "sign_ca": ca_doc(pki.sign_ca),
-                       "cvc_issuer": {"key": private_key_pem(pki.cvc_issuer.key).decode("ascii"),
-                                      "key_id": pki.cvc_issuer.key_id.hex()}})
+    return json.dumps({"format": FORMAT, "version": VERSION, "origin": origin, **pki.parts_json()})
 
 
 def from_document(text: str) -> tuple[TestPKI, str]:
@@ -81,18 +72,7 @@ def from_document(text: str) -> tuple[TestPKI, str]:
         doc = json.loads(text)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
             raise ValueError(f"not a {FORMAT} v{VERSION} document")
-
-        def ca(part: dict, kind: str) -> TestCA:
-            if part["kind"] != kind:
-                raise ValueError(f"expected a {kind} CA, got {part['kind']!r}")
-            return TestCA(kind, load_private_key_pem(part["key"].encode("ascii")),
-                          x509.load_pem_x509_certificate(part["certificate"].encode("ascii")),
-                          part["generation"])
-
-        cvc = doc["cvc_issuer"]
-        pki = TestPKI(ca(doc["auth_ca"], AUTH), ca(doc["sign_ca"], SIGN),
-                      CvcIssuer(load_private_key_pem(cvc["key"].encode("ascii")), bytes.fromhex(cvc["key_id"])))
-        return pki, str(doc.get("origin", ORIGIN_RANDOM))
+        return TestPKI.from_parts(doc), str(doc.get("origin", ORIGIN_RANDOM))
     except (KeyError, TypeError, AttributeError, UnicodeEncodeError) as exc:
         raise ValueError(f"malformed store PKI: {exc!r}") from None
 
