@@ -364,3 +364,38 @@ def test_control_path_that_is_not_a_fifo_is_refused(tmp_path):
         result = run("card", "serve", a, "--control", path, "--port", "1")
         assert result.exit_code == 1 and "not a FIFO" in result.stderr
     assert victim.read_text() == "keep"
+
+
+def test_eject_landing_while_the_door_connects_still_pulls_the_card(monkeypatch):
+    """An eject that arrives after vpcd accepted the connection but before the door has made
+    its socket visible (the gap a --control line or SIGUSR1 can hit) must still pull the card:
+    the door looks at the flag again once the socket is visible."""
+    import socket as _socket
+
+    from mynaemu.card.core import Card
+    from mynaemu.card.transport import vpcd
+    from mynaemu.issuance.personas import build_persona
+
+    image, _ = build_persona("adult", seed=1)
+    listener = _socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    server = vpcd.VpcdServer(Card(image), "127.0.0.1", listener.getsockname()[1], log=lambda line: None)
+    real_connect = _socket.create_connection
+
+    def connect_then_eject(*args, **kwargs):
+        sock = real_connect(*args, **kwargs)
+        server.eject()                      # lands before the door sets server._sock
+        return sock
+
+    monkeypatch.setattr(vpcd.socket, "create_connection", connect_then_eject)
+    server.serve_in_thread()
+    try:
+        listener.settimeout(10)
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        assert conn.recv(1) == b""          # closed by the card: it is out of the reader
+        conn.close()
+    finally:
+        server.stop()
+        listener.close()

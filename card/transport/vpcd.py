@@ -188,6 +188,8 @@ class VpcdServer:
                     self._stop.wait(0.05)        # pulled out: wait for insert() or stop()
                     continue
                 sock = self._connect()
+                if sock is None and (self._stop.is_set() or not self._inserted.is_set()):
+                    continue                     # stopped or pulled out while connecting
                 if sock is None:
                     if not refused_logged:
                         self._info(f"vpcd: nothing listening on {self.host}:{self.port} yet "
@@ -232,7 +234,9 @@ class VpcdServer:
         except OSError:
             return None
         self._sock = sock
-        if self._stop.is_set():          # stop() may have run before _sock was visible
+        # stop() or eject() may have run before _sock was visible to them (each changes its flag
+        # first, then shuts the socket it sees): look at the flags again now that it is visible.
+        if self._stop.is_set() or not self._inserted.is_set():
             sock.close()
             self._sock = None
             return None
