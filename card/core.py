@@ -18,12 +18,14 @@ import threading
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-from .apdu import ApduFormatError, Command
-from .image import BinaryEF, CardImage, CardSession, FREE, KeyEF, NEVER, OpaqueEF, PinEF, RecordEF, atr_bytes
-from .crypto import sign_pkcs1_raw
-from . import sm
-from .redact import redact_command
-from .status import SW, retries
+from mynaemu.card.apdu import ApduFormatError, Command
+from mynaemu.card.image import (
+    BinaryEF, CardImage, CardSession, FREE, KeyEF, NEVER, OpaqueEF, PinEF, RecordEF, atr_bytes,
+)
+from mynaemu.card.crypto import sign_pkcs1_raw
+from mynaemu.card import sm
+from mynaemu.card.redact import redact_command
+from mynaemu.card.status import SW, retries
 
 log = logging.getLogger("mynaemu.card")
 

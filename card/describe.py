@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from .image import BinaryEF, CardImage, KeyEF, OpaqueEF, PinEF, RecordEF
-from .redact import mask_number
-from .tlv import TLVError, decode_one
+from mynaemu.card.image import BinaryEF, CardImage, KeyEF, OpaqueEF, PinEF, RecordEF
+from mynaemu.card.redact import mask_number
+from mynaemu.card.tlv import TLVError, decode_one
 
 # Certificate EFs of the JPKI-AP (spec §3.1).
 CERT_EFS = {0x000A: "auth", 0x0001: "sign", 0x000B: "auth CA", 0x0002: "sign CA"}
@@ -53,9 +53,9 @@ def describe_image(image: CardImage, *, reveal: bool = False) -> dict:
 
 def key_id_lines(image: CardImage) -> list[str]:
     """Every 16-byte key id on the card, printed as §13.1 `6000033/001` (hex when malformed)."""
-    from .apps import kenhojo, kenkaku, mf   # the layouts that say where the ids are
-    from .keyid import describe as kid
-    from .tlv import TLVError
+    from mynaemu.card.apps import kenhojo, kenkaku, mf   # the layouts that say where the ids are
+    from mynaemu.card.keyid import describe as kid
+    from mynaemu.card.tlv import TLVError
 
     found = []
 

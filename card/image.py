@@ -57,8 +57,10 @@ import stat
 from pathlib import Path
 from typing import Union
 
-from .safefile import (FileLock, LockBusy, UnsafeFile, check_replaceable, kind_of, parse_json as _parse_json,
-                       read_regular, real_path, write_file_atomic)
+from mynaemu.card.safefile import (
+    FileLock, LockBusy, UnsafeFile, check_replaceable, kind_of, parse_json as _parse_json, read_regular,
+    real_path, write_file_atomic,
+)
 
 __all__ = ["CardImage", "CardImageError", "CardInUse", "CardSession", "write_file_atomic",
            "save_json_atomic"]
@@ -68,7 +70,7 @@ VERSION = 1
 
 # spec §1.2, §13.3: the ATR profiles (bytes, sources and TCK check in card/atr.py,
 # docs/atr-profiles.md); an image names one, or gives its own hex.
-from .atr import ATR_PROFILES  # noqa: E402
+from mynaemu.card.atr import ATR_PROFILES  # noqa: E402
 
 FREE = "free"
 NEVER = "never"

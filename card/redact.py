@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .apdu import ApduFormatError, Command
+from mynaemu.card.apdu import ApduFormatError, Command
 
 SECRET_INS = frozenset((0x20, 0x24, 0x2C, 0x32))
 DIGITS12 = re.compile(rb"(?<![0-9])[0-9]{12}(?![0-9])")

@@ -40,9 +40,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .apdu import Command
-from .apps import kenhojo
-from .status import SW
+from mynaemu.card.apdu import Command
+from mynaemu.card.apps import kenhojo
+from mynaemu.card.status import SW
 
 # §13.2 status words beyond card/status.py's enum.
 SW_SSK_NOT_OFFERED = 0x66F1        # 共通AP / 券面事項確認AP answer to SET SESSION KEY

@@ -28,7 +28,7 @@ import queue as _queue
 import time
 from typing import Callable
 
-from .store import QUEUE_STATES, Store, StoreBusy, StoreError, claim_owner_id, lease_stamp
+from mynaemu.issuance.store import QUEUE_STATES, Store, StoreBusy, StoreError, claim_owner_id, lease_stamp
 
 __all__ = ["DEFAULT_LEASE_S", "BatchResult", "run_batch", "work"]
 
@@ -63,7 +63,7 @@ def work(store: Store, wf, *, owner: str, batch_started: str, at: _dt.datetime, 
          keep_going: Callable[[], bool] = lambda: True) -> int:
     """One worker's loop over the store: claim, generate, repeat until nothing is left (or
     `limit` cards, or keep_going() is false). emit(kind, payload) gets every outcome."""
-    from .workflow import WorkflowError
+    from mynaemu.issuance.workflow import WorkflowError
 
     done = 0
     while (limit is None or done < limit) and keep_going():
@@ -102,7 +102,7 @@ def _pool_factory(key_pool):
 
 def _worker_main(location, token, batch_started, at, operator, terminal, lease_s, limit, key_pool, results,
                  parent_pid):
-    from .workflow import Workflow
+    from mynaemu.issuance.workflow import Workflow
 
     status = ("exit", None)
     try:
@@ -128,11 +128,11 @@ def run_batch(location, *, workers: int = 1, at: _dt.datetime, operator: str = "
     `key_pool`: PEM keys to cycle instead of generating (benchmarks of the store alone)."""
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    from .validate import finite_seconds
+    from mynaemu.issuance.validate import finite_seconds
 
     # nan would pass a `<= 0` test and then never expire (or crash int()); inf never expires
     finite_seconds(lease_s, "lease", low=1, high=86400)
-    from .workflow import Workflow
+    from mynaemu.issuance.workflow import Workflow
 
     with Store(location) as store:
         reclaimed = store.release_dead_claims()

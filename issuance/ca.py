@@ -34,14 +34,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from . import profiles
-from .identity import Identity
-from .keys import PUBLIC_EXPONENT, derive_rng, generate_rsa_key, load_private_key_pem, private_key_pem
+from mynaemu.issuance import profiles
+from mynaemu.issuance.identity import Identity
+from mynaemu.issuance.keys import (
+    PUBLIC_EXPONENT, derive_rng, generate_rsa_key, load_private_key_pem, private_key_pem,
+)
 from mynaemu.card import keyid, tlv
 from mynaemu.card.apps import kenhojo
 from mynaemu.card.image import write_file_atomic
 
-from .profiles import AUTH, SIGN, make_issue_id  # noqa: F401  (make_issue_id re-exported)
+from mynaemu.issuance.profiles import AUTH, SIGN, make_issue_id  # noqa: F401  (make_issue_id re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +389,7 @@ def load_or_build_test_pki(cache_file: Path | None) -> TestPKI:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     # concurrent processes never see a torn cache file
-    from .private_files import private_dir
+    from mynaemu.issuance.private_files import private_dir
 
     private_dir(path.parent, tighten=True)  # the cache folder is mynaemu's own
     write_file_atomic(path, data)

@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from mynaemu.card.apps import common, jpki, kenhojo, kenkaku
 from mynaemu.card.image import CardImage, CardImageError, KeyEF, PinEF
 
-from .store import iso
+from mynaemu.issuance.store import iso
 
 __all__ = ["BINDING_ROLE", "CARD_KEY_SLOTS", "ISSUER_ROLES", "KILL_ENV", "Staged", "record_binding",
            "check_binding", "image_keys", "public_hex", "stage", "publish", "discard", "complete_pending",
@@ -84,7 +84,7 @@ def fault(point: str) -> None:
 
 
 def _refused(message: str):
-    from .workflow import Refused
+    from mynaemu.issuance.workflow import Refused
 
     return Refused(message)
 
@@ -346,9 +346,9 @@ def rewrite_keys(wf, app_id: str, person, presented: CardImage, at: _dt.datetime
     afresh. Afterwards the store holds no private key of this card."""
     from cryptography import x509
 
-    from . import policy
-    from .personalise import CardKeys
-    from .store import parse_iso
+    from mynaemu.issuance import policy
+    from mynaemu.issuance.personalise import CardKeys
+    from mynaemu.issuance.store import parse_iso
 
     store = wf.store
     on_card = image_keys(presented)

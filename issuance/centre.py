@@ -58,14 +58,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from . import ocsp as _ocsp
-from . import revocation as rv
-from .documents import DOCUMENTS
-from .identity import Identity
-from .http_input import BadBody, check_fields, json_object
-from .keepalive import KeepAliveHandler, KeepAliveServer
-from .numbering import individual_number_from_juminhyo_code
-from .policy import JST
+from mynaemu.issuance import ocsp as _ocsp
+from mynaemu.issuance import revocation as rv
+from mynaemu.issuance.documents import DOCUMENTS
+from mynaemu.issuance.identity import Identity
+from mynaemu.issuance.http_input import BadBody, check_fields, json_object
+from mynaemu.issuance.keepalive import KeepAliveHandler, KeepAliveServer
+from mynaemu.issuance.numbering import individual_number_from_juminhyo_code
+from mynaemu.issuance.policy import JST
 
 log = logging.getLogger(__name__)
 
@@ -876,14 +876,14 @@ def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirec
 def _kiosk_folder(home):
     from pathlib import Path
 
-    from .private_files import private_dir
+    from mynaemu.issuance.private_files import private_dir
 
     return private_dir(Path(home) / "kiosk", tighten=True)  # 0700, its keys 0600
 
 
 def _secret_file(path, nbytes: int = 32) -> bytes:
     """A random secret kept in `path` (hex, mode 0600), created on first use, never replaced."""
-    from .private_files import create_once
+    from mynaemu.issuance.private_files import create_once
 
     if not path.exists():
         # first writer wins; a concurrent process reads the winner's secret
@@ -941,7 +941,7 @@ class StoreDirectory:
     def __init__(self, home, *, db: str | None = None):
         from pathlib import Path
 
-        from .store import StoreError, store_location
+        from mynaemu.issuance.store import StoreError, store_location
 
         self.home = Path(home)
         self.path = store_location(self.home, db)
@@ -950,7 +950,7 @@ class StoreDirectory:
         self.user_id_secret = _secret_file(_kiosk_folder(self.home) / "user-id.secret")
 
     def _query(self, fn):
-        from .store import Store
+        from mynaemu.issuance.store import Store
 
         store = Store(self.path, migrate=False)
         try:
@@ -959,8 +959,8 @@ class StoreDirectory:
             store.close()
 
     def _resident(self, store, person, card=None) -> Resident:
-        from . import kiosk_trust
-        from .store import parse_iso
+        from mynaemu.issuance import kiosk_trust
+        from mynaemu.issuance.store import parse_iso
 
         if card is None:  # by 利用者ID (現行方式, 変換方式): the person's newest delivered card
             card = kiosk_trust.newest_delivered_card(store, person["id"])
@@ -979,7 +979,7 @@ class StoreDirectory:
         """The holder of the card the store issued `certificate` (an x509.Certificate) to, with
         that card's state; None for an unknown serial; Refusal("cert-invalid") when the store
         issued a different certificate under that serial (kiosk_trust)."""
-        from . import kiosk_trust
+        from mynaemu.issuance import kiosk_trust
 
         def run(store):
             app_id = kiosk_trust.issued_auth_certificate(store, certificate)
@@ -993,7 +993,7 @@ class StoreDirectory:
     def resident_for_user_id(self, user_id: str, card_serial: str | None = None) -> Resident | None:
         """The person with this 利用者ID, with the state of the card `card_serial` (the card the
         条例利用AP was written on, which must be theirs) or else of their newest delivered card."""
-        from . import kiosk_trust
+        from mynaemu.issuance import kiosk_trust
 
         if not isinstance(user_id, str):
             return None
@@ -1019,9 +1019,9 @@ def services_from_home(home, *, db: str | None = None, clock: Callable[[], _dt.d
     `db`): the JPKI validity service answering from the store, and the centre with one
     証明発行サーバ per municipality of the store (each signing as its mayor with a TEST LGPKI
     certificate under `<home>/kiosk/lgpki/`), trusting the home's kiosk key."""
-    from .municipality import MunicipalityServer, load_or_create_signer
-    from .store import Store, StoreRevocationSource
-    from .store_pki import store_pki
+    from mynaemu.issuance.municipality import MunicipalityServer, load_or_create_signer
+    from mynaemu.issuance.store import Store, StoreRevocationSource
+    from mynaemu.issuance.store_pki import store_pki
 
     directory = StoreDirectory(home, db=db)
     if pki is None:

@@ -59,9 +59,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from . import lgpki, pades
-from .identity import SEX_CODES, era_of
-from .policy import JST
+from mynaemu.issuance import lgpki, pades
+from mynaemu.issuance.identity import SEX_CODES, era_of
+from mynaemu.issuance.policy import JST
 
 FORMAT = "mynaemu-kiosk-document"
 VERSION = 2

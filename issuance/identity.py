@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 
-from . import validate
+from mynaemu.issuance import validate
 
 # Era start dates (first day of each era). The card and the signing certificate encode
 # birth dates with an era: 照合番号B / the 券面AP birth key as era-year YYMMDD

@@ -46,7 +46,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from .http_reader import DeadlineReader, linger_close
+from mynaemu.issuance.http_reader import DeadlineReader, linger_close
 
 log = logging.getLogger("mynaemu.http")
 

@@ -27,7 +27,7 @@ import hmac
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from . import policy
+from mynaemu.issuance import policy
 
 # Delivered cards, newest first decides (STATE-1). applied..awaiting_delivery never reached the holder.
 DELIVERED_STATES = ("active", "suspended", "abolished", "collected", "destroyed", "revoked")
@@ -46,7 +46,7 @@ class CardStatus:
 
 def refuse_unless_active(card: CardStatus, at: _dt.datetime, what: str = "the card") -> None:
     """Refusal (centre.Refusal) unless `card` is active and not past its expiry day at `at`."""
-    from .centre import Refusal
+    from mynaemu.issuance.centre import Refusal
 
     if card.state is None:
         raise Refusal("cert-unknown", f"{what} was never delivered by this municipality")
@@ -74,7 +74,7 @@ def card_status(store, app_id: str) -> CardStatus:
 def card_of_person_by_serial(store, person_id: int, serial: str) -> CardStatus:
     """The state of the person's card with this serial (the one a 条例利用AP was written on);
     Refusal("resident-unknown") when the person has no such card."""
-    from .centre import Refusal
+    from mynaemu.issuance.centre import Refusal
 
     row = store.conn.execute("SELECT state, expires, serial FROM cards WHERE person_id = ? AND serial = ?",
                              (person_id, str(serial))).fetchone()
@@ -97,7 +97,7 @@ def issued_auth_certificate(store, certificate) -> str | None:
     """The application id of the card the store issued `certificate` to; None when the store
     issued no auth certificate with its serial; Refusal("cert-invalid") when it did, but a
     different one (another key, another issuer, any other byte)."""
-    from .centre import Refusal
+    from mynaemu.issuance.centre import Refusal
 
     if not isinstance(certificate, x509.Certificate):
         raise TypeError(f"expected an x509.Certificate, got {type(certificate).__name__}")

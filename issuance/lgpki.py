@@ -87,7 +87,7 @@ def municipality_code_of(certificate: x509.Certificate) -> str | None:
 
 
 def _private_dir(path: Path) -> None:
-    from .private_files import private_dir
+    from mynaemu.issuance.private_files import private_dir
 
     private_dir(path, tighten=True)  # missing parents (the home) 0700 too, whatever the umask
 

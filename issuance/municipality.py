@@ -30,10 +30,10 @@ import secrets
 import threading
 import time
 
-from . import documents, lgpki
-from .centre import METHODS, Refusal, Resident, ResidentDirectory
-from .kiosk_trust import refuse_unless_active
-from .policy import JST
+from mynaemu.issuance import documents, lgpki
+from mynaemu.issuance.centre import METHODS, Refusal, Resident, ResidentDirectory
+from mynaemu.issuance.kiosk_trust import refuse_unless_active
+from mynaemu.issuance.policy import JST
 
 SERVICE_OPENS = _dt.time(6, 30)    # CVS-6
 SERVICE_CLOSES = _dt.time(23, 0)   # CVS-6

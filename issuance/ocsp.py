@@ -55,9 +55,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from . import revocation as rv
-from .keepalive import KeepAliveClient, KeepAliveHandler, KeepAliveServer
-from .revocation import CertStatus, CrlError, CrlPublisher, RevocationSource
+from mynaemu.issuance import revocation as rv
+from mynaemu.issuance.keepalive import KeepAliveClient, KeepAliveHandler, KeepAliveServer
+from mynaemu.issuance.revocation import CertStatus, CrlError, CrlPublisher, RevocationSource
 
 log = logging.getLogger(__name__)
 

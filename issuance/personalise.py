@@ -24,11 +24,11 @@ from mynaemu.card.atr import contact_of
 from mynaemu.card.image import ATR_PROFILES, CardImage, CardOptions
 from mynaemu.card.limits import check_address
 
-from . import policy
-from .ca import TestPKI, default_test_pki, make_issue_id
-from .identity import Identity, era_yymmdd
-from .keys import generate_rsa_key
-from .profiles import random_serial
+from mynaemu.issuance import policy
+from mynaemu.issuance.ca import TestPKI, default_test_pki, make_issue_id
+from mynaemu.issuance.identity import Identity, era_yymmdd
+from mynaemu.issuance.keys import generate_rsa_key
+from mynaemu.issuance.profiles import random_serial
 
 #: Key pairs one card needs (JPKI auth + sign, kenhojo CVC/0013/0006, kenkaku CVC/001A,
 #: 共通AP 0019; the 住基AP has no key, §13.3).

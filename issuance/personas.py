@@ -18,10 +18,10 @@ from typing import Callable
 
 from mynaemu.card.image import CardImage
 
-from . import policy
-from .identity import Identity, era_yymmdd
-from .keys import derive_rng
-from .numbering import individual_number_from_juminhyo_code
+from mynaemu.issuance import policy
+from mynaemu.issuance.identity import Identity, era_yymmdd
+from mynaemu.issuance.keys import derive_rng
+from mynaemu.issuance.numbering import individual_number_from_juminhyo_code
 
 DEFAULT_PINS = {"auth": "1234", "sign": "ABC123", "kenhojo": "1234", "juki": "1234"}
 # The key that derives persona 個人番号 from 住民票コード: TEST only, public on purpose.
@@ -153,7 +153,7 @@ _SEEDED: dict = {}
 
 
 def _build_persona(name, seed, at):
-    from .personalise import issue_card  # late: pulls in the PKI
+    from mynaemu.issuance.personalise import issue_card  # late: pulls in the PKI
 
     if name not in PERSONAS:
         raise ValueError(f"unknown persona {name!r}; choose from: {', '.join(PERSONAS)}")

@@ -212,7 +212,7 @@ class PgConnection:
     def execute(self, sql: str, params=()):
         import psycopg
 
-        from .store import StoreBusy, StoreConflict, StoreError
+        from mynaemu.issuance.store import StoreBusy, StoreConflict, StoreError
 
         returning = _insert_returning(sql)
         text = translate(sql + " RETURNING id" if returning else sql)
@@ -247,10 +247,10 @@ def connect(url: str, *, busy_timeout: float, application_name: str = "mynaemu")
     try:
         import psycopg
     except ImportError:
-        from .store import StoreError
+        from mynaemu.issuance.store import StoreError
 
         raise StoreError("PostgreSQL needs psycopg 3: pip install 'mynaemu[pg]' (psycopg[binary])") from None
-    from .store import StoreError
+    from mynaemu.issuance.store import StoreError
 
     where = redact_url(url)
     try:

@@ -29,9 +29,9 @@ import random
 
 from mynaemu.card.image import CardImage
 
-from . import policy
-from .personas import DEFAULT_PINS, synthetic_identity
-from .workflow import Basic4, Refused, Workflow
+from mynaemu.issuance import policy
+from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
+from mynaemu.issuance.workflow import Basic4, Refused, Workflow
 
 __all__ = ["PIPELINE_PERSONAS", "PipelinePersona", "build_pipeline_persona"]
 

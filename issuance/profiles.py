@@ -46,7 +46,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from .identity import Identity, jpki_birth
+from mynaemu.issuance.identity import Identity, jpki_birth
 
 AUTH = "auth"
 SIGN = "sign"

@@ -41,8 +41,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from .profiles import KINDS, check_serial, utc_time  # check_serial: RFC 5280 §4.1.2.2
-from .validate import InputError
+from mynaemu.issuance.profiles import KINDS, check_serial, utc_time  # check_serial: RFC 5280 §4.1.2.2
+from mynaemu.issuance.validate import InputError
 
 GOOD = "good"
 HOLD = "hold"

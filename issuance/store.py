@@ -74,7 +74,7 @@ from pathlib import Path
 
 import platformdirs
 
-from . import policy
+from mynaemu.issuance import policy
 
 __all__ = [
     "DB_NAME", "SCHEMA_VERSION", "MIGRATIONS", "Store", "StoreError", "StoreBusy",
@@ -356,7 +356,7 @@ _V2 = [
 # store still holds and deletes the private keys of every card already handed over (J-LIS keeps
 # no holder private key).
 def _v3_custody(conn) -> None:
-    from .cardwrite import migrate_custody
+    from mynaemu.issuance.cardwrite import migrate_custody
 
     migrate_custody(conn)
 
@@ -398,7 +398,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 def store_location(home, db: str | None = None):
     """Where the store is: the PostgreSQL URL `db` when given (StoreError if it is not one), else
     the SQLite file under `home`. One answer for the issue CLI, the kiosk and the centre."""
-    from . import pg
+    from mynaemu.issuance import pg
 
     if db is not None:
         if not pg.is_url(db):
@@ -419,7 +419,7 @@ class Store:
 
     def __init__(self, path, *, busy_timeout: float = BUSY_TIMEOUT_S, rule_set: str | None = None,
                  migrate: bool = True):
-        from . import pg
+        from mynaemu.issuance import pg
 
         self.busy_timeout = busy_timeout
         self._owner = threading.get_ident()
@@ -436,7 +436,7 @@ class Store:
         self.path = Path(path)
         self.where = str(self.path)
         try:
-            from .private_files import private_sqlite
+            from mynaemu.issuance.private_files import private_sqlite
 
             private_sqlite(self.path)  # 0600 file in a 0700 home, whatever the umask (and so -wal/-shm)
             # isolation_level=None: no implicit transactions; we issue BEGIN IMMEDIATE ourselves.
@@ -573,7 +573,7 @@ class Store:
                     raise StoreError(f"{self.where}: this deployment uses rule set {have['rule_set']!r}, "
                                      f"not {rule_set!r} (chosen once per deployment)")
                 return
-        from . import pg
+        from mynaemu.issuance import pg
 
         with self.transaction() as conn:
             # PostgreSQL: two processes creating the schema at once would collide in the catalog;
@@ -718,7 +718,7 @@ class Store:
         The number comes from the keyed TEST conversion of the 住民票コード; `attempt` steps past
         every number this person had and any collision with another person's (past) number.
         """
-        from .numbering import individual_number_from_juminhyo_code
+        from mynaemu.issuance.numbering import individual_number_from_juminhyo_code
 
         person = self.person(person_id)
         row = self.conn.execute("SELECT max(attempt) FROM individual_numbers WHERE person_id = ?",
@@ -906,7 +906,7 @@ class Store:
 
         UNIQUE (ca_kind, serial) is the guarantee: a serial two transactions drew at once makes
         the second insert_certificate a StoreConflict, and the workflow runs it again."""
-        from .profiles import SERIAL_MAX, SERIAL_MIN
+        from mynaemu.issuance.profiles import SERIAL_MAX, SERIAL_MIN
 
         while True:
             serial = SERIAL_MIN + secrets.randbelow(SERIAL_MAX - SERIAL_MIN + 1)
@@ -1010,7 +1010,7 @@ class Store:
         """The protocol's view: good / hold / revoked as of ``at``; "unknown" for a serial this CA
         never issued or had not issued yet at ``at``. An expired certificate is still "good"
         here (with its not_after): expiry is the verifier's date check, not revocation."""
-        from . import revocation as rv
+        from mynaemu.issuance import revocation as rv
 
         rv.check_kind(ca_kind)
         rv.check_serial(serial)
@@ -1041,7 +1041,7 @@ class Store:
         return row is None or (row[0] is not None and row[0] <= iso(at))
 
     def revoked_certificates(self, ca_kind: str, at: _dt.datetime):
-        from . import revocation as rv
+        from mynaemu.issuance import revocation as rv
 
         rv.check_kind(ca_kind)
         at = rv.instant(at)
@@ -1107,7 +1107,7 @@ class StoreRevocationSource:
     thread)."""
 
     def __init__(self, path, *, busy_timeout: float = BUSY_TIMEOUT_S):
-        from . import pg
+        from mynaemu.issuance import pg
 
         self.busy_timeout = busy_timeout
         if pg.is_url(path):

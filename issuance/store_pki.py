@@ -37,9 +37,10 @@ import threading
 
 from cryptography import x509
 
-from .ca import (DEFAULT_GENERATION, DEFAULT_NOT_BEFORE, DEFAULT_YEARS, CvcIssuer, TestCA, TestPKI,
-                 default_test_pki)
-from .profiles import AUTH, SIGN
+from mynaemu.issuance.ca import (
+    DEFAULT_GENERATION, DEFAULT_NOT_BEFORE, DEFAULT_YEARS, CvcIssuer, TestCA, TestPKI, default_test_pki,
+)
+from mynaemu.issuance.profiles import AUTH, SIGN
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def store_pki(store) -> TestPKI:
     try:
         pki, origin = from_document(text)
     except ValueError as exc:
-        from .store import StoreError
+        from mynaemu.issuance.store import StoreError
 
         raise StoreError(f"{store.where}: the store's TEST CAs are unreadable ({exc}); the store "
                          f"was damaged or edited by hand") from None

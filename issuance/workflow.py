@@ -44,13 +44,13 @@ from cryptography import x509
 from mynaemu.card.image import CardImage, PinEF
 from mynaemu.card.limits import LimitError, check_address
 
-from . import cardwrite, policy, validate
-from .ca import TestPKI
-from .identity import Identity
-from .keys import generate_rsa_key, load_private_key_pem, private_key_pem
-from .personalise import KEYS_PER_CARD, CardKeys, CardRequest, personalise
-from .profiles import make_issue_id
-from .store import Store, StoreConflict, check_form_id, iso, parse_iso
+from mynaemu.issuance import cardwrite, policy, validate
+from mynaemu.issuance.ca import TestPKI
+from mynaemu.issuance.identity import Identity
+from mynaemu.issuance.keys import generate_rsa_key, load_private_key_pem, private_key_pem
+from mynaemu.issuance.personalise import KEYS_PER_CARD, CardKeys, CardRequest, personalise
+from mynaemu.issuance.profiles import make_issue_id
+from mynaemu.issuance.store import Store, StoreConflict, check_form_id, iso, parse_iso
 
 __all__ = [
     "STATE_LABELS", "LIVE_STATES", "WorkflowError", "IllegalState", "Refused", "NotFound", "BadInput",
@@ -363,7 +363,7 @@ class Workflow:
     def pki(self) -> TestPKI:
         if self._pki is not None:
             return self._pki
-        from .store_pki import store_pki
+        from mynaemu.issuance.store_pki import store_pki
 
         return store_pki(self.store)  # cached by the store once committed
 
@@ -1287,6 +1287,6 @@ def _hex(serial: int | None) -> str | None:
 
 
 def _scrubbed_json(doc: dict) -> str:
-    from .store import scrub
+    from mynaemu.issuance.store import scrub
 
     return scrub(json.dumps(doc, ensure_ascii=False, sort_keys=True, default=str))

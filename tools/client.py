@@ -690,7 +690,7 @@ class CardClient:
 
     def open_sm(self, pin: str, **kwargs):
         """§13.2: SET SESSION KEY on kenhojo after its PIN; an SmSession (tools/client_sm.py)."""
-        from .client_sm import SmSession
+        from mynaemu.tools.client_sm import SmSession
         return SmSession.open(self, pin, **kwargs)
 
     def read_card_info(self) -> dict:

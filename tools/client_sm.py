@@ -30,8 +30,8 @@ from mynaemu.card import layouts
 from mynaemu.card import sm as codec
 from mynaemu.card.apdu import Command
 
-from .client import CardClient, CardDataError, _check_sfi, _pin_bytes, error_for
-from .client import parse_basic4, parse_my_number
+from mynaemu.tools.client import CardClient, CardDataError, _check_sfi, _pin_bytes, error_for
+from mynaemu.tools.client import parse_basic4, parse_my_number
 
 EF_SESSION_KEY = 0x0006
 PIN_MAIN, PIN_A, PIN_B = 0x0011, 0x0014, 0x0015
