@@ -29,7 +29,7 @@ for p in "${PKGS[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || { echo "setup.sh: apt-get not found (Debian/Ubuntu only)" >&2; exit 1; }
-    # The tests start a private PostgreSQL on loopback themselves (tools/pgserver.py); keep
+    # The tests start a private PostgreSQL on loopback themselves (tools/harness/pgserver.py); keep
     # Debian from creating and starting a cluster of its own when the package installs.
     if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.d/mynaemu.conf ]; then
         as_root mkdir -p /etc/postgresql-common/createcluster.d

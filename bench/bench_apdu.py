@@ -83,7 +83,7 @@ def bench_in_process(path: Path, seconds: float) -> tuple:
 
 def bench_pcsc(path: Path, seconds: float) -> tuple:
     """Through pcscd + vpcd with pyscard; raises RuntimeError with the reason if unavailable."""
-    from mynaemu.tools import pcscd_ctl
+    from mynaemu.tools.harness import pcscd as pcscd_ctl
 
     missing = pcscd_ctl.missing_tools()
     if missing:
@@ -105,7 +105,7 @@ def bench_pcsc(path: Path, seconds: float) -> tuple:
 
 def _free_ports() -> list:
     """The vpcd slots (ports) with no card in them right now."""
-    from mynaemu.tools import pcscd_ctl
+    from mynaemu.tools.harness import pcscd as pcscd_ctl
 
     return [port for port in (pcscd_ctl.VPCD_PORT, pcscd_ctl.VPCD_PORT + 1)
             if not pcscd_ctl.reader_state(pcscd_ctl.reader_for_port(port))[0]]
@@ -120,7 +120,7 @@ def _serve(kind: str, path: Path, port: int, log_dir: Path):
     "mynaemu" is `mynaemu card serve PATH`, "echo" bench.echo_card (9000 to everything),
     "echo+data" bench.echo_card --read-data (READ BINARY answered with Le bytes). Returns a
     CardServerHandle (stop() kills it by PID and waits for the slot to empty)."""
-    from mynaemu.tools import pcscd_ctl
+    from mynaemu.tools.harness import pcscd as pcscd_ctl
 
     if kind not in SIDES:
         raise ValueError(f"unknown server kind {kind!r}")
@@ -255,7 +255,7 @@ def compare_with_echo(path: Path, seconds: float, rounds: int = 6, log=None, sid
     "best": {other side: best mynaemu round / best other round}}, "ports": the two slots,
     "cpu": None unpinned}. RuntimeError when the PC/SC stack cannot be used.
     """
-    from mynaemu.tools import pcscd_ctl
+    from mynaemu.tools.harness import pcscd as pcscd_ctl
 
     missing = pcscd_ctl.missing_tools()
     if missing:

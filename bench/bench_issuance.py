@@ -37,7 +37,7 @@ GENERATE_AT = _dt.datetime(2026, 5, 2, 10, tzinfo=JST)
 
 
 def time_keygen(count: int) -> list[float]:
-    from mynaemu.issuance.keys import generate_rsa_key
+    from mynaemu.issuance.pki.keys import generate_rsa_key
 
     times = []
     for _ in range(count):
@@ -49,7 +49,7 @@ def time_keygen(count: int) -> list[float]:
 
 def prepare_store(home: Path, cards: int) -> list[str]:
     from mynaemu.issuance.store import Store
-    from mynaemu.issuance.workflow import Workflow
+    from mynaemu.issuance.lifecycle.workflow import Workflow
 
     with Store.open(home) as store:
         wf = Workflow(store, operator="bench", terminal="bench")
@@ -62,9 +62,9 @@ def _worker(home: str, work, barrier, results) -> None:
     """Issue cards until `work` (a queue of application ids, one None per worker at the end)
     runs dry; report (start, end, cards, keygen seconds, keys)."""
     from mynaemu.issuance.store import Store
-    from mynaemu.issuance.workflow import Workflow
+    from mynaemu.issuance.lifecycle.workflow import Workflow
 
-    from mynaemu.issuance.keys import generate_rsa_key
+    from mynaemu.issuance.pki.keys import generate_rsa_key
 
     keygen = {"seconds": 0.0, "keys": 0}
 
@@ -93,7 +93,7 @@ def _worker(home: str, work, barrier, results) -> None:
 
 
 def _keygen_worker(keys: int, barrier, results) -> None:
-    from mynaemu.issuance.keys import generate_rsa_key
+    from mynaemu.issuance.pki.keys import generate_rsa_key
 
     generate_rsa_key(2048)          # warm-up (imports, OpenSSL init) before the clock starts
     barrier.wait()
@@ -175,7 +175,7 @@ def compare_workers(cards: int, rounds: int = 3, workers=(1, 2), log=None) -> di
     """P3 of `python -m bench`: the worker counts take turns (1 2, 2 1, 1 2, ...) for `rounds`
     rounds so each sees the same machine load; returns {"rows": {workers: [row per round]},
     "best": {workers: the row with the most cards/s}, "keys_per_card": KEYS_PER_CARD}."""
-    from mynaemu.issuance.ca import default_test_pki
+    from mynaemu.issuance.pki.ca import default_test_pki
     from mynaemu.issuance.personalise import KEYS_PER_CARD
 
     if cards < 1 or rounds < 1 or not workers or any(w < 1 for w in workers):
@@ -206,7 +206,7 @@ def compare_workers(cards: int, rounds: int = 3, workers=(1, 2), log=None) -> di
 
 
 def main(argv=None) -> int:
-    from mynaemu.issuance.ca import default_test_pki
+    from mynaemu.issuance.pki.ca import default_test_pki
     from mynaemu.issuance.personalise import KEYS_PER_CARD
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,6 +1,6 @@
 """Kiosk decision-time benchmark (not a test): card presented → accept or refuse, against its floor.
 
-The decision time is measured by the kiosk itself (tools/kiosk.py `timing["decision_s"]`): from
+The decision time is measured by the kiosk itself (tools/terminal/kiosk.py `timing["decision_s"]`): from
 the start of the transaction to the centre's answer, minus the time the municipality spent
 rendering the PDF (reported by the centre, `render_s`, and printed apart). Two outcomes:
 
@@ -52,8 +52,8 @@ class Floor:
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import padding
 
-        from mynaemu.issuance.ca import default_test_pki
-        from mynaemu.issuance.keys import generate_rsa_key
+        from mynaemu.issuance.pki.ca import default_test_pki
+        from mynaemu.issuance.pki.keys import generate_rsa_key
 
         key = generate_rsa_key(2048)
         data = secrets.token_bytes(32)
@@ -131,15 +131,16 @@ def bench(runs: int) -> tuple[dict, dict]:
 
     from mynaemu.card.core import Card
     from mynaemu.card.image import CardImage
-    from mynaemu.issuance.ca import default_test_pki
-    from mynaemu.issuance.centre import (MemoryResidentDirectory, Refusal, SettableClock, start_services,
-                                         synthesize_resident)
-    from mynaemu.issuance.municipality import MunicipalityServer, load_or_create_signer
+    from mynaemu.issuance.pki.ca import default_test_pki
+    from mynaemu.issuance.kiosk.centre import (
+        MemoryResidentDirectory, Refusal, SettableClock, start_services, synthesize_resident,
+    )
+    from mynaemu.issuance.kiosk.municipality import MunicipalityServer, load_or_create_signer
     from mynaemu.issuance.personas import build_persona
     from mynaemu.issuance.policy import JST
-    from mynaemu.issuance.revocation import MemoryRevocationSource
-    from mynaemu.tools.client import CardClient, InProcessConnection
-    from mynaemu.tools.kiosk import CentreClient, Kiosk
+    from mynaemu.issuance.pki.revocation import MemoryRevocationSource
+    from mynaemu.tools.terminal.client import CardClient, InProcessConnection
+    from mynaemu.tools.terminal.kiosk import CentreClient, Kiosk
 
     issue_at = _dt.datetime(2026, 3, 2, 9, 0, tzinfo=JST)
     clock = SettableClock(_dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST))

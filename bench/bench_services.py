@@ -15,7 +15,7 @@ order within a round, so the single-client rate is measured in the same run, nex
 others). Per level: requests/s (median round), p50/p99 latency (all rounds' samples), errors
 (a refused, reset or timed-out request, or any status but 200; a request on a reused
 connection that the server had just closed as idle is retried once on a fresh one, as
-issuance/keepalive.py's client does, and counted apart as a retry, not an error).
+issuance/http/keepalive.py's client does, and counted apart as a retry, not an error).
 Figure: requests/s at 200 clients / requests/s at 1 client, per service; target ≥ 1.5 with 0
 errors at 200.
 
@@ -54,10 +54,10 @@ def _serve(service: str, max_workers: int | None = None) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509 import ocsp as x509_ocsp
 
-    from mynaemu.issuance.ca import default_test_pki
-    from mynaemu.issuance.centre import Centre, MemoryResidentDirectory, request_mac, serve_centre
-    from mynaemu.issuance.ocsp import OcspResponder, serve_ocsp
-    from mynaemu.issuance.revocation import MemoryRevocationSource
+    from mynaemu.issuance.pki.ca import default_test_pki
+    from mynaemu.issuance.kiosk.centre import Centre, MemoryResidentDirectory, request_mac, serve_centre
+    from mynaemu.issuance.pki.ocsp import OcspResponder, serve_ocsp
+    from mynaemu.issuance.pki.revocation import MemoryRevocationSource
 
     logging.basicConfig(level=logging.WARNING)   # as a service would run: no access log lines
     pki = default_test_pki()

@@ -2,7 +2,7 @@
 
 Each layout below is one `construct` declaration that the card's personalisation builds with
 (card/apps/*.py encode_*) and that every parser reads with (card/apps/*.py parse_*, the terminal
-client tools/client.py and tools/client_sm.py). A layout is "fixed" when every length in it is
+client tools/terminal/client.py and tools/terminal/sm.py). A layout is "fixed" when every length in it is
 known in advance: the TLV headers inside it are then constants of the layout (`Const`), written
 exactly as the card writes them, and a byte that differs is a precise error, not a guess.
 

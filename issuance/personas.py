@@ -20,7 +20,7 @@ from mynaemu.card.image import CardImage
 
 from mynaemu.issuance import policy
 from mynaemu.issuance.identity import Identity, era_yymmdd
-from mynaemu.issuance.keys import derive_rng
+from mynaemu.issuance.pki.keys import derive_rng
 from mynaemu.issuance.numbering import individual_number_from_juminhyo_code
 
 DEFAULT_PINS = {"auth": "1234", "sign": "ABC123", "kenhojo": "1234", "juki": "1234"}

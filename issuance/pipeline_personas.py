@@ -19,7 +19,7 @@ is what the holder holds; the revocation state (hold, superseded, expiry) is in 
                         CA has not issued them (OCSP unknown) and notBefore lies ahead
 
 Test PINs (as personas.py): auth 1234, signing ABC123, 券面事項入力補助 1234, 住基 1234.
-The default TEST CAs are valid 2015-01-01 .. 2049-12-31 (issuance/ca.py).
+The default TEST CAs are valid 2015-01-01 .. 2049-12-31 (issuance/pki/ca.py).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from mynaemu.card.image import CardImage
 
 from mynaemu.issuance import policy
 from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
-from mynaemu.issuance.workflow import Basic4, Refused, Workflow
+from mynaemu.issuance.lifecycle.workflow import Basic4, Refused, Workflow
 
 __all__ = ["PIPELINE_PERSONAS", "PipelinePersona", "build_pipeline_persona"]
 

@@ -1,6 +1,6 @@
 """One home for the rules on text and dates that cross the back office's edges.
 
-The CLI (tools/cli_types.py) and the domain (identity.Identity, workflow.Workflow) both call
+The CLI (tools/cli/types.py) and the domain (identity.Identity, workflow.Workflow) both call
 these functions, so the Python API is guarded exactly as the command line is. Every limit is
 listed in docs/input-limits.md, and every error message names the field and the limit.
 

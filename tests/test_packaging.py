@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """Progress bars with a total and an ETA for long runs — on a terminal only.
 
-`issue generate --workers`, the long fuzz (`python -m mynaemu.tools.fuzz`) and the tearing
-harness (`python -m mynaemu.tools.tearing`) report through this. When the stream is a terminal
+`issue generate --workers`, the long fuzz (`python -m mynaemu.tools.harness.fuzz`) and the tearing
+harness (`python -m mynaemu.tools.harness.tearing`) report through this. When the stream is a terminal
 it draws click's progress bar (position / total, percentage, ETA); when it is a pipe or a file
 (a CI log) it draws nothing and `enabled` is False, so callers can print their plain periodic
 lines instead — a log never fills with carriage-return redraws.

@@ -1,0 +1,1 @@
+"""The TEST JPKI: CAs, keys, certificate profiles, revocation (CRL) and OCSP."""

@@ -1,0 +1,1 @@
+"""Test harnesses: the APDU fuzzer, the tearing harness, private pcscd and PostgreSQL servers, the pytest plugin."""
