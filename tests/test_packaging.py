@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import REPO
+
 
 pytestmark = pytest.mark.slow
 

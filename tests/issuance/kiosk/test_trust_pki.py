@@ -35,6 +35,7 @@ from mynaemu.issuance.lifecycle.workflow import Workflow
 from mynaemu.tools.cli import main
 from mynaemu.tools.terminal.client import CardClient, InProcessConnection
 from mynaemu.tools.terminal.kiosk import CentreClient, Kiosk
+from tests.support import REPO
 
 T = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST)
 ORIGIN_RANDOM, ORIGIN_LEGACY = "random", "legacy-default"
