@@ -985,8 +985,7 @@ class StoreDirectory:
             app_id = kiosk_trust.issued_auth_certificate(store, certificate)
             if app_id is None:
                 return None
-            person = store.conn.execute("SELECT p.* FROM cards AS k JOIN persons AS p ON p.id = k.person_id "
-                                        "WHERE k.application_id = ?", (app_id,)).fetchone()
+            person = store.person_of_card(app_id)
             return self._resident(store, person, kiosk_trust.card_status(store, app_id))
         return self._query(run)
 
@@ -999,7 +998,7 @@ class StoreDirectory:
             return None
 
         def run(store):
-            for person in store.conn.execute("SELECT * FROM persons ORDER BY id").fetchall():
+            for person in store.all_persons():
                 if hmac.compare_digest(derive_user_id(self.user_id_secret, person["municipality_code"],
                                                       person["juminhyo_code"]), user_id):
                     card = (None if card_serial is None
@@ -1009,8 +1008,7 @@ class StoreDirectory:
         return self._query(run)
 
     def municipality_codes(self) -> list[str]:
-        return self._query(lambda store: [r[0] for r in store.conn.execute(
-            "SELECT DISTINCT municipality_code FROM persons ORDER BY 1")])
+        return self._query(lambda store: store.municipality_codes())
 
 
 def services_from_home(home, *, db: str | None = None, clock: Callable[[], _dt.datetime] = utc_now,

@@ -66,8 +66,7 @@ def _status(row) -> CardStatus:
 
 
 def card_status(store, app_id: str) -> CardStatus:
-    row = store.conn.execute("SELECT state, expires, serial FROM cards WHERE application_id = ?",
-                             (app_id,)).fetchone()
+    row = store.card_state_row(app_id)
     return CardStatus(None) if row is None else _status(row)
 
 
@@ -76,8 +75,7 @@ def card_of_person_by_serial(store, person_id: int, serial: str) -> CardStatus:
     Refusal("resident-unknown") when the person has no such card."""
     from mynaemu.issuance.kiosk.centre import Refusal
 
-    row = store.conn.execute("SELECT state, expires, serial FROM cards WHERE person_id = ? AND serial = ?",
-                             (person_id, str(serial))).fetchone()
+    row = store.card_state_by_serial(person_id, serial)
     if row is None:
         raise Refusal("resident-unknown", "this card is not registered for the 利用者ID on it")
     return _status(row)
@@ -85,11 +83,7 @@ def card_of_person_by_serial(store, person_id: int, serial: str) -> CardStatus:
 
 def newest_delivered_card(store, person_id: int) -> CardStatus:
     """The state of the person's most recently created card that reached the holder."""
-    marks = ", ".join("?" for _ in DELIVERED_STATES)
-    row = store.conn.execute(
-        f"SELECT state, expires, serial FROM cards WHERE person_id = ? AND state IN ({marks}) "
-        "ORDER BY seq DESC LIMIT 1",
-        (person_id, *DELIVERED_STATES)).fetchone()
+    row = store.newest_card_state(person_id, DELIVERED_STATES)
     return CardStatus(None) if row is None else _status(row)
 
 
@@ -104,8 +98,7 @@ def issued_auth_certificate(store, certificate) -> str | None:
     serial = certificate.serial_number
     if not 0 < serial <= _MAX_SERIAL:
         return None
-    row = store.conn.execute("SELECT application_id, der FROM certificates WHERE ca_kind = 'auth' AND serial = ?",
-                             (serial,)).fetchone()
+    row = store.auth_certificate_der(serial)
     if row is None:
         return None
     if not hmac.compare_digest(bytes(row["der"]), certificate.public_bytes(Encoding.DER)):

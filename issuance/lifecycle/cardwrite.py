@@ -54,13 +54,12 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from mynaemu.card.apps import common, jpki, kenhojo, kenkaku
 from mynaemu.card.image import CardImage, CardImageError, KeyEF, PinEF
 
-from mynaemu.issuance.store import iso
+from mynaemu.issuance.store.custody import BINDING_ROLE, migrate_custody, public_hex  # noqa: F401  (re-exported)
 
 __all__ = ["BINDING_ROLE", "CARD_KEY_SLOTS", "ISSUER_ROLES", "KILL_ENV", "Staged", "record_binding",
            "check_binding", "image_keys", "public_hex", "stage", "publish", "discard", "complete_pending",
            "fault", "migrate_custody"]
 
-BINDING_ROLE = "common"
 # Where each holder key lives on the card: role (personalise.CardKeys field) -> (AP, key EF).
 CARD_KEY_SLOTS = {
     "auth": (jpki.NAME, jpki.KEY_AUTH),
@@ -93,16 +92,8 @@ def _refused(message: str):
 # binding
 # ---------------------------------------------------------------------------------------------
 
-def public_hex(public_key) -> str:
-    return public_key.public_bytes(serialization.Encoding.DER,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo).hex()
-
-
 def record_binding(store, app_id: str, public_key, at: _dt.datetime) -> None:
-    store.conn.execute("INSERT INTO card_bindings (application_id, role, public_key, created_at) "
-                       "VALUES (?, ?, ?, ?) ON CONFLICT (application_id) DO UPDATE SET "
-                       "role = excluded.role, public_key = excluded.public_key, created_at = excluded.created_at",
-                       (app_id, BINDING_ROLE, public_hex(public_key), iso(at)))
+    store.record_binding(app_id, BINDING_ROLE, public_hex(public_key), at)
 
 
 def _image_key(image: CardImage, role: str):
@@ -131,15 +122,15 @@ def _image_key(image: CardImage, role: str):
 
 def check_binding(store, app_id: str, image: CardImage) -> None:
     """Refused unless `image` holds the private half of the card key recorded for `app_id`."""
-    row = store.conn.execute("SELECT public_key FROM card_bindings WHERE application_id = ?", (app_id,)).fetchone()
-    if row is None:
+    recorded = store.binding_public_key(app_id)
+    if recorded is None:
         raise _refused(f"card {app_id}: the store has no card key recorded for it, so no presented card "
                        "can be recognised as the one issued; not written")
     key = _image_key(image, BINDING_ROLE)
     if key is None:
         raise _refused(f"the presented card has no usable 共通AP card key (0019); it is not the card "
                        f"issued for {app_id}; not written")
-    recorded = serialization.load_der_public_key(bytes.fromhex(row[0]))
+    recorded = serialization.load_der_public_key(bytes.fromhex(recorded))
     challenge = secrets.token_bytes(32)
     try:
         signature = key.sign(challenge, padding.PKCS1v15(), hashes.SHA256())
@@ -215,7 +206,7 @@ def stage(store, *, app_id: str, operation: str, image: CardImage, target, at: _
     target = Path(os.path.abspath(target))
     if target.is_dir():
         raise OSError(f"{target}: is a directory, not a card file")
-    known = {r[0] for r in store.conn.execute("SELECT staged FROM card_writes WHERE target = ?", (str(target),))}
+    known = store.staged_writes_for(str(target))
     for orphan in _staged_names(target):   # left by a process killed before its COMMIT
         if str(orphan) not in known:
             orphan.unlink(missing_ok=True)
@@ -223,10 +214,8 @@ def stage(store, *, app_id: str, operation: str, image: CardImage, target, at: _
     staged = target.parent / f".{target.name}.staged-{secrets.token_hex(8)}"
     _write_new(staged, data)
     write_id = secrets.token_hex(16)
-    store.conn.execute("INSERT INTO card_writes (id, application_id, operation, target, staged, digest, previous,"
-                       " created_at, audit_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (write_id, app_id, operation, str(target), str(staged), _digest(data),
-                        _file_digest(target), iso(at), audit_id))
+    store.insert_card_write(write_id, app_id=app_id, operation=operation, target=str(target), staged=str(staged),
+                            digest=_digest(data), previous=_file_digest(target), at=at, audit_id=audit_id)
     return Staged(write_id, target, staged)
 
 
@@ -241,7 +230,7 @@ def publish(store, staged_list) -> None:
     if staged_list:
         fault("after-commit")
     for s in staged_list:
-        row = store.conn.execute("SELECT * FROM card_writes WHERE id = ?", (s.id,)).fetchone()
+        row = store.card_write(s.id)
         if row is not None:
             _complete(store, row)
 
@@ -251,7 +240,7 @@ def complete_pending(store) -> list[dict]:
     done per write: {"id", "application_id", "target", "outcome": published|already|lost}."""
     if store.in_transaction:
         return []
-    rows = store.conn.execute("SELECT * FROM card_writes ORDER BY created_at, id").fetchall()
+    rows = store.card_writes()
     return [_complete(store, row) for row in rows]
 
 
@@ -290,9 +279,7 @@ def _complete(store, row) -> dict:
                 data = _image_bytes(merged)
                 fresh = target.parent / f".{target.name}.staged-{secrets.token_hex(8)}"
                 _write_new(fresh, data)
-                with store.transaction() as conn:
-                    conn.execute("UPDATE card_writes SET staged = ?, digest = ? WHERE id = ?",
-                                 (str(fresh), _digest(data), row["id"]))
+                store.restage_card_write(row["id"], str(fresh), _digest(data))
                 staged.unlink(missing_ok=True)
                 staged, digest = fresh, _digest(data)
         try:
@@ -310,28 +297,8 @@ def _complete(store, row) -> dict:
     else:
         outcome["outcome"] = "lost"         # both files gone: nothing to publish; the row stays
         return outcome
-    with store.transaction() as conn:
-        conn.execute("DELETE FROM card_writes WHERE id = ?", (row["id"],))
+    store.forget_card_write(row["id"])
     return outcome
-
-
-# ---------------------------------------------------------------------------------------------
-# schema v3 data step (store.MIGRATIONS)
-# ---------------------------------------------------------------------------------------------
-
-def migrate_custody(conn) -> None:
-    """Stores made before v3: bind every card whose 共通AP key the store still holds, then delete
-    the private keys (and the chip image copy) of every card already handed over."""
-    rows = conn.execute("SELECT application_id, pem, created_at FROM keys WHERE role = ?", (BINDING_ROLE,)).fetchall()
-    for row in rows:
-        app_id, pem, created = row[0], row[1], row[2]
-        key = serialization.load_pem_private_key(pem.encode("ascii"), password=None,
-                                                 unsafe_skip_rsa_key_validation=True)
-        conn.execute("INSERT INTO card_bindings (application_id, role, public_key, created_at) VALUES (?, ?, ?, ?)",
-                     (app_id, BINDING_ROLE, public_hex(key.public_key()), created))
-    conn.execute("DELETE FROM keys WHERE application_id IN "
-                 "(SELECT application_id FROM cards WHERE delivered_at IS NOT NULL)")
-    conn.execute("UPDATE cards SET image = NULL WHERE delivered_at IS NOT NULL")
 
 
 # ---------------------------------------------------------------------------------------------

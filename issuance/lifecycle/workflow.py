@@ -402,8 +402,7 @@ class Workflow:
                                                   reason=reason)
                 result = body(at)
                 if self._audit_note:
-                    self.store.conn.execute("UPDATE audit SET detail = ? WHERE id = ?",
-                                            (_scrubbed_json(self._audit_note), self._audit_id))
+                    self.store.set_audit_detail(self._audit_id, self._audit_note)
                 if self._staged:
                     cardwrite.fault("before-commit")
             committed = True
@@ -579,13 +578,12 @@ class Workflow:
             return  # the store keeps no chip image (nor its keys) once the card is handed over
         has_sign = self._current_cert(app_id, "sign") is not None
         image = self._build_image(app_id, card, person, _transport_pins(has_sign), identity=identity, keys=keys)
-        self.store.conn.execute("UPDATE cards SET image = ? WHERE application_id = ?",
-                                (json.dumps(image.to_json(), ensure_ascii=False), app_id))
+        self.store.set_card_image(app_id, json.dumps(image.to_json(), ensure_ascii=False))
 
     def _retire_keys(self, app_id: str) -> None:
         # Decision (store.py): keys leave the store with the card (廃止 / 失効).
         self.store.delete_keys(app_id)
-        self.store.conn.execute("UPDATE cards SET image = NULL WHERE application_id = ?", (app_id,))
+        self.store.set_card_image(app_id, None)
 
     # =========================================================================================
     # operations
@@ -654,23 +652,16 @@ class Workflow:
     def _new_application(self, person_id: int, at: _dt.datetime, *, kind: str, replaces: str | None,
                          decline_sign: bool, alt_confirmed: bool) -> str:
         app_id = self.store.new_form_id("application")
-        self.store.conn.execute(
-            "INSERT INTO applications (id, person_id, kind, replaces, decline_sign, alt_confirmed, applied_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (app_id, person_id, kind, replaces, int(decline_sign), int(alt_confirmed), iso(at)))
-        self.store.conn.execute("INSERT INTO cards (application_id, person_id, state, last_change_at) "
-                                "VALUES (?, ?, 'applied', ?)", (app_id, person_id, iso(at)))
-        self.store.conn.execute("INSERT INTO card_events (application_id, at, from_state, to_state, operation,"
-                                " audit_id) VALUES (?, ?, NULL, 'applied', ?, ?)",
-                                (app_id, iso(at), kind, self._audit_id))
-        self.store.conn.execute("UPDATE audit SET target = ? WHERE id = ?", (app_id, self._audit_id))
+        self.store.insert_application(app_id, person_id, kind=kind, replaces=replaces, decline_sign=decline_sign,
+                                      alt_confirmed=alt_confirmed, at=at, audit_id=self._audit_id)
+        self.store.set_audit_target(self._audit_id, app_id)
         self._note(kind=kind, replaces=replaces, decline_sign=decline_sign)
         return app_id
 
     def _receive(self, app_id: str, application, at: _dt.datetime) -> None:
         if not application["alt_confirmed"]:
             raise Refused("FLOW-3: the applicant has not confirmed the 代替文字 to be used in the certificates")
-        self.store.conn.execute("UPDATE applications SET received_at = ? WHERE id = ?", (iso(at), app_id))
+        self.store.set_received(app_id, at)
         self._state(app_id, "received", at, "receive")
 
     def receive(self, app_id: str, *, at: _dt.datetime) -> None:
@@ -748,11 +739,10 @@ class Workflow:
                 self.store.put_key(app_id, role, private_key_pem(key), at)
         cardwrite.record_binding(self.store, app_id, keys.common.public_key(), at)  # the card's own key
         notice_id = self.store.new_form_id("notice")
-        self.store.conn.execute(
-            "UPDATE cards SET serial = ?, starts = ?, expires = ?, security_code = ?, notice_id = ?, "
-            "personalised_at = ? WHERE application_id = ?",
-            (self.store.new_card_serial(), start.isoformat(), card_expiry.isoformat(),
-             f"{secrets.randbelow(10000):04d}", notice_id, iso(at), app_id))
+        self.store.record_personalisation(app_id, serial=self.store.new_card_serial(), starts=start.isoformat(),
+                                          expires=card_expiry.isoformat(),
+                                          security_code=f"{secrets.randbelow(10000):04d}", notice_id=notice_id,
+                                          at=at)
         self._state(app_id, "issued", at, "generate")
         self.store.clear_claim(app_id)  # a batch worker's lease ends with the card it claimed
         card = self.store.card(app_id)
@@ -818,16 +808,13 @@ class Workflow:
             # STATE-3(8) / FLOW-RENEW-1 step 8: the old card of a renewal is abolished and collected
             if application["replaces"]:
                 self._retire_replaced(application["replaces"], app_id_, at, collect=application["kind"] == "renewal")
-            self.store.conn.execute(
-                "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?)",
-                (app_id_, iso(at), identity_check.strip(), setter,
-                 json.dumps(proxy.to_json(), ensure_ascii=False) if proxy else None,
-                 int(notification_card_collected)))
-            self.store.conn.execute("UPDATE cards SET delivered_at = ? WHERE application_id = ?", (iso(at), app_id_))
+            self.store.record_delivery(app_id_, at=at, identity_check=identity_check.strip(), pins_set_by=setter,
+                                       proxy_json=json.dumps(proxy.to_json(), ensure_ascii=False) if proxy else None,
+                                       notification_card_collected=notification_card_collected)
             self._state(app_id_, "active", at, "deliver")
             self._note(pins_set_by=setter, by_proxy=proxy is not None)
             self.store.delete_keys(app_id_)  # custody ends with the handover (cardwrite.py)
-            self.store.conn.execute("UPDATE cards SET image = NULL WHERE application_id = ?", (app_id_,))
+            self.store.set_card_image(app_id_, None)
             if write is not None:
                 write(image)
             if output is not None:
@@ -846,7 +833,7 @@ class Workflow:
             self._state(old_id, "abolished", at, f"replaced by {new_id}")
         if collect and self.store.card(old_id)["state"] == "abolished":
             self._state(old_id, "collected", at, f"handed in for {new_id}")
-        self.store.conn.execute("UPDATE cards SET replaced_by = ? WHERE application_id = ?", (new_id, old_id))
+        self.store.set_replaced_by(old_id, new_id)
 
     # --- suspension (FLOW-SUSP-3) ---------------------------------------------------------------
     def suspend(self, app_id: str, *, at: _dt.datetime, caller: Basic4 | None = None) -> list[int]:
@@ -982,10 +969,7 @@ class Workflow:
         return self._run("move", _target(app_id), at, body)
 
     def _no_pending_replacement(self, app_id: str, card) -> None:
-        row = self.store.conn.execute(
-            "SELECT c.application_id, c.state FROM applications a JOIN cards c ON c.application_id = a.id "
-            "WHERE a.replaces = ? AND c.state IN ('applied', 'received', 'issued', 'awaiting_delivery')",
-            (app_id,)).fetchone()
+        row = self.store.pending_replacement(app_id)
         if row is not None:
             raise IllegalState(f"card {app_id} already has a pending replacement {row[0]} ({row[1]} "
                                f"{STATE_LABELS[row[1]]})")
@@ -1046,7 +1030,7 @@ class Workflow:
                 declined = application["decline_sign"] if decline_sign is None else decline_sign
                 new_id = self._new_application(person["id"], at, kind="renewal", replaces=app_id_,
                                                decline_sign=bool(declined), alt_confirmed=True)
-                self.store.conn.execute("UPDATE audit SET target = ? WHERE id = ?", (app_id_, self._audit_id))
+                self.store.set_audit_target(self._audit_id, app_id_)
                 self._note(renewal=new_id, reason=card_decision.reason)
                 return RenewResult("card", new_id, app_id_, card_decision.reason)
             auth_row = self._current_cert(app_id_, "auth")
@@ -1122,8 +1106,8 @@ class Workflow:
             self._state(app_id_, "abolished", at, f"reissue ({reason})")
             new_id = self._new_application(person["id"], at, kind="reissue", replaces=app_id_,
                                            decline_sign=bool(application["decline_sign"]), alt_confirmed=True)
-            self.store.conn.execute("UPDATE cards SET replaced_by = ? WHERE application_id = ?", (new_id, app_id_))
-            self.store.conn.execute("UPDATE audit SET target = ? WHERE id = ?", (app_id_, self._audit_id))
+            self.store.set_replaced_by(app_id_, new_id)
+            self.store.set_audit_target(self._audit_id, app_id_)
             self._note(reissue=new_id, ground=reason, revoked=[_hex(s) for s in revoked])
             return new_id
 
@@ -1286,8 +1270,3 @@ def _target(app_id) -> str | None:
 def _hex(serial: int | None) -> str | None:
     return f"{serial:X}" if serial is not None else None
 
-
-def _scrubbed_json(doc: dict) -> str:
-    from mynaemu.issuance.store import scrub
-
-    return scrub(json.dumps(doc, ensure_ascii=False, sort_keys=True, default=str))

@@ -41,6 +41,7 @@ from mynaemu.issuance.pki.ca import (
     DEFAULT_GENERATION, DEFAULT_NOT_BEFORE, DEFAULT_YEARS, CvcIssuer, TestCA, TestPKI, default_test_pki,
 )
 from mynaemu.issuance.pki.profiles import AUTH, SIGN
+from mynaemu.issuance.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,6 @@ def store_pki(store) -> TestPKI:
     try:
         pki, origin = from_document(text)
     except ValueError as exc:
-        from mynaemu.issuance.store import StoreError
-
         raise StoreError(f"{store.where}: the store's TEST CAs are unreadable ({exc}); the store "
                          f"was damaged or edited by hand") from None
     if origin == ORIGIN_LEGACY:

@@ -25,6 +25,8 @@ import functools
 import re
 import urllib.parse
 
+from mynaemu.issuance.store.errors import StoreBusy, StoreConflict, StoreError
+
 __all__ = ["is_url", "redact_url", "translate", "ddl", "order_creates", "PgRow", "PgConnection", "connect", "ID_TABLES"]
 
 # Tables whose primary key is an integer identity: an INSERT into them reports lastrowid.
@@ -212,8 +214,6 @@ class PgConnection:
     def execute(self, sql: str, params=()):
         import psycopg
 
-        from mynaemu.issuance.store import StoreBusy, StoreConflict, StoreError
-
         returning = _insert_returning(sql)
         text = translate(sql + " RETURNING id" if returning else sql)
         try:
@@ -247,11 +247,7 @@ def connect(url: str, *, busy_timeout: float, application_name: str = "mynaemu")
     try:
         import psycopg
     except ImportError:
-        from mynaemu.issuance.store import StoreError
-
         raise StoreError("PostgreSQL needs psycopg 3: pip install 'mynaemu[pg]' (psycopg[binary])") from None
-    from mynaemu.issuance.store import StoreError
-
     where = redact_url(url)
     try:
         raw = psycopg.connect(url, autocommit=True, row_factory=_row_factory, connect_timeout=10,

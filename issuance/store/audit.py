@@ -1,0 +1,47 @@
+"""The store's audit trail (SEC-8): who did what, when, from which terminal, with what outcome."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+
+from mynaemu.issuance.store.values import iso, scrub
+
+
+class AuditTable:
+    """Table group `audit`. Every text passes scrub(): no 個人番号 lands in the trail."""
+
+    # --- audit (SEC-8) ----------------------------------------------------------------------
+    def audit(self, *, at: _dt.datetime, operator: str, terminal: str, operation: str,
+              target: str | None, outcome: str, reason: str | None = None,
+              detail: dict | None = None) -> int:
+        """Append an audit record (inside the caller's transaction, or in one of its own)."""
+        if outcome not in ("ok", "refused", "error"):
+            raise ValueError(f"bad audit outcome {outcome!r}")
+        for what, value in (("operator", operator), ("terminal", terminal)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"the audit needs a non-empty {what} id (SEC-4, SEC-8)")
+        row = (iso(at), iso(_dt.datetime.now(_dt.timezone.utc)), scrub(operator), scrub(terminal),
+               operation, scrub(target), scrub(reason), outcome,
+               scrub(json.dumps(detail, ensure_ascii=False, sort_keys=True)) if detail else None)
+        sql = ("INSERT INTO audit (at, recorded_at, operator, terminal, operation, target, reason,"
+               " outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        if self._in_tx:
+            return self.conn.execute(sql, row).lastrowid
+        with self.transaction() as conn:
+            return conn.execute(sql, row).lastrowid
+
+    def audit_rows(self, target: str | None = None) -> list[dict]:
+        if target is None:
+            rows = self.conn.execute("SELECT * FROM audit ORDER BY id").fetchall()
+        else:
+            rows = self.conn.execute("SELECT * FROM audit WHERE target = ? ORDER BY id", (target,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def set_audit_detail(self, audit_id: int, detail: dict) -> None:
+        """Attach the step's details to its audit record (inside the step's transaction)."""
+        self.conn.execute("UPDATE audit SET detail = ? WHERE id = ?",
+                          (scrub(json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)), audit_id))
+
+    def set_audit_target(self, audit_id: int, target: str) -> None:
+        """Name the card a step turned out to act on (a new application's id is known only inside it)."""
+        self.conn.execute("UPDATE audit SET target = ? WHERE id = ?", (target, audit_id))

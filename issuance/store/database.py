@@ -1,0 +1,52 @@
+"""The store as one object: the connection and every table group, and a thread-safe revocation source over it."""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from mynaemu.issuance.store import postgres as pg
+from mynaemu.issuance.store.audit import AuditTable
+from mynaemu.issuance.store.cards import CardsTable
+from mynaemu.issuance.store.certificates import CertificatesTable
+from mynaemu.issuance.store.claims import ClaimsTable
+from mynaemu.issuance.store.connection import BUSY_TIMEOUT_S, Connection
+from mynaemu.issuance.store.custody import CustodyTable
+from mynaemu.issuance.store.errors import StoreError
+from mynaemu.issuance.store.persons import PersonsTable
+
+
+class Store(AuditTable, PersonsTable, CardsTable, ClaimsTable, CustodyTable, CertificatesTable, Connection):
+    """The store over SQLite or PostgreSQL (Connection) with its table groups: one object per thread.
+
+    Use as a context manager or call close(). ``Store(location)``: a file path (SQLite) or a
+    ``postgresql://`` URL; ``Store.open(home)`` creates ``home`` and the database when missing.
+    Each table group (audit.py, persons.py, cards.py, claims.py, custody.py, certificates.py)
+    holds the SQL of its tables; nothing outside this package runs SQL."""
+
+
+class StoreRevocationSource:
+    """A thread-safe RevocationSource over the store file or PostgreSQL URL, for the OCSP/CRL
+    server threads: each question opens its own short read connection (connections are per
+    thread)."""
+
+    def __init__(self, path, *, busy_timeout: float = BUSY_TIMEOUT_S):
+        self.busy_timeout = busy_timeout
+        if pg.is_url(path):
+            self.path = path
+            return
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: no store here")
+
+    def _with_store(self, fn):
+        store = Store(self.path, busy_timeout=self.busy_timeout, migrate=False)
+        try:
+            return fn(store)
+        finally:
+            store.close()
+
+    def certificate_status(self, ca_kind: str, serial: int, at: _dt.datetime):
+        return self._with_store(lambda s: s.certificate_status(ca_kind, serial, at))
+
+    def revoked_certificates(self, ca_kind: str, at: _dt.datetime):
+        return self._with_store(lambda s: s.revoked_certificates(ca_kind, at))
