@@ -299,6 +299,3 @@ main.add_command(issue)
 from mynaemu.tools.cli.kiosk import kiosk, demo  # noqa: E402
 main.add_command(kiosk)
 main.add_command(demo)
-
-if __name__ == "__main__":  # python -m mynaemu.tools.cli
-    main()
