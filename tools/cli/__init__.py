@@ -293,9 +293,11 @@ card.add_command(card_sm_read)
 from mynaemu.tools.cli.toolkit import register as _register_toolkit  # noqa: E402
 _register_toolkit(card)
 
-from mynaemu.tools.cli.issue import issue  # noqa: E402
-main.add_command(issue)
+# The groups are registered under other local names: `issue` and `kiosk` here are the submodules
+# (mynaemu.tools.cli.issue, .kiosk), which a group of the same name would shadow.
+from mynaemu.tools.cli.issue import issue as _issue_group  # noqa: E402
+main.add_command(_issue_group)
 
-from mynaemu.tools.cli.kiosk import kiosk, demo  # noqa: E402
-main.add_command(kiosk)
-main.add_command(demo)
+from mynaemu.tools.cli.kiosk import demo as _demo_command, kiosk as _kiosk_group  # noqa: E402
+main.add_command(_kiosk_group)
+main.add_command(_demo_command)
