@@ -260,6 +260,17 @@ def test_the_sec_block_is_complete():
     assert [k for k in entries if k.startswith("SEC-")] == [f"SEC-{n}" for n in range(1, 27)]
 
 
+PCSC_HEADINGS = ["install and start", "the vpcd protocol", "the 40 ms stall", "opensc's jpki driver",
+                 "pitfalls, short"]
+
+
+def test_the_pcsc_block_is_complete():
+    # Bare "pcsc.md" citations cite the whole document, so all of it is indexed: its five headings
+    # and its seven numbered pitfalls.
+    keys = [k for k in index_entries() if k.startswith("pcsc.md")]
+    assert keys == [f'pcsc.md "{h}"' for h in PCSC_HEADINGS] + [f"pcsc.md pitfall {n}" for n in range(1, 8)]
+
+
 @pytest.mark.parametrize("key", ["VAL-7", "card-interface.md §4.2", "rules.md §20"])
 def test_removing_an_index_line_is_noticed(key, tmp_path, monkeypatch):
     # The check above must fail when a cited line goes: rewrite the index without it and re-run.
