@@ -74,7 +74,7 @@ def parse(atr: bytes) -> ParsedATR:
     """Parse an ATR (ISO/IEC 7816-3 §8.2); ATRError on a bad structure, length or TCK.
 
     TCK is present when any protocol other than T=0 is announced, and the XOR of T0 … TCK
-    must be 0 (§8.2.5).
+    must be 0 (ISO/IEC 7816-3 §8.2.5).
     """
     atr = bytes(atr)
     if len(atr) < 2 or atr[0] not in (0x3B, 0x3F):

@@ -418,7 +418,7 @@ class Card:
             return _sw(SW.SECURITY_NOT_SATISFIED)
         if offset >= len(ef.data):
             return _sw(SW.OFFSET_OUT_OF_RANGE)
-        # spec §6.3: Le beyond the end returns what remains with 9000.
+        # spec §6 item 3: Le beyond the end returns what remains with 9000.
         return ef.data[offset:offset + cmd.le] + _sw(SW.OK)
 
     # -- READ RECORD (spec §2.4, §3.4) ---------------------------------------------------------

@@ -9,10 +9,10 @@ shows a progress indicator only fails against the real one. The model (per excha
 Figures and where they come from:
 
 - Contact I/O at the ATR's rate. ISO/IEC 7816-3 (2006) §7.1: one etu = F / D / f; the ATR's TA1
-  gives F and D and, without TA1, F = 372 and D = 1 apply (§8.3). The JPKI contact ATR
+  gives F and D and, without TA1, F = 372 and D = 1 apply (ISO/IEC 7816-3 §8.3). The JPKI contact ATR
   3B E0 00 FF 81 31 FE 45 14 (card-interface.md §1.2) has T0 = E0: no TA1, so the default rate.
   f: 4 MHz, a common CCID reader default clock (an assumption; readers range 3.5-5 MHz).
-  T=1 (§11): a character takes 11 etu at the minimal guard time, and each block adds a
+  T=1 (ISO/IEC 7816-3 §11): a character takes 11 etu at the minimal guard time, and each block adds a
   3-byte prologue and a 1-byte LRC epilogue; IFSC 254 caps a block's data.
   => 372 / 4 MHz = 93 µs per etu, 1.02 ms per byte: a 256-byte READ BINARY ≈ 0.27 s.
 - Contactless (the PC/SC contactless ATR 3B 8x 80 01 …): ISO/IEC 14443-2/-3 Type B at

@@ -10,7 +10,7 @@ data: instant, document, method, document serial and 検証コード.
 Rules applied here:
 - CVS-6: service from 6:30 to 23:00 (JST); a municipality may set narrower hours within that.
 - FEE-4: a per-document kiosk fee, lower than at the counter (000:10107-10109). The seeds give no
-  amounts (§19 gap 12); decision: ¥200 at the kiosk, ¥300 at the counter, for each document.
+  amounts (rules.md §19 gap 12); decision: ¥200 at the kiosk, ¥300 at the counter, for each document.
 - NUM-13: the 個人番号 only on a 住民票 and only when asked for; never on a tax certificate.
 - CVS-8: 住民票の写し, 印鑑登録証明書, 税証明 (所得・課税証明書). 戸籍 documents are not modelled.
 - Decisions outside the seeds: a 印鑑登録証明書 needs a seal registration (none under 15,

@@ -142,7 +142,7 @@ class Basic4:
 
 
 # FLOW-PROXY-3: principal's condition -> {relation of the proxy -> extra documents}
-BASE_PROXY_DOCS = ("letter-of-authority", "proxy-photo-id", "principal-photo-id")  # PROXY-2, -3
+BASE_PROXY_DOCS = ("letter-of-authority", "proxy-photo-id", "principal-photo-id")  # FLOW-PROXY-2, -3
 PROXY_CONDITIONS = {
     "homebound-with-household": {"household-member": ("household-proof", "cannot-go-out-proof")},
     "homebound-alone": {
@@ -158,7 +158,7 @@ PROXY_CONDITIONS = {
 }
 PROXY_RELATIONS = ("household-member", "relative", "care-worker", "facility-staff", "neighbour", "agent")
 PROXY_DOCUMENTS = (
-    "letter-of-authority",        # 委任状 (PROXY-2)
+    "letter-of-authority",        # 委任状 (FLOW-PROXY-2)
     "proxy-photo-id",             # 代理人の顔写真付き本人確認書類
     "principal-photo-id",         # 本人の顔写真付き本人確認書類
     "household-proof",            # 同一世帯であることの確認
@@ -178,8 +178,8 @@ class ProxyHandover:
 
     condition: the principal's situation (a PROXY_CONDITIONS key); relation: the proxy's
     relation to the principal; documents: what was shown (PROXY_DOCUMENTS); notice_id: the
-    交付通知書 the proxy brought (PROXY-2); seal_certificate_issued: the issue date of the
-    principal's 印鑑登録証明書 when shown (PROXY-6).
+    交付通知書 the proxy brought (FLOW-PROXY-2); seal_certificate_issued: the issue date of the
+    principal's 印鑑登録証明書 when shown (FLOW-PROXY-6).
     """
 
     condition: str

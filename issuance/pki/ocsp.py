@@ -16,8 +16,8 @@ card-interface.md §7.3, so these are ours):
 - Status: good; revoked with revocationTime and reason (reason omitted when unspecified); a
   hold is revoked with reason certificateHold (RFC 6960 §2.2); a serial the CA never issued
   (or did not yet issue at that instant) is unknown (RFC 6960 §2.2).
-- A CertID naming an issuer we do not serve gets the unsigned status **unauthorized** (RFC 6960
-  §2.3; RFC 5019 §2.2.3 says so for a responder not authoritative for the issuer). A signed
+- A CertID naming an issuer we do not serve gets the unsigned status **unauthorized**
+  (RFC 6960 §2.3; RFC 5019 §2.2.3 says so for a responder not authoritative for the issuer). A signed
   "unknown" would be useless there: our CA keys are not authorised to speak for another issuer.
 - One CertID per request (RFC 5019 §2.1.1 clients send exactly one); a request with several, a
   request that does not parse, a CertID hash we cannot compute, an unrecognised critical

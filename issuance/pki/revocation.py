@@ -11,7 +11,7 @@ Three parts:
 - `build_crl` (one complete CRL per CA, RFC 5280 §5), PEM/DER helpers, `verify_crl` (signature,
   issuer, freshness) and `status_from_crl` for a verifier that falls back to the CRL.
 
-Decisions (the sources leave revocation formats open, rules.md open question 11; the real JPKI
+Decisions (the sources leave revocation formats open, rules.md §19 gap 11; the real JPKI
 gives revocation data only to authorised verifiers, card-interface.md §7.3):
 
 - A hold is listed with reason certificateHold (RFC 5280 §5.3.1). A release makes the entry

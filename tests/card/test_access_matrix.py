@@ -246,7 +246,7 @@ def _run(s: Session, cell: Cell, form: str) -> None:
     else:
         ref = 0x80 | fid                              # spec §2.4: SFI = the FID's low 5 bits
     if cell.command == "READ BINARY":
-        # SELECT form: offset 0, short Le 00 (256); SFI form: extended Le 0000 (whole EF, §6.2).
+        # SELECT form: offset 0, short Le 00 (256); SFI form: extended Le 0000 (whole EF, §6 item 2).
         apdu = bytes((0, 0xB0, 0, 0, 0)) if form == "fid" else bytes((0, 0xB0, ref, 0, 0, 0, 0))
         body = s.expect(apdu, cell.expected, "READ BINARY")
         if cell.expected == 0x9000:

@@ -382,7 +382,7 @@ class Oracle:
             if cmd.p1 == 0x04:
                 found, target = self._resolve_df(cmd.data)
                 if not found:
-                    self.fail("SELECT answered 9000 to an AID that names no DF on this card (spec §11.6)",
+                    self.fail("SELECT answered 9000 to an AID that names no DF on this card (spec §11 item 6)",
                               raw, resp)
                 self._enter(target)
             elif cmd.p1 == 0x02:

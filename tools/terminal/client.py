@@ -44,7 +44,7 @@ JPKI_PINS = {"auth": 0x0018, "sign": 0x001B}
 # EFs whose content is a 個人番号 (kenhojo 0001, §3.2) or its rendered image (kenkaku 0005, §3.3).
 _NUMBER_EFS = {(AIDS["kenhojo"], 0x0001), (AIDS["kenkaku"], 0x0005)}
 
-MAX_OFFSET = 0x7FFF  # READ BINARY P1 bit 8 = 0: a 15-bit offset (§6.1)
+MAX_OFFSET = 0x7FFF  # READ BINARY P1 bit 8 = 0: a 15-bit offset (§6 item 1)
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -370,7 +370,7 @@ def parse_card_info(record: bytes) -> dict:
 class CardClient:
     """Typed card operations over a Connection.
 
-    extended: read whole EFs with one extended-Le READ BINARY (§6.2) instead of 256-byte chunks.
+    extended: read whole EFs with one extended-Le READ BINARY (§6 item 2) instead of 256-byte chunks.
     trace: record every exchange in `self.trace` as (command, response) hex strings, redacted.
     """
 
@@ -490,7 +490,7 @@ class CardClient:
 
         With `length` exactly that many bytes are asked for (fewer if the EF ends first).
         Without it the whole EF is read: 256-byte chunks (Le=00) until a short answer or
-        6B00 (§6.3, §6.4), or one READ with extended Le 0000 when the client is `extended`.
+        6B00 (§6 item 3, §6 item 4), or one READ with extended Le 0000 when the client is `extended`.
         """
         context = self._prepare_read(fid, sfi)
         if length is not None and length < 0:
@@ -506,17 +506,17 @@ class CardClient:
             cmd = self._read_cmd(offset + len(out), le, sfi, first, self.extended)
             resp = self.transmit(cmd.encode())
             if resp.sw == 0x6B00 and not first and length is None:
-                break  # §6.4: offset at the end of the EF
+                break  # §6 item 4: offset at the end of the EF
             if not resp.ok:
                 raise error_for(resp.sw, context)
             out += resp.data
             first = False
             if len(resp.data) < le:
-                break  # §6.3: the card returned what remained
+                break  # §6 item 3: the card returned what remained
         return bytes(out)
 
     def read_object(self, fid: int | None = None, *, sfi: int | None = None, probe: int = 7) -> bytes:
-        """The BER/DER object at the start of an EF, sized from its header (§6.6).
+        """The BER/DER object at the start of an EF, sized from its header (§6 item 6).
 
         A `probe`-byte READ (7 as MYNA/jpki-rs, 4 as OpenSC) gives the header; the rest is
         read from there in 256-byte chunks with Le = remaining on the last (MYNA-RS), or
