@@ -267,9 +267,27 @@ def test_shared_challenges_refuse_forgery_other_kiosk_replay_and_expiry(tmp_path
         SharedChallenges(b"short", spent)
 
 
-def test_spent_challenges_are_forgotten_only_well_after_expiry(tmp_path):
-    Store.open(tmp_path).close()
-    spent = StoreSpentChallenges(tmp_path / "issuance.sqlite3")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path):
+    """A fresh store's location: the SQLite file, or a schema of the private PostgreSQL server."""
+    if request.param == "sqlite":
+        Store.open(tmp_path).close()
+        yield tmp_path / "issuance.sqlite3"
+        return
+    pytest.importorskip("psycopg")
+    from mynaemu.tools import pgserver
+
+    try:
+        url = pgserver.fresh_schema_url(pgserver.shared_server().url)
+    except pgserver.PgServerError as exc:
+        pytest.fail(f"PostgreSQL for the tests: {exc}")
+    Store(url).close()
+    yield url
+    pgserver.drop_schema(url)
+
+
+def test_spent_challenges_are_forgotten_only_well_after_expiry(location):
+    spent = StoreSpentChallenges(location)
     now = _dt.datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
     assert spent.spend(b"a" * 32, now + _dt.timedelta(seconds=60), now)
     assert not spent.spend(b"a" * 32, now + _dt.timedelta(seconds=60), now)
@@ -285,9 +303,7 @@ def _spend_in_child(location, token, expires, now, start, results):
     results.put(StoreSpentChallenges(location).spend(token, expires, now))
 
 
-def test_spending_one_challenge_from_eight_processes_has_one_winner(tmp_path):
-    Store.open(tmp_path).close()
-    location = tmp_path / "issuance.sqlite3"
+def test_spending_one_challenge_from_eight_processes_has_one_winner(location):
     ctx = multiprocessing.get_context("fork")   # each child opens its own connection (none exists here)
     now = _dt.datetime.now(UTC)
     start, results = ctx.Barrier(8), ctx.Queue()
