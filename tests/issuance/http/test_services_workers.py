@@ -1,6 +1,6 @@
-"""The services as worker processes (issuance/prefork.py, issuance/serve_workers.py,
-issuance/centre_challenges.py, issuance/store_challenges.py; `--workers` of `kiosk serve` and
-`issue ocsp-serve`).
+"""The services as worker processes (issuance/http/prefork.py, issuance/kiosk/workers.py,
+issuance/pki/workers.py, issuance/kiosk/challenges.py, issuance/store/challenges.py; `--workers`
+of `kiosk serve` and `issue ocsp-serve`).
 
 Which worker holds a connection is read from /proc (the server side of the TCP connection in
 /proc/net/tcp, its inode among the workers' file descriptors), so the cross-worker tests know
@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from mynaemu.issuance.centre import DEFAULT_NONCE_LIFETIME, Refusal, load_or_create_kiosk_key, request_mac
-from mynaemu.issuance.centre_challenges import SharedChallenges
+from mynaemu.issuance.kiosk.centre import DEFAULT_NONCE_LIFETIME, Refusal, load_or_create_kiosk_key, request_mac
+from mynaemu.issuance.kiosk.challenges import SharedChallenges
 from mynaemu.issuance.store import Store
-from mynaemu.issuance.store_challenges import KEEP_AFTER_EXPIRY, StoreSpentChallenges
+from mynaemu.issuance.store.challenges import KEEP_AFTER_EXPIRY, StoreSpentChallenges
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; SO_REUSEPORT balancing")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 UTC = _dt.timezone.utc
 
 
@@ -275,7 +275,7 @@ def location(request, tmp_path):
         yield tmp_path / "issuance.sqlite3"
         return
     pytest.importorskip("psycopg")
-    from mynaemu.tools import pgserver
+    from mynaemu.tools.harness import pgserver
 
     try:
         url = pgserver.fresh_schema_url(pgserver.shared_server().url)
@@ -398,10 +398,10 @@ def test_ocsp_serve_with_workers_answers_and_stops_cleanly(tmp_path):
 
 _POOL_SCRIPT = textwrap.dedent("""
     import datetime as dt, json, sys, threading
-    from mynaemu.issuance.ca import default_test_pki
-    from mynaemu.issuance.ocsp import OcspResponder, serve_ocsp
-    from mynaemu.issuance.prefork import Prefork
-    from mynaemu.issuance.revocation import MemoryRevocationSource
+    from mynaemu.issuance.pki.ca import default_test_pki
+    from mynaemu.issuance.pki.ocsp import OcspResponder, serve_ocsp
+    from mynaemu.issuance.http.prefork import Prefork
+    from mynaemu.issuance.pki.revocation import MemoryRevocationSource
 
     pki = default_test_pki()
 
