@@ -67,6 +67,7 @@ def reserve(host: str, port: int) -> socket.socket:
     (port 0: a free one) for listening sockets of the worker processes."""
     sock = socket.socket(_family(host), socket.SOCK_STREAM)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # a fixed port still in TIME_WAIT
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except BaseException:

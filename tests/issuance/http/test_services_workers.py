@@ -459,3 +459,19 @@ def test_503_and_408_still_come_from_each_worker():
         proc.stdin.close()
         proc.wait(20)
         proc.stdout.close()
+
+
+def test_a_taken_port_is_one_line_and_no_worker(tmp_path):
+    Store.open(tmp_path).close()
+    taken = socket.create_server(("127.0.0.1", 0))     # no SO_REUSEPORT: nobody may share it
+    try:
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "mynaemu", "kiosk", "serve", "--home", str(tmp_path),
+                               "--workers", "2", "--port", str(port)], capture_output=True, text=True, timeout=60,
+                              cwd=ROOT)
+    finally:
+        taken.close()
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use" in lines[0], proc.stderr
+    assert not (tmp_path / "kiosk" / "centre.json").exists()
