@@ -79,6 +79,7 @@ def _serve(service: str, max_workers: int | None = None, processes: int | None =
         secret = SharedChallenges.new_secret()
         Store.open(tmp.name).close()
         spent = StoreSpentChallenges(Path(tmp.name) / "issuance.sqlite3")
+        spent.prepare()
 
         def worker(listeners, index):
             centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=MemoryResidentDirectory(),

@@ -9,8 +9,13 @@ PostgreSQL's unique index). Rows are dropped `KEEP_AFTER_EXPIRY` after their cha
 by then a replay is refused as expired anyway (the token carries its expiry), and the margin
 covers a clock stepped back by less than that.
 
-Each redemption opens its own short connection (like store.StoreRevocationSource): the workers
-are forked processes, and a connection must never cross a fork.
+Decision: the table is not one of the schema's migrations (schema.py) but is created, if missing,
+by the serving parent before it forks (`prepare_challenge_table`): it holds only short-lived
+runtime state (nothing in it matters an hour later, nothing else refers to it), so it does not
+version the store's durable record.
+
+Each redemption opens its own short connection (like StoreRevocationSource): the workers are
+forked processes, and a connection must never cross a fork.
 """
 from __future__ import annotations
 
@@ -19,12 +24,12 @@ import datetime as _dt
 TABLE = "centre_spent_challenges"
 KEEP_AFTER_EXPIRY = _dt.timedelta(minutes=10)
 
-# The store's migration 4 (schema.py MIGRATIONS): the table and its expiry index.
-MIGRATION_V4 = [
-    f"""CREATE TABLE {TABLE} (
+# The table and its expiry index (INTEGER is BIGINT on PostgreSQL: postgres.ddl).
+DDL = [
+    f"""CREATE TABLE IF NOT EXISTS {TABLE} (
         token TEXT PRIMARY KEY,
         expires_ms INTEGER NOT NULL)""",
-    f"CREATE INDEX {TABLE}_expiry ON {TABLE} (expires_ms)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_expiry ON {TABLE} (expires_ms)",
 ]
 
 
@@ -34,6 +39,14 @@ def _ms(instant: _dt.datetime) -> int:
 
 class ChallengesTable:
     """Table group `centre_spent_challenges` (composed into Store, database.py)."""
+
+    def prepare_challenge_table(self) -> None:
+        """Create the table if missing (the serving parent, before it forks its workers)."""
+        from mynaemu.issuance.store import postgres
+
+        with self.transaction() as conn:
+            for statement in DDL:
+                conn.execute(postgres.ddl(statement) if self.is_pg else statement)
 
     def spend_challenge(self, token: bytes, expires: _dt.datetime, now: _dt.datetime) -> bool:
         """Record `token` as used: True if this call is the first to spend it, else False. Drops
@@ -66,6 +79,9 @@ class StoreSpentChallenges:
         finally:
             store.close()
 
+    def prepare(self) -> None:
+        self._with_store(lambda store: store.prepare_challenge_table())
+
     def spend(self, token: bytes, expires: _dt.datetime, now: _dt.datetime) -> bool:
         return self._with_store(lambda store: store.spend_challenge(token, expires, now))
 
@@ -73,4 +89,4 @@ class StoreSpentChallenges:
         return self._with_store(lambda store: store.spent_challenge_count())
 
 
-__all__ = ["ChallengesTable", "StoreSpentChallenges", "MIGRATION_V4", "TABLE", "KEEP_AFTER_EXPIRY"]
+__all__ = ["ChallengesTable", "StoreSpentChallenges", "DDL", "TABLE", "KEEP_AFTER_EXPIRY"]

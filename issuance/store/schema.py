@@ -1,7 +1,6 @@
 """The store's schema: ordered migrations, shared by SQLite and PostgreSQL (postgres.ddl translates)."""
 from __future__ import annotations
 
-from mynaemu.issuance.store.challenges import MIGRATION_V4 as _V4
 from mynaemu.issuance.store.custody import migrate_custody
 from mynaemu.issuance.store.values import CARD_STATES, CERT_EVENTS
 
@@ -185,7 +184,6 @@ MIGRATIONS: list[tuple[int, str, list]] = [
     (1, "initial schema: persons, numbers, applications, cards, certificates, keys, audit", _V1),
     (2, "scale: card order, batch claims, lookup indexes", _V2),
     (3, "custody: card key bindings, pending card writes, no holder key after delivery", _V3),
-    (4, "centre: challenges spent across worker processes", _V4),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
