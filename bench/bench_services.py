@@ -1,8 +1,9 @@
 """Service concurrency benchmark (not a test): the centre and the OCSP responder under load.
 
-Each service runs in its own server process (`python -m bench.bench_services serve SERVICE`,
-started and stopped here; it prints its port and a ready request body), as a deployed service
-would; the clients run in this process, each a thread with its own kept-alive connection
+Each service runs in its own server process (`python -m bench.bench_services serve SERVICE
+MAX_WORKERS PROCESSES`, started and stopped here; it prints its port and a ready request body),
+as `--workers` worker processes sharing the port (issuance/http/prefork.py; default one per CPU, as
+the serve commands; the centre's challenges shared through a store as `kiosk serve` shares them); the clients run in this process, each a thread with its own kept-alive connection
 (HTTP/1.1, Nagle off, requests prepared in advance), and only ever connect to 127.0.0.1.
 
 - centre: `POST /v1/session` MACed with a registered kiosk key (what every kiosk transaction
@@ -44,29 +45,48 @@ KIOSK_ID = "TEST-KIOSK-BENCH"
 
 # -- the server process ------------------------------------------------------------------------
 
-def _serve(service: str, max_workers: int | None = None) -> None:
-    """Run one service on loopback until stdin closes; print {"port", "request"} first."""
+def _serve(service: str, max_workers: int | None = None, processes: int | None = None) -> None:
+    """Run one service on loopback until stdin closes; print {"port", "request"} first.
+    `processes`: worker processes sharing the port (issuance/http/prefork.py; default one per CPU, as
+    the serve commands)."""
     import datetime as _dt
     import logging
     import secrets
+    import tempfile
 
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509 import ocsp as x509_ocsp
 
-    from mynaemu.issuance.pki.ca import default_test_pki
+    from mynaemu.issuance.http.prefork import Prefork, default_workers
     from mynaemu.issuance.kiosk.centre import Centre, MemoryResidentDirectory, request_mac, serve_centre
+    from mynaemu.issuance.kiosk.challenges import SharedChallenges
+    from mynaemu.issuance.pki.ca import default_test_pki
     from mynaemu.issuance.pki.ocsp import OcspResponder, serve_ocsp
     from mynaemu.issuance.pki.revocation import MemoryRevocationSource
+    from mynaemu.issuance.store import Store
+    from mynaemu.issuance.store.challenges import StoreSpentChallenges
 
+    processes = processes or default_workers()
     logging.basicConfig(level=logging.WARNING)   # as a service would run: no access log lines
     pki = default_test_pki()
     now = _dt.datetime.now(_dt.timezone.utc)
+    options = {} if max_workers is None else {"max_workers": max_workers}
+    tmp = tempfile.TemporaryDirectory(prefix="mynaemu-bench-")
     if service == "centre":
         key = secrets.token_bytes(32)
-        centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=MemoryResidentDirectory(),
-                        municipalities={}, kiosk_keys={KIOSK_ID: key})
-        server, _, url = serve_centre(centre, HOST, max_workers=max_workers)
+        # As `kiosk serve` runs it: the challenges shared by the workers, spent in a store.
+        secret = SharedChallenges.new_secret()
+        Store.open(tmp.name).close()
+        spent = StoreSpentChallenges(Path(tmp.name) / "issuance.sqlite3")
+        spent.prepare()
+
+        def worker(listeners, index):
+            centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=MemoryResidentDirectory(),
+                            municipalities={}, kiosk_keys={KIOSK_ID: key},
+                            challenges=SharedChallenges(secret, spent) if processes > 1 else None)
+            server, _, _ = serve_centre(centre, HOST, listener=listeners[0], **options)
+            return server.shutdown
         body = b'{"method": "shin"}'
         head = {"Content-Type": "application/json", "X-Kiosk-Id": KIOSK_ID,
                 "X-Kiosk-Mac": request_mac(key, "POST", "/v1/session", body).hex()}
@@ -79,16 +99,29 @@ def _serve(service: str, max_workers: int | None = None) -> None:
         source.add_issued("auth", 0x5151, now + _dt.timedelta(days=30), at=now - _dt.timedelta(days=1))
         responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, source,
                                   lambda: _dt.datetime.now(_dt.timezone.utc))
-        server, _, url = serve_ocsp(responder, HOST, max_workers=max_workers)
+
+        def worker(listeners, index):
+            server, _, _ = serve_ocsp(responder, HOST, listener=listeners[0], **options)
+            return server.shutdown
         der = x509_ocsp.OCSPRequestBuilder().add_certificate(cert, pki.auth_ca.certificate, hashes.SHA1()) \
             .build().public_bytes(serialization.Encoding.DER)
         request = _request_bytes("/", der, {"Content-Type": "application/ocsp-request"})
     else:
         raise SystemExit(f"unknown service {service!r}")
-    print(json.dumps({"port": server.server_address[1], "request": request.hex(),
-                      "max_workers": server.max_workers}), flush=True)
-    sys.stdin.read()          # until the parent closes our stdin
-    server.shutdown()
+    from mynaemu.issuance.http.keepalive import KeepAliveServer
+
+    pool = Prefork([(HOST, 0)], worker, processes, name=f"bench {service}")
+    stop = threading.Event()
+    try:
+        pool.start()
+        print(json.dumps({"port": pool.addresses[0][1], "request": request.hex(), "processes": processes,
+                          "max_workers": max_workers or KeepAliveServer.max_workers}), flush=True)
+        # until the parent closes our stdin (a thread only now: the workers are forked)
+        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+        pool.supervise(stop)
+    finally:
+        pool.stop()
+        tmp.cleanup()
 
 
 def _request_bytes(path: str, body: bytes, headers: dict) -> bytes:
@@ -100,8 +133,8 @@ def _request_bytes(path: str, body: bytes, headers: dict) -> bytes:
 class ServerProcess:
     """A service in its own process; `stop()` ends it (closing its stdin, then by its pid)."""
 
-    def __init__(self, service: str, max_workers: int | None = None):
-        extra = [str(max_workers)] if max_workers else []
+    def __init__(self, service: str, max_workers: int | None = None, processes: int | None = None):
+        extra = [str(max_workers or 0), str(processes or 0)]
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.bench_services", "serve", service, *extra],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      cwd=Path(__file__).resolve().parent.parent)
@@ -111,12 +144,20 @@ class ServerProcess:
             raise RuntimeError(f"the {service} server process did not start")
         info = json.loads(line)
         self.port, self.request, self.max_workers = info["port"], bytes.fromhex(info["request"]), info["max_workers"]
+        self.processes = info["processes"]
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process used so far (/proc), or nan."""
+        """User + system CPU time the server process and its worker processes used so far
+        (/proc), or nan."""
         try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            pids = [self.proc.pid]
+            for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            total = 0
+            for pid in pids:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            return total / os.sysconf("SC_CLK_TCK")
         except (OSError, IndexError, ValueError):
             return float("nan")
 
@@ -247,10 +288,11 @@ def _percentile(values: list, q: float) -> float:
 
 
 def measure(service: str, *, seconds: float = 2.0, rounds: int = 3, levels=LEVELS, log=None,
-            max_workers: int | None = None) -> dict:
+            max_workers: int | None = None, processes: int | None = None) -> dict:
     """Every level for `rounds` rounds against one server process: per-level summary + ratio.
-    `max_workers`: the server's pool (default: the services' default)."""
-    server = ServerProcess(service, max_workers)
+    `max_workers`: each worker process's thread pool (default: the services' default);
+    `processes`: worker processes (default: one per CPU, as the serve commands)."""
+    server = ServerProcess(service, max_workers, processes)
     try:
         run_level(server.port, server.request, 1, min(0.3, seconds))      # warm-up
         per_level = {n: [] for n in levels}
@@ -280,7 +322,8 @@ def measure(service: str, *, seconds: float = 2.0, rounds: int = 3, levels=LEVEL
         top, one = max(levels), min(levels)
         ratios = [a["rps"] / b["rps"] for a, b in zip(per_level[top], per_level[one]) if b["rps"]]
         return {"service": service, "levels": summary, "ratio": statistics.median(ratios) if ratios else 0.0,
-                "round_ratios": ratios, "max_workers": server.max_workers, "seconds": seconds, "rounds": rounds}
+                "round_ratios": ratios, "max_workers": server.max_workers,
+                "processes": server.processes, "seconds": seconds, "rounds": rounds}
     finally:
         server.stop()
 
@@ -302,7 +345,8 @@ def figures(results: list, target: float) -> list:
                     f"at {max(lv)}; rounds {', '.join(f'{x:.2f}' for x in res['round_ratios'])}; "
                     f"{top['retries']} idle-close retries at {max(lv)})"),
             sampling=("" if res is not results[0] else
-                      f"each service in its own server process (bounded pool of {res['max_workers']} workers), "
+                      f"each service as {res['processes']} worker process(es) sharing its port (issuance/http/prefork.py), "
+                      f"each with a bounded pool of {res['max_workers']} threads, "
                       f"clients as threads of the bench process with kept-alive connections to 127.0.0.1; levels "
                       f"{', '.join(str(n) for n in lv)} clients × {res['seconds']:g} s per round, 1 and "
                       f"{max(lv)} clients back to back, {res['rounds']} rounds; ratio = median of the per-round "
@@ -335,26 +379,27 @@ def table(results: list) -> str:
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    if argv[:1] == ["serve"] and len(argv) in (2, 3):
-        _serve(argv[1], int(argv[2]) if len(argv) == 3 else None)
+    if argv[:1] == ["serve"] and len(argv) == 4:
+        _serve(argv[1], int(argv[2]) or None, int(argv[3]) or None)
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.bench_services", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=None, help="the servers' pool size (default theirs)")
+    parser.add_argument("--workers", type=int, default=None, help="each server process's thread pool (default theirs)")
+    parser.add_argument("--processes", type=int, default=None, help="worker processes per service (default: CPUs)")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="client counts, e.g. 1,200")
     args = parser.parse_args(argv)
     levels = tuple(int(x) for x in args.levels.split(","))
     from bench.report import machine
 
     results = [measure(s, seconds=args.seconds, rounds=args.rounds, levels=levels, max_workers=args.workers,
-                       log=lambda t: print(t, file=sys.stderr)) for s in SERVICES]
+                       processes=args.processes, log=lambda t: print(t, file=sys.stderr)) for s in SERVICES]
     text = "\n".join([
         "# Services under concurrent clients (bench/bench_services.py)", "",
-        f"{machine()}; {args.rounds} rounds × {args.seconds:g} s per level; the server in its own process.", "",
+        f"{machine()}; {args.rounds} rounds × {args.seconds:g} s per level; each service as worker processes sharing its port.", "",
         table(results), "",
         *(f"- {r['service']}: 200 clients / 1 client = {r['ratio']:.2f} (rounds "
-          f"{', '.join(f'{x:.2f}' for x in r['round_ratios'])}), pool of {r['max_workers']} workers"
+          f"{', '.join(f'{x:.2f}' for x in r['round_ratios'])}), {r['processes']} worker process(es) × a pool of {r['max_workers']} threads"
           for r in results), ""])
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

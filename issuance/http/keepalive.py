@@ -177,7 +177,12 @@ class KeepAliveServer(HTTPServer):
     patience = 0.05     # s a queued connection may wait before kept-alive links make way for it
 
     def __init__(self, address, handler, *, max_workers: int | None = None, max_pending: int | None = None,
-                 request_deadline: float | None = None, idle_timeout: float | None = None):
+                 request_deadline: float | None = None, idle_timeout: float | None = None,
+                 listener: socket.socket | None = None):
+        """`listener`: an already listening socket to accept on instead of binding `address`
+        (worker processes sharing their parent's socket, issuance/http/prefork.py)."""
+        if listener is not None:
+            address = listener.getsockname()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6  # e.g. "::1"
         for name, value in (("max_workers", max_workers), ("max_pending", max_pending),
@@ -205,7 +210,15 @@ class KeepAliveServer(HTTPServer):
         self._park_w.setblocking(False)
         self._to_park: list = []
         self._parked: dict = {}            # socket -> (client address, parked since); accept thread
-        super().__init__(address, handler)
+        super().__init__(address, handler, bind_and_activate=listener is None)
+        if listener is not None:
+            # Shared with other processes: accept() must not block when another one took the
+            # connection (socketserver then just returns to the loop).
+            self.socket.close()
+            self.socket = listener
+            listener.setblocking(False)
+            self.server_address = listener.getsockname()
+            self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     # -- the pool ---------------------------------------------------------------------------
     def waiting(self) -> bool:

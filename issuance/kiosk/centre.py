@@ -485,7 +485,7 @@ class Centre:
                  municipalities: dict, kiosk_keys: dict, clock: Callable[[], _dt.datetime] = utc_now,
                  ocsp_url: str | None = None, crl_url: str | None = None,
                  nonce_lifetime: _dt.timedelta = DEFAULT_NONCE_LIFETIME,
-                 validity_timeout: float = DEFAULT_VALIDITY_TIMEOUT):
+                 validity_timeout: float = DEFAULT_VALIDITY_TIMEOUT, challenges=None):
         if not isinstance(trust_anchor, x509.Certificate):
             raise TypeError("trust_anchor must be an x509.Certificate")
         if not isinstance(directory, ResidentDirectory):
@@ -503,6 +503,9 @@ class Centre:
         self._ocsp = _ocsp.OcspClient(ocsp_url, timeout=validity_timeout) if ocsp_url else None
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
+        # Worker processes (issuance/http/prefork.py) share no dict: they get MACed challenges spent
+        # in the store instead (issuance/kiosk/challenges.py); None: the dict above.
+        self.challenges = challenges
 
     def close(self) -> None:
         """Close the idle link to the validity service (it reopens on the next check)."""
@@ -518,6 +521,10 @@ class Centre:
         if method not in METHODS:
             raise Refusal("bad-request", f"method must be one of {', '.join(METHODS)}")
         now = self.clock()
+        if self.challenges is not None:
+            nonce = self.challenges.open(kiosk_id, method, now + self.nonce_lifetime)
+            return {"nonce": base64.b64encode(nonce).decode("ascii"),
+                    "expires_at": _iso(now + self.nonce_lifetime), "centre_time": _iso(now)}
         nonce = secrets.token_bytes(NONCE_BYTES)
         with self._lock:
             # Drop expired sessions so an idle kiosk cannot grow the table without bound. The
@@ -536,6 +543,8 @@ class Centre:
                 "expires_at": _iso(now + self.nonce_lifetime), "centre_time": _iso(now)}
 
     def _take_session(self, nonce: bytes, kiosk_id: str, method: str) -> None:
+        if self.challenges is not None:
+            return self.challenges.take(nonce, kiosk_id, method, self.clock(), self.nonce_lifetime)
         with self._lock:
             session = self._sessions.pop(nonce, None)  # single use, whatever happens next
         if session is None:
@@ -836,25 +845,31 @@ class Services:
 
 
 def start_validity_service(pki, source: rv.RevocationSource, clock: Callable[[], _dt.datetime],
-                           host: str = "127.0.0.1"):
-    """The JPKI validity service: OCSP responder + CRLs of both TEST CAs. (server, thread, url)."""
+                           host: str = "127.0.0.1", **options):
+    """The JPKI validity service: OCSP responder + CRLs of both TEST CAs. (server, thread, url).
+    `options` go to KeepAliveServer (e.g. `listener`, issuance/http/prefork.py)."""
     responder = _ocsp.OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, source, clock)
-    return _ocsp.serve_ocsp(responder, host)
+    return _ocsp.serve_ocsp(responder, host, **options)
 
 
 def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirectory,
                    municipalities: dict, kiosk_keys: dict, clock: Callable[[], _dt.datetime] = utc_now,
                    host: str = "127.0.0.1", ocsp_url: str | None = None, crl_url: str | None = None,
-                   validity: bool = True, centre_port: int = 0, **centre_kwargs) -> Services:
+                   validity: bool = True, centre_port: int = 0, listeners: dict | None = None,
+                   **centre_kwargs) -> Services:
     """Start the validity service (unless `validity` is False) and the centre on loopback.
 
     ocsp_url / crl_url override where the centre looks (tests point one at a dead port).
+    listeners: {"centre": socket, "validity": socket} already listening (a worker process of
+    issuance/http/prefork.py) instead of binding host and port.
     """
+    listeners = listeners or {}
     servers, threads = [], []
     try:
         own_url = None
         if validity:
-            server, thread, own_url = start_validity_service(pki, source, clock, host)
+            server, thread, own_url = start_validity_service(
+                pki, source, clock, host, **({"listener": listeners["validity"]} if "validity" in listeners else {}))
             servers.append(server)
             threads.append(thread)
         o_url = ocsp_url if ocsp_url is not None else own_url
@@ -862,7 +877,8 @@ def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirec
         centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=directory,
                         municipalities=municipalities, kiosk_keys=kiosk_keys, clock=clock,
                         ocsp_url=o_url, crl_url=c_url, **centre_kwargs)
-        server, thread, url = serve_centre(centre, host, centre_port)
+        server, thread, url = serve_centre(
+            centre, host, centre_port, **({"listener": listeners["centre"]} if "centre" in listeners else {}))
         servers.append(server)
         threads.append(thread)
     except BaseException:

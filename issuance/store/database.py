@@ -8,6 +8,7 @@ from mynaemu.issuance.store import postgres as pg
 from mynaemu.issuance.store.audit import AuditTable
 from mynaemu.issuance.store.cards import CardsTable
 from mynaemu.issuance.store.certificates import CertificatesTable
+from mynaemu.issuance.store.challenges import ChallengesTable
 from mynaemu.issuance.store.claims import ClaimsTable
 from mynaemu.issuance.store.connection import BUSY_TIMEOUT_S, Connection
 from mynaemu.issuance.store.custody import CustodyTable
@@ -15,7 +16,8 @@ from mynaemu.issuance.store.errors import StoreError
 from mynaemu.issuance.store.persons import PersonsTable
 
 
-class Store(AuditTable, PersonsTable, CardsTable, ClaimsTable, CustodyTable, CertificatesTable, Connection):
+class Store(AuditTable, PersonsTable, CardsTable, ClaimsTable, CustodyTable, CertificatesTable, ChallengesTable,
+            Connection):
     """The store over SQLite or PostgreSQL (Connection) with its table groups: one object per thread.
 
     Use as a context manager or call close(). ``Store(location)``: a file path (SQLite) or a

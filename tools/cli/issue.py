@@ -724,10 +724,12 @@ def _crl_reason(entry) -> str | None:
 @issue.command("ocsp-serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (loopback by default).")
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes sharing the port (default: one per CPU; 1: a single process).")
 @common(reads=True)
 @click.pass_obj
 @guarded
-def cmd_ocsp_serve(obj, host, port, at, as_json, operator, terminal):
+def cmd_ocsp_serve(obj, host, port, workers, at, as_json, operator, terminal):
     """Serve OCSP (POST / GET) and /crl/auth.crl, /crl/sign.crl from the store until stopped.
 
     The responder's clock starts at --at (default now) and runs on, so a demo can live on any
@@ -744,6 +746,13 @@ def cmd_ocsp_serve(obj, host, port, at, as_json, operator, terminal):
         store.close()
     start = _dt.datetime.now(_dt.timezone.utc)
     offset = (at - start) if at is not None else _dt.timedelta(0)
+    from mynaemu.issuance.http.prefork import default_workers
+
+    if (workers or default_workers()) > 1:
+        from mynaemu.tools.cli.workers import ocsp_serve_workers
+
+        return ocsp_serve_workers(obj.location(), pki, lambda: _dt.datetime.now(_dt.timezone.utc) + offset,
+                                  host, port, workers or default_workers(), as_json)
     responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, StoreRevocationSource(obj.location()),
                               clock=lambda: _dt.datetime.now(_dt.timezone.utc) + offset)
     server, thread, url = serve_ocsp(responder, host, port)

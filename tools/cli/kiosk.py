@@ -268,18 +268,26 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, w
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=0, type=click.IntRange(0, 65535), help="Centre port (0: any free port).")
 @click.option("--at", "at", type=_instant(), default=None, help="Start the services' clock here.")
-def kiosk_serve(home, db, host, port, at):
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes sharing the ports (default: one per CPU; 1: a single process).")
+def kiosk_serve(home, db, host, port, at, workers):
     """Run the 証明書交付センター and the JPKI validity service until Ctrl-C / SIGTERM.
 
     Records its URL under <home>/kiosk/ so `kiosk issue` uses it instead of starting its own.
     """
     from mynaemu.issuance.kiosk.centre import SettableClock, utc_now
+    from mynaemu.issuance.http.prefork import default_workers
     from mynaemu.issuance.store import DB_NAME
 
     home_path = _home(home)
     if db is None and not (home_path / DB_NAME).exists():
         raise KioskExit(f"{home_path}: no issuing store (run `mynaemu issue apply` first, or give --db)", 1)
     clock = SettableClock(at) if at is not None else utc_now
+    workers = workers or default_workers()
+    if workers > 1:
+        from mynaemu.tools.cli.workers import kiosk_serve_workers
+
+        return kiosk_serve_workers(home_path, db, clock, host, port, workers)
     services = _services(home_path, db, clock=clock, host=host, centre_port=port)
     running = home_path / "kiosk" / RUNNING_FILE
     _write_atomic(running, json.dumps({"url": services.centre_url, "ocsp_url": services.ocsp_url,
