@@ -7,9 +7,9 @@ from click.testing import CliRunner
 
 from mynaemu.issuance.pki.ca import default_test_pki
 from mynaemu.tools.harness import fuzz
-from mynaemu.tools import progress
+from mynaemu.tools.cli import progress
 from mynaemu.tools.cli import main
-from mynaemu.tools.progress import TerminalProgress
+from mynaemu.tools.cli.progress import TerminalProgress
 
 
 def test_nothing_is_drawn_off_a_terminal():
