@@ -65,7 +65,7 @@ def exit_code_for(error: BaseException | ErrorKind | str) -> ExitCode:
     if isinstance(error, BaseException):
         kind = kind_of(error)
         if kind is None:
-            from mynaemu.issuance.store import StoreBusy
+            from mynaemu.issuance.store.errors import StoreBusy
 
             kind = ErrorKind.BUSY if isinstance(error, StoreBusy) else ErrorKind.REFUSED
         error = kind

@@ -103,7 +103,7 @@ def guarded(func):
     def wrapper(*args, **kwargs):
         from mynaemu.card.image import CardImageError
         from mynaemu.issuance.errors import InputError, WorkflowError
-        from mynaemu.issuance.store import StoreError
+        from mynaemu.issuance.store.errors import StoreError
 
         try:
             return func(*args, **kwargs)
