@@ -21,15 +21,6 @@ def test_a_symlink_is_refused_and_nothing_changes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "victim.txt"]   # no temp left
 
 
-def test_by_default_a_symlink_is_followed(tmp_path):
-    victim = tmp_path / "target.txt"
-    victim.write_bytes(b"old")
-    link = tmp_path / "link.txt"
-    link.symlink_to(victim)
-    write_file_atomic(link, b"new")
-    assert victim.read_bytes() == b"new" and link.is_symlink()
-
-
 @pytest.mark.parametrize("existing", [None, b"an earlier run"])
 def test_a_regular_file_or_a_new_path_is_written_0600(tmp_path, existing):
     path = tmp_path / "front.png"
