@@ -96,3 +96,21 @@ def test_each_lazy_entry_names_a_command_of_that_name(table, name, target):
 def test_unknown_command_is_still_one_line():
     out, report = probe("card", "nope")
     assert report["code"] == 2
+
+
+def test_the_package_names_stay_the_submodules():
+    """Loading a lazy group binds no group in the package: mynaemu.tools.cli.issue and .kiosk are
+    the modules (a group of the same name used to shadow them)."""
+    import types
+
+    from click.testing import CliRunner
+
+    import mynaemu.tools.cli as package
+    from mynaemu.tools.cli import main
+
+    for args in (["issue", "--help"], ["kiosk", "--help"], ["demo", "--help"]):
+        assert CliRunner().invoke(main, args).exit_code == 0
+    from mynaemu.tools.cli import issue, kiosk
+
+    assert isinstance(issue, types.ModuleType) and isinstance(kiosk, types.ModuleType)
+    assert package.issue is issue and package.kiosk is kiosk
