@@ -31,7 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-JST = _dt.timezone(_dt.timedelta(hours=9))
+from mynaemu.issuance.clock import JST
+
 APPLY_AT = _dt.datetime(2026, 5, 1, 9, tzinfo=JST)
 GENERATE_AT = _dt.datetime(2026, 5, 2, 10, tzinfo=JST)
 

@@ -44,7 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
-JST = _dt.timezone(_dt.timedelta(hours=9))
+from mynaemu.issuance.clock import JST
+
 APPLY_AT = _dt.datetime(2026, 4, 1, 9, tzinfo=JST)
 GENERATE_AT = _dt.datetime(2026, 4, 10, 10, tzinfo=JST)
 DELIVER_AT = _dt.datetime(2026, 4, 20, 10, tzinfo=JST)

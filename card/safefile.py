@@ -108,9 +108,13 @@ def read_regular(path, *, limit: int) -> bytes:
         os.close(fd)
 
 
-def check_replaceable(path, target: Path | None = None) -> Path:
-    """The real file a write to `path` replaces; UnsafeFile when something else is there."""
-    target = real_path(path) if target is None else target
+def check_replaceable(path, target: Path | None = None, *, follow_symlinks: bool = True) -> Path:
+    """The real file a write to `path` replaces; UnsafeFile when something else is there.
+
+    follow_symlinks=False: `path` itself (its folder resolved) is what is replaced, so a
+    symbolic link there is refused like any other thing that is not a regular file."""
+    if target is None:
+        target = real_path(path) if follow_symlinks else real_path(Path(path).parent) / Path(path).name
     try:
         st = os.lstat(target)
     except FileNotFoundError:
@@ -121,18 +125,20 @@ def check_replaceable(path, target: Path | None = None) -> Path:
     return target
 
 
-def write_file_atomic(path, data: bytes, *, mode: int = 0o600, single_writer: bool = False) -> None:
+def write_file_atomic(path, data: bytes, *, mode: int = 0o600, single_writer: bool = False,
+                      follow_symlinks: bool = True) -> None:
     """Temp file in the same folder, fsync, rename, fsync the folder: old or new, never torn.
 
     The file gets `mode` exactly (0600 by default, whatever the umask). Symlinks are followed
-    (the target is replaced, the link kept); a path holding anything but a regular file is
-    refused with UnsafeFile and left as it is.
+    (the target is replaced, the link kept) unless follow_symlinks=False, which refuses a
+    symlink at `path` (a file planted to redirect the write elsewhere); a path holding anything
+    but a regular file is refused with UnsafeFile and left as it is.
 
     single_writer: use the fixed temp name `.NAME.tmp` (no pile-up after kills; the caller
     guarantees one writer, e.g. by holding the file's lock); otherwise a unique temp name, so
     concurrent writers of the same file cannot interleave.
     """
-    target = check_replaceable(path)
+    target = check_replaceable(path, follow_symlinks=follow_symlinks)
     folder = target.parent
     if single_writer:
         tmp = str(folder / f".{target.name}.tmp")

@@ -28,6 +28,9 @@ __all__ = [
     "expiry_instant", "start_instant", "jst_date", "expired",
 ]
 
+# Japan time: every day the rules count is a JST date. Defined here because this module imports
+# nothing outside the standard library (tests/issuance/test_policy.py); everything else takes
+# it from issuance/clock.py, the back office's one home for time.
 JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
 
 SIGNING_MIN_AGE = 15              # ELIG-2: no signing certificate under 15 (same in both rule sets)

@@ -26,6 +26,8 @@ import math
 import unicodedata
 
 from mynaemu.card.limits import ADDRESS_MAX_CHARS, ADDRESS_SOURCE
+# Bad input at an edge: a leaf class (issuance/errors.py) whose kind the CLI maps to exit 2.
+from mynaemu.issuance.errors import InputError
 
 __all__ = [
     "InputError", "LIMITS", "ID_LIMIT", "text", "optional_text", "audit_id", "ascii_token", "shown",
@@ -34,13 +36,6 @@ __all__ = [
 ]
 
 
-class InputError(ValueError):
-    """Bad input at an edge (exit code 2 at the CLI). workflow.BadInput is one of these."""
-
-    exit_code = 2
-
-
-JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
 
 # Maximum length in characters (code points) of each free-text field. Generous against real
 # 住民票 data (the longest real addresses, with 方書 — building and room — run to about 100

@@ -40,7 +40,7 @@ DEFAULT_LEASE_S = 120.0
 @dataclasses.dataclass
 class BatchResult:
     generated: list          # one dict per card generated (id, notice_id, card_expires, serials, sign)
-    failed: list             # {"id", "error", "exit_code"}
+    failed: list             # {"id", "error", "kind"}: kind an issuance.errors.ErrorKind value
     skipped: list            # ids another worker finished first (lease overlap)
     reclaimed: list          # ids freed from dead workers of this machine before the batch
     workers: int
@@ -63,7 +63,7 @@ def work(store: Store, wf, *, owner: str, batch_started: str, at: _dt.datetime, 
          keep_going: Callable[[], bool] = lambda: True) -> int:
     """One worker's loop over the store: claim, generate, repeat until nothing is left (or
     `limit` cards, or keep_going() is false). emit(kind, payload) gets every outcome."""
-    from mynaemu.issuance.lifecycle.workflow import WorkflowError
+    from mynaemu.issuance.errors import ErrorKind, WorkflowError
 
     done = 0
     while (limit is None or done < limit) and keep_going():
@@ -79,10 +79,10 @@ def work(store: Store, wf, *, owner: str, batch_started: str, at: _dt.datetime, 
                 emit("skipped", app_id)            # another worker generated it after our lease expired
             else:
                 store.mark_refused(app_id, owner)
-                emit("failed", {"id": app_id, "error": str(exc).splitlines()[0], "exit_code": exc.exit_code})
+                emit("failed", {"id": app_id, "error": str(exc).splitlines()[0], "kind": exc.kind.value})
         except StoreBusy as exc:
             # leave the claim to expire: a later worker or batch tries the card again
-            emit("failed", {"id": app_id, "error": str(exc).splitlines()[0], "exit_code": 4})
+            emit("failed", {"id": app_id, "error": str(exc).splitlines()[0], "kind": ErrorKind.BUSY.value})
     return done
 
 

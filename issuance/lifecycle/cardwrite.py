@@ -83,7 +83,7 @@ def fault(point: str) -> None:
 
 
 def _refused(message: str):
-    from mynaemu.issuance.lifecycle.workflow import Refused
+    from mynaemu.issuance.errors import Refused      # the leaf module: no cycle with workflow.py
 
     return Refused(message)
 

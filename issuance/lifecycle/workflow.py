@@ -95,28 +95,9 @@ ABOLISH_REASONS = {"holder-request": "cessationOfOperation", "other": "cessation
 # errors
 # ---------------------------------------------------------------------------------------------
 
-class WorkflowError(Exception):
-    """A refused operation. exit_code: 1 refused by a rule or state, 2 bad input, 3 unknown id."""
-
-    exit_code = 1
-
-
-class IllegalState(WorkflowError):
-    """The card is in a state where the step is not allowed (the message names the state)."""
-
-
-class Refused(WorkflowError):
-    """A rule refuses the step (the message starts with the rule id)."""
-
-
-class NotFound(WorkflowError):
-    exit_code = 3
-
-
-class BadInput(WorkflowError, validate.InputError):
-    """Input the rules of validate.py (docs/input-limits.md) or of a step refuse."""
-
-    exit_code = 2
+# The refusals live in the leaf module issuance/errors.py (a kind each, no exit code: the CLI
+# maps kinds to exit codes); imported here so workflow.Refused etc. keep working.
+from mynaemu.issuance.errors import BadInput, IllegalState, NotFound, Refused, WorkflowError  # noqa: E402,F401
 
 
 def _valid(check, *args, **kwargs):

@@ -55,6 +55,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
+from mynaemu.issuance.clock import utc_now   # the wall clock in UTC: the clock to give a live OcspResponder
 from mynaemu.issuance.pki import revocation as rv
 from mynaemu.issuance.http.keepalive import KeepAliveClient, KeepAliveHandler, KeepAliveServer
 from mynaemu.issuance.pki.revocation import CertStatus, CrlError, CrlPublisher, RevocationSource
@@ -112,11 +113,6 @@ def cert_id_hashes(issuer_cert: x509.Certificate, algorithm: hashes.HashAlgorith
 
 
 # --- responder ------------------------------------------------------------------------------
-def utc_now() -> _dt.datetime:
-    """The wall clock in UTC: the clock to give a live OcspResponder."""
-    return _dt.datetime.now(_dt.timezone.utc)
-
-
 class OcspResponder:
     """Answers DER OCSP requests for the served CAs from a RevocationSource at `clock()`."""
 

@@ -16,7 +16,6 @@ from mynaemu.card.apps import kenhojo, kenkaku
 from mynaemu.card.core import Card
 from mynaemu.card.image import CardImage
 from mynaemu.card.limits import ADDRESS_MAX_CHARS, LimitError, check_address
-from mynaemu.issuance.pki.ca import default_test_pki
 from mynaemu.issuance.personas import PERSONAS, build_persona
 from mynaemu.tools.cli import main
 
@@ -147,15 +146,6 @@ def test_persona_is_listed():
 
 
 # -- the back office: issue apply/generate accept every address up to the limit ------------------
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MYNAEMU_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MYNAEMU_OPERATOR", "op-cli")
-    monkeypatch.delenv("MYNAEMU_TERMINAL", raising=False)
-    default_test_pki()
-    return tmp_path / "home"
-
 
 def _issue(*args):
     return CliRunner().invoke(main, ["issue", *args], catch_exceptions=False)

@@ -1,13 +1,8 @@
 """The `mynaemu` command line (click): card, issue, kiosk and demo groups.
 
-Exit codes, one table for the whole CLI (README "Exit codes"):
-  0  success (`card script`: every expectation held)
-  1  refused or failed, one line on stderr saying why (`card script`: an expectation did not
-     hold, FILE:LINE named; a card image or reader that cannot be used)
-  2  bad usage or bad arguments, click's own code (`card script`: a script that cannot be read;
-     nothing was sent to any card)
-  3, 4           `issue`: unknown id; store busy
-  3 .. 16        `kiosk`: one code per refusal class (`mynaemu kiosk --help`)
+Exit codes: one table for the whole CLI, tools/cli/errors.py (README "Exit codes"); every
+refusal is an errors.CliFail. The issue, kiosk and demo groups and the card toolkit's commands
+are loaded on first use (groups.py), so `mynaemu card apdu` loads none of them.
 """
 from __future__ import annotations
 
@@ -19,24 +14,8 @@ from pathlib import Path
 import click
 
 from mynaemu.card.image import ATR_PROFILES, CardImageError
+from mynaemu.tools.cli.errors import CliFail, one_line
 from mynaemu.tools.cli.types import OUTPUT, one_line_group
-
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-
-
-class Refused(click.ClickException):
-    """A one-line refusal with a chosen exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_REFUSED):
-        super().__init__(message)
-        self.exit_code = code
-
-    def show(self, file=None):
-        from mynaemu.issuance.validate import printable_line
-
-        click.echo(f"mynaemu: {printable_line(self.format_message())}", err=True)
 
 
 def one_line_errors(func):
@@ -47,8 +26,7 @@ def one_line_errors(func):
         try:
             return func(*args, **kwargs)
         except (CardImageError, ValueError, OSError) as exc:
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise Refused(text) from None
+            raise CliFail(one_line(exc)) from None
 
     return wrapper
 
@@ -66,7 +44,20 @@ def parse_hex_apdu(text: str) -> bytes:
     return raw
 
 
-@click.group(cls=one_line_group("mynaemu"))
+# Subcommands whose modules are imported only when they run (or a help lists them).
+LAZY_MAIN = {
+    "issue": "mynaemu.tools.cli.issue:issue",
+    "kiosk": "mynaemu.tools.cli.kiosk:kiosk",
+    "demo": "mynaemu.tools.cli.kiosk:demo",
+}
+LAZY_CARD = {
+    "sm-read": "mynaemu.tools.cli.sm:card_sm_read",          # §13.2 secure-messaging read
+    "script": "mynaemu.tools.cli.toolkit:card_script",       # the tester's toolkit
+    "face": "mynaemu.tools.cli.toolkit:card_face",
+}
+
+
+@click.group(cls=one_line_group("mynaemu"), lazy_subcommands=LAZY_MAIN)
 @click.version_option(package_name="mynaemu", prog_name="mynaemu")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv APDU trace, redacted).")
 def main(verbose):
@@ -77,7 +68,7 @@ def main(verbose):
 
 # -- card --------------------------------------------------------------------------------------
 
-@main.group(cls=one_line_group("mynaemu card"))
+@main.group(cls=one_line_group("mynaemu card"), lazy_subcommands=LAZY_CARD)
 def card():
     """Create, inspect, talk to and serve virtual cards."""
 
@@ -117,7 +108,7 @@ def card_create(persona, output, seed, atr, force, as_json):
         raise click.BadParameter(f"unknown persona {persona!r}; choose from: {', '.join(PERSONAS)}",
                                  param_hint="--persona")
     if output.exists() and not force:
-        raise Refused(f"{output}: exists (use --force to overwrite)")
+        raise CliFail(f"{output}: exists (use --force to overwrite)")
     image, info = build_persona(persona, seed=seed)
     if atr:
         from mynaemu.card.atr import apply_profile
@@ -285,19 +276,3 @@ def card_serve(files, host, port, atr, record, eject_after, timing, control):
     finally:
         for the_card in cards:
             the_card.close()
-
-
-from mynaemu.tools.cli.sm import card_sm_read  # noqa: E402  (§13.2 secure-messaging read)
-card.add_command(card_sm_read)
-
-from mynaemu.tools.cli.toolkit import register as _register_toolkit  # noqa: E402
-_register_toolkit(card)
-
-# The groups are registered under other local names: `issue` and `kiosk` here are the submodules
-# (mynaemu.tools.cli.issue, .kiosk), which a group of the same name would shadow.
-from mynaemu.tools.cli.issue import issue as _issue_group  # noqa: E402
-main.add_command(_issue_group)
-
-from mynaemu.tools.cli.kiosk import demo as _demo_command, kiosk as _kiosk_group  # noqa: E402
-main.add_command(_kiosk_group)
-main.add_command(_demo_command)

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mynaemu.card import images
 from mynaemu.card import tlv
+from mynaemu.card.safefile import write_file_atomic
 from mynaemu.card.apps import kenkaku
 from mynaemu.issuance.identity import era_of
 
@@ -174,6 +175,9 @@ def _png_bytes(img: Image.Image) -> bytes:
 
 
 def _write_private(path: Path, data: bytes, force: bool) -> None:
+    """0600, atomically, through the project's one writer (card/safefile.py); never through a
+    symlink (one planted in the folder would send a holder's 券面 elsewhere), never over what is
+    not a regular file, and over an earlier run's file only with --force."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -183,20 +187,8 @@ def _write_private(path: Path, data: bytes, force: bool) -> None:
             raise FaceError(f"{path}: exists and is not a regular file; not writing")
         if not force:
             raise FaceError(f"{path}: exists (use --force to overwrite)")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # checked again at the rename: a symlink planted after the check above is refused too
+    write_file_atomic(path, data, mode=0o600, follow_symlinks=False)
 
 
 def write_face(image, out_dir, *, force: bool = False) -> dict:

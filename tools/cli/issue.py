@@ -10,47 +10,36 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import json
-import signal
-import sys
-import threading
 from pathlib import Path
 
 import click
 
-JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
+from mynaemu.issuance import clock
+from mynaemu.tools.cli.errors import CliFail, ExitCode, exit_code_for, one_line
+from mynaemu.tools.cli.groups import one_line_group
+# InstantType / DateType and the other checked types live in tools/cli/types.py
+# (docs/input-limits.md); INSTANT is imported from here by tools/cli/kiosk.py.
+from mynaemu.tools.cli.types import BIRTH, DATE, FLAGS, FORM_ID, INSTANT, OUTPUT, text_type  # noqa: F401
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_BUSY = 4
+PROG = "mynaemu issue"
+# Bad arguments of the group and of every subcommand are one line with exit 2 (click prints three).
+ISSUE_GROUP = one_line_group(PROG)
+ISSUE_COMMAND = ISSUE_GROUP.command_class
 
-
-class IssueError(click.ClickException):
-    """A one-line error with the exit code of the group's table."""
-
-    def __init__(self, message: str, code: int = EXIT_REFUSED):
-        super().__init__(message)
-        self.exit_code = code
-
-    def show(self, file=None):
-        from mynaemu.issuance.validate import printable_line
-
-        click.echo(f"mynaemu issue: {printable_line(self.format_message())}", err=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# parameter types
-# ---------------------------------------------------------------------------------------------
-
-# InstantType / DateType and the other checked types live in cli_types (docs/input-limits.md).
-from mynaemu.tools.cli.types import (
-    BIRTH, DATE, FLAGS, FORM_ID, INSTANT, OUTPUT, DateType, InstantType, SecondsType, text_type,
-)
+# Subcommands kept in modules of their own, imported when they run (groups.py).
+LAZY_ISSUE = {
+    "generate": "mynaemu.tools.cli.issue_generate:cmd_generate",
+    "status": "mynaemu.tools.cli.issue_reads:cmd_status",
+    "audit": "mynaemu.tools.cli.issue_reads:cmd_audit",
+    "persona": "mynaemu.tools.cli.issue_reads:cmd_persona",
+    "crl": "mynaemu.tools.cli.issue_revocation:cmd_crl",
+    "ocsp-serve": "mynaemu.tools.cli.issue_revocation:cmd_ocsp_serve",
+}
 
 
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(JST).replace(microsecond=0)
+def fail(message: str, code: int = ExitCode.REFUSED) -> CliFail:
+    """A refusal of an `issue` command: `mynaemu issue: message` and `code` (errors.py)."""
+    return CliFail(message, code, prog=PROG)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,11 +59,11 @@ def check_future(at, allow_future: bool, *, now: _dt.datetime | None = None) -> 
     person for good. Reads (status, audit, crl, persona, ocsp-serve) stay free at any instant."""
     if at is None or allow_future:
         return
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or clock.utc_now()
     if at - now > FUTURE_SLACK:
-        raise IssueError(f"--at {at.isoformat()} is more than one day after this machine's clock "
-                         f"({now.astimezone(JST).isoformat(timespec='seconds')}); a state-changing step "
-                         "dated in the future needs --allow-future", EXIT_USAGE)
+        raise fail(f"--at {at.isoformat()} is more than one day after this machine's clock "
+                   f"({now.astimezone(clock.JST).isoformat(timespec='seconds')}); a state-changing step "
+                   "dated in the future needs --allow-future", ExitCode.USAGE)
 
 
 def common(func=None, *, reads: bool = False):
@@ -106,29 +95,26 @@ def common(func=None, *, reads: bool = False):
 
 
 def guarded(func):
-    """Map the back office's exceptions to one-line messages and the documented exit codes."""
+    """Map the back office's exceptions to one-line messages and the documented exit codes: a
+    domain error by its kind (errors.EXIT_FOR_KIND), the store or a card image that cannot be
+    used 1, anything unexpected 1 without its text."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from mynaemu.card.image import CardImageError
-        from mynaemu.issuance.store import StoreBusy, StoreError
-        from mynaemu.issuance.validate import InputError
-        from mynaemu.issuance.lifecycle.workflow import WorkflowError
+        from mynaemu.issuance.errors import InputError, WorkflowError
+        from mynaemu.issuance.store.errors import StoreError
 
         try:
             return func(*args, **kwargs)
-        except WorkflowError as exc:
-            raise IssueError(_one_line(exc), exc.exit_code) from None
-        except InputError as exc:  # the domain's input rules (validate.py): bad arguments
-            raise IssueError(_one_line(exc), EXIT_USAGE) from None
-        except StoreBusy as exc:
-            raise IssueError(_one_line(exc), EXIT_BUSY) from None
-        except (StoreError, CardImageError, OSError) as exc:
-            raise IssueError(_one_line(exc), EXIT_REFUSED) from None
+        except (WorkflowError, InputError, StoreError, CardImageError, OSError) as exc:
+            # WorkflowError by its kind; InputError: the domain's input rules (validate.py), bad
+            # arguments; StoreBusy: busy; another StoreError, a card image or a file: refused
+            raise fail(one_line(exc), exit_code_for(exc)) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 — the workflow audited it; one line, no traceback
-            raise unexpected_error(exc, "mynaemu issue") from exc
+            raise unexpected_error(exc, PROG) from exc
 
     return wrapper
 
@@ -140,13 +126,8 @@ def unexpected_error(exc: Exception, prog: str) -> click.ClickException:
     if os.environ.get("MYNAEMU_DEBUG"):
         raise exc
     # only the class: the text of an unexpected error may hold a PIN or a 個人番号
-    return IssueError(f"internal error ({type(exc).__name__}) in this step; it was audited, nothing was "
-                      f"changed (MYNAEMU_DEBUG=1 shows the traceback)", EXIT_REFUSED)
-
-
-def _one_line(exc) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+    return CliFail(f"internal error ({type(exc).__name__}) in this step; it was audited, nothing was "
+                   f"changed (MYNAEMU_DEBUG=1 shows the traceback)", ExitCode.REFUSED, prog=prog)
 
 
 class _Context:
@@ -172,7 +153,7 @@ class _Context:
         return store, Workflow(store, operator=operator, terminal=terminal)
 
 
-def _emit(as_json: bool, doc, text: str | None = None) -> None:
+def emit(as_json: bool, doc, text: str | None = None) -> None:
     if as_json:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=1, default=str))
     elif text is not None:
@@ -204,45 +185,7 @@ def _save_card(image, path: Path) -> None:
 # the group
 # ---------------------------------------------------------------------------------------------
 
-def _usage_line(ctx_name: str, exc: click.UsageError) -> IssueError:
-    return IssueError(f"{ctx_name}: {exc.format_message()}", EXIT_USAGE)
-
-
-class IssueCommand(click.Command):
-    """Bad arguments become one line on stderr with exit code 2 (click would print three)."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            raise _usage_line(info_name or self.name, exc) from None
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except click.UsageError as exc:
-            raise _usage_line(ctx.info_name or self.name, exc) from None
-
-
-class IssueGroup(click.Group):
-    command_class = IssueCommand
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:  # the group's own options (--home, --db): one line too
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.exceptions.NoArgsIsHelpError:
-            raise  # no arguments at all: the help, as before
-        except click.UsageError as exc:
-            raise IssueError(exc.format_message(), EXIT_USAGE) from None
-
-    def resolve_command(self, ctx, args):
-        try:
-            return super().resolve_command(ctx, args)
-        except click.UsageError as exc:
-            raise IssueError(exc.format_message(), EXIT_USAGE) from None
-
-
-@click.group("issue", cls=IssueGroup)
+@click.group("issue", cls=ISSUE_GROUP, lazy_subcommands=LAZY_ISSUE)
 @click.option("--home", envvar="MYNAEMU_HOME", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Store directory (default: $MYNAEMU_HOME, else the user's data directory).")
 @click.option("--db", envvar="MYNAEMU_DB", default=None, metavar="URL",
@@ -269,7 +212,7 @@ def issue(ctx, home, db):
     if db is not None and not is_url(db):
         from mynaemu.issuance.validate import shown
 
-        raise IssueError(f"--db must be a postgresql:// URL, got {shown(db.split(':', 1)[0], 20)}...", EXIT_USAGE)
+        raise fail(f"--db must be a postgresql:// URL, got {shown(db.split(':', 1)[0], 20)}...", ExitCode.USAGE)
     ctx.obj = _Context(home, db or None)
 
 
@@ -294,10 +237,10 @@ def cmd_apply(obj, name, birth, sex, address, guardianship, decline_sign_cert, n
     """申請: register a returned application form; prints the application id (FLOW-3/FLOW-4)."""
     store, wf = obj.workflow(operator, terminal)
     with store:
-        app_id = wf.apply(name=name, birth=birth, sex=sex, address=address, at=at or _now(),
+        app_id = wf.apply(name=name, birth=birth, sex=sex, address=address, at=at or clock.now(),
                           guardianship=guardianship, decline_sign=decline_sign_cert, name_kana=name_kana,
                           name_alt=name_alt, address_alt=address_alt, alt_confirmed=not alt_unconfirmed)
-    _emit(as_json, {"id": app_id}, app_id)
+    emit(as_json, {"id": app_id}, app_id)
 
 
 @issue.command("receive")
@@ -309,97 +252,9 @@ def cmd_receive(obj, app_id, at, as_json, operator, terminal):
     """受付: register the application (generate does this too when needed)."""
     store, wf = obj.workflow(operator, terminal)
     with store:
-        wf.receive(app_id, at=at or _now())
-        doc = wf.status(app_id, at=at or _now())
-    _emit(as_json, {"id": doc["id"], "state": doc["state"]}, f"{doc['id']}: {doc['state']}")
-
-
-@issue.command("generate")
-@click.argument("app_ids", metavar="[ID]...", nargs=-1, type=FORM_ID)
-@click.option("--workers", type=click.IntRange(1, 256), default=None,
-              help="Batch mode: N worker processes claim waiting applications one at a time (PostgreSQL: "
-                   "FOR UPDATE SKIP LOCKED). A killed batch is resumed by running it again: claims of dead "
-                   "workers are freed, no card is generated twice.")
-@click.option("--lease", type=SecondsType(1, 86400), default=None,
-              help="Batch mode: seconds a claim is held before another worker may take it over "
-                   "(default 120; claims of dead workers on this machine are freed at once).")
-@common
-@click.pass_obj
-@guarded
-def cmd_generate(obj, app_ids, workers, lease, at, as_json, operator, terminal):
-    """鍵ペア生成 + 証明書発行 + personalisation + 交付通知書 for IDs (default: every application
-    waiting). A progress bar goes to stderr; one card failing does not stop the batch (exit 1)."""
-    from mynaemu.issuance.lifecycle.workflow import WorkflowError
-
-    if workers is not None or lease is not None:
-        if app_ids:
-            raise click.UsageError("--workers/--lease work on every waiting application; give no IDs")
-        return _generate_batch(obj, workers or 1, lease, at or _now(), as_json, operator, terminal)
-    store, wf = obj.workflow(operator, terminal)
-    results, failures = [], []
-    with store:
-        ids = list(app_ids) or store.application_ids(("applied", "received"))
-        with click.progressbar(ids, label="generating", file=sys.stderr, show_pos=True) as bar:
-            for app_id in bar:
-                try:
-                    r = wf.generate(app_id, at=at or _now())
-                except WorkflowError as exc:
-                    if exc.exit_code == EXIT_USAGE and len(ids) == 1:
-                        raise
-                    failures.append({"id": app_id, "error": _one_line(exc), "exit_code": exc.exit_code})
-                    continue
-                results.append({"id": r.id, "notice_id": r.notice_id, "card_expires": r.card_expires.isoformat(),
-                                "auth_serial": f"{r.auth_serial:X}",
-                                "sign_serial": f"{r.sign_serial:X}" if r.sign_serial else None,
-                                "sign": r.sign_decision})
-    lines = [f"{r['id']}: notice {r['notice_id']}, card expires {r['card_expires']}, "
-             f"{'auth + sign' if r['sign_serial'] else 'auth only'} ({r['sign']})" for r in results]
-    _emit(as_json, {"generated": results, "failed": failures}, "\n".join(lines) if lines else "nothing to generate")
-    from mynaemu.issuance.validate import printable_line
-
-    for f in failures:
-        click.echo(f"mynaemu issue: {printable_line(f['id'] + ': ' + f['error'])}", err=True)
-    if failures:
-        codes = {f["exit_code"] for f in failures}
-        raise SystemExit(codes.pop() if len(codes) == 1 and not results else EXIT_REFUSED)
-
-
-def _generate_batch(obj, workers, lease, at, as_json, operator, terminal):
-    from mynaemu.issuance.lifecycle.batch import DEFAULT_LEASE_S, run_batch
-
-    from mynaemu.tools.progress import TerminalProgress
-
-    store = obj.open_store()  # create / migrate before the workers open it
-    try:
-        waiting = len(store.application_ids(("applied", "received")))
-    finally:
-        store.close()
-    counts = {"generated": 0, "failed": 0, "skipped": 0}
-    # A bar with the total and an ETA on a terminal; nothing in a log (tools/progress.py).
-    with TerminalProgress(waiting, f"generating ({workers} worker{'s' if workers > 1 else ''})") as bar:
-        def progress(kind, payload):
-            counts[kind] += 1
-            bar.set(counts["generated"] + counts["failed"])
-
-        result = run_batch(obj.location(), workers=workers, at=at, operator=operator, terminal=terminal,
-                           lease_s=lease or DEFAULT_LEASE_S, progress=progress)
-    doc = {"generated": result.generated, "failed": result.failed, "skipped": result.skipped,
-           "reclaimed": result.reclaimed, "workers": workers, "seconds": round(result.seconds, 3)}
-    lines = [f"{r['id']}: notice {r['notice_id']}, card expires {r['card_expires']}, "
-             f"{'auth + sign' if r['sign_serial'] else 'auth only'} ({r['sign']})" for r in result.generated]
-    if result.reclaimed:
-        lines.append(f"reclaimed {len(result.reclaimed)} claim(s) of dead workers")
-    _emit(as_json, doc, "\n".join(lines) if lines else "nothing to generate")
-    from mynaemu.issuance.validate import printable_line
-
-    for f in result.failed:
-        click.echo(f"mynaemu issue: {printable_line(str(f['id']) + ': ' + str(f['error']))}", err=True)
-    for line in result.worker_errors:
-        click.echo(f"mynaemu issue: {printable_line(line)}", err=True)
-    if result.failed or result.worker_errors:
-        codes = {f["exit_code"] for f in result.failed}
-        raise SystemExit(codes.pop() if len(codes) == 1 and not result.generated and not result.worker_errors
-                         else EXIT_REFUSED)
+        wf.receive(app_id, at=at or clock.now())
+        doc = wf.status(app_id, at=at or clock.now())
+    emit(as_json, {"id": doc["id"], "state": doc["state"]}, f"{doc['id']}: {doc['state']}")
 
 
 @issue.command("deliver")
@@ -437,7 +292,7 @@ def cmd_deliver(obj, app_id, auth_pin, sign_pin, kenhojo_pin, juki_pin, output, 
     from mynaemu.issuance.lifecycle.workflow import PROXY_DOCUMENTS, ProxyHandover
 
     if output.exists() and not force:
-        raise IssueError(f"{output}: exists (use --force to overwrite)", EXIT_REFUSED)
+        raise fail(f"{output}: exists (use --force to overwrite)", ExitCode.REFUSED)
     proxy = None
     if proxy_relation or proxy_reason or proxy_docs or seal_cert_issued or notice_id:
         if not (proxy_relation and proxy_reason):
@@ -452,7 +307,7 @@ def cmd_deliver(obj, app_id, auth_pin, sign_pin, kenhojo_pin, juki_pin, output, 
                               notice_id=notice_id, seal_certificate_issued=seal_cert_issued)
     store, wf = obj.workflow(operator, terminal)
     with store:
-        image = wf.deliver(app_id, at=at or _now(),
+        image = wf.deliver(app_id, at=at or clock.now(),
                            pins={"auth": auth_pin, "sign": sign_pin, "kenhojo": kenhojo_pin, "juki": juki_pin},
                            identity_check=identity_check,
                            pins_set_by=pins_set_by.replace("-", "_") if pins_set_by else None,
@@ -461,7 +316,7 @@ def cmd_deliver(obj, app_id, auth_pin, sign_pin, kenhojo_pin, juki_pin, output, 
     has_sign = image.meta.get("sign_serial") is not None
     if sign_pin and not has_sign:
         click.echo("mynaemu issue: note: the card has no signing certificate; --sign-pin was not used", err=True)
-    _emit(as_json, {"id": image.meta.get("application_id"), "card": str(output), "state": "active",
+    emit(as_json, {"id": image.meta.get("application_id"), "card": str(output), "state": "active",
                     "auth_serial": image.meta.get("auth_serial"), "sign_serial": image.meta.get("sign_serial")},
           f"{output}: card {image.meta.get('application_id')} handed over")
 
@@ -489,8 +344,8 @@ def cmd_suspend(obj, app_id, caller_name, caller_birth, caller_sex, caller_addre
         caller = Basic4(caller_name, caller_birth, caller_sex, caller_address)
     store, wf = obj.workflow(operator, terminal)
     with store:
-        held = wf.suspend(app_id, at=at or _now(), caller=caller)
-    _emit(as_json, {"id": _norm_id(app_id), "state": "suspended", "held": [f"{s:X}" for s in held]},
+        held = wf.suspend(app_id, at=at or clock.now(), caller=caller)
+    emit(as_json, {"id": _norm_id(app_id), "state": "suspended", "held": [f"{s:X}" for s in held]},
           f"{app_id}: suspended; certificates on hold: {', '.join(f'{s:X}' for s in held) or 'none'}")
 
 
@@ -507,8 +362,8 @@ def cmd_resume(obj, app_id, identity_check, channel, at, as_json, operator, term
     """解除 at the counter: the card and its certificates are usable again (FLOW-SUSP-3)."""
     store, wf = obj.workflow(operator, terminal)
     with store:
-        released = wf.resume(app_id, at=at or _now(), identity_check=identity_check, channel=channel)
-    _emit(as_json, {"id": _norm_id(app_id), "state": "active", "released": [f"{s:X}" for s in released]},
+        released = wf.resume(app_id, at=at or clock.now(), identity_check=identity_check, channel=channel)
+    emit(as_json, {"id": _norm_id(app_id), "state": "active", "released": [f"{s:X}" for s in released]},
           f"{app_id}: released; certificates good again: {', '.join(f'{s:X}' for s in released) or 'none'}")
 
 
@@ -527,11 +382,11 @@ def cmd_move(obj, app_id, address, address_alt, card_file, at, as_json, operator
     image = _load_card(card_file) if card_file else None
     store, wf = obj.workflow(operator, terminal)
     with store:
-        result = wf.move(app_id, at=at or _now(), address=address, address_alt=address_alt, card_image=image,
+        result = wf.move(app_id, at=at or clock.now(), address=address, address_alt=address_alt, card_image=image,
                          card_path=card_file)
     doc = {"id": result["id"], "revoked_sign_serial": _hex(result["revoked_sign_serial"]),
            "sign_serial": _hex(result["sign_serial"]), "card_written": result["image"] is not None}
-    _emit(as_json, doc, f"{result['id']}: moved; signing certificate {doc['revoked_sign_serial'] or '-'} "
+    emit(as_json, doc, f"{result['id']}: moved; signing certificate {doc['revoked_sign_serial'] or '-'} "
                         f"→ {doc['sign_serial'] or 'none'}{' (card rewritten)' if doc['card_written'] else ''}")
 
 
@@ -547,8 +402,8 @@ def cmd_write_card(obj, app_id, card_file, sign_pin, at, as_json, operator, term
     image = _load_card(card_file)
     store, wf = obj.workflow(operator, terminal)
     with store:
-        wf.write_card(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin, card_path=card_file)
-    _emit(as_json, {"id": _norm_id(app_id), "card": str(card_file)}, f"{card_file}: rewritten")
+        wf.write_card(app_id, at=at or clock.now(), card_image=image, sign_pin=sign_pin, card_path=card_file)
+    emit(as_json, {"id": _norm_id(app_id), "card": str(card_file)}, f"{card_file}: rewritten")
 
 
 @issue.command("renew")
@@ -566,10 +421,10 @@ def cmd_renew(obj, app_id, card_file, sign_pin, decline_sign_cert, at, as_json, 
     image = _load_card(card_file) if card_file else None
     store, wf = obj.workflow(operator, terminal)
     with store:
-        r = wf.renew(app_id, at=at or _now(), card_image=image, sign_pin=sign_pin, decline_sign=decline_sign_cert,
+        r = wf.renew(app_id, at=at or clock.now(), card_image=image, sign_pin=sign_pin, decline_sign=decline_sign_cert,
                      card_path=card_file)
     doc = {"kind": r.kind, "id": r.id, "replaces": r.replaces, "reason": r.reason, "card_written": r.image is not None}
-    _emit(as_json, doc, f"{r.id}: {'renewal application for ' + r.replaces if r.kind == 'card' else 'certificates renewed'}"
+    emit(as_json, doc, f"{r.id}: {'renewal application for ' + r.replaces if r.kind == 'card' else 'certificates renewed'}"
                         f" ({r.reason})")
 
 
@@ -584,8 +439,8 @@ def cmd_reissue(obj, app_id, reason, at, as_json, operator, terminal):
     prints the new application id, which then goes through generate and deliver."""
     store, wf = obj.workflow(operator, terminal)
     with store:
-        new_id = wf.reissue(app_id, at=at or _now(), reason=reason)
-    _emit(as_json, {"id": new_id, "replaces": _norm_id(app_id)}, new_id)
+        new_id = wf.reissue(app_id, at=at or clock.now(), reason=reason)
+    emit(as_json, {"id": new_id, "replaces": _norm_id(app_id)}, new_id)
 
 
 def _state_command(name: str, method: str, help_text: str, reasons: tuple | None = None):
@@ -597,13 +452,13 @@ def _state_command(name: str, method: str, help_text: str, reasons: tuple | None
         store, wf = obj.workflow(operator, terminal)
         with store:
             kwargs = {"reason": reason} if reasons else {}
-            result = getattr(wf, method)(app_id, at=at or _now(), **kwargs)
-            doc = wf.status(app_id, at=at or _now())
+            result = getattr(wf, method)(app_id, at=at or clock.now(), **kwargs)
+            doc = wf.status(app_id, at=at or clock.now())
         out = {"id": doc["id"], "state": doc["state"]}
         if isinstance(result, dict):
             out.update({k: v for k, v in result.items() if k != "revoked_serials"})
             out["revoked_serials"] = [f"{s:X}" for s in result.get("revoked_serials", [])]
-        _emit(as_json, out, f"{doc['id']}: {doc['state']} ({doc['state_label']})")
+        emit(as_json, out, f"{doc['id']}: {doc['state']} ({doc['state_label']})")
 
     command.__doc__ = help_text
     if reasons:
@@ -617,188 +472,6 @@ _state_command("collect", "collect", "回収: the abolished or revoked card is h
 _state_command("destroy", "destroy", "廃棄: the collected card is destroyed.")
 _state_command("revoke", "revoke", "失効 (M10): death, removal of the resident record (消除), or a change "
                "of 個人番号 (NUM-7; a new number is designated).", ("death", "removed", "number-change"))
-
-
-@issue.command("status")
-@click.argument("app_id", metavar="ID", type=FORM_ID)
-@click.option("--reveal", is_flag=True, help="Show the full 個人番号 (the access is audited).")
-@common(reads=True)
-@click.pass_obj
-@guarded
-def cmd_status(obj, app_id, reveal, at, as_json, operator, terminal):
-    """The card and its certificates as of --at (status good, hold, revoked or expired)."""
-    store, wf = obj.workflow(operator, terminal)
-    with store:
-        doc = wf.status(app_id, at=at or _now(), reveal=reveal)
-    if as_json:
-        _emit(True, doc)
-        return
-    click.echo(f"{doc['id']}: {doc['state']} ({doc['state_label']}), {doc['kind']} card of {doc['holder']['name']}")
-    click.echo(f"  個人番号 {doc['individual_number']}; card {doc['card_serial'] or '-'} "
-               f"valid {doc['card_starts'] or '-'} .. {doc['card_expires'] or '-'}")
-    for cert in doc["certificates"]:
-        click.echo(f"  {cert['kind']:4s} {cert['serial']} {cert['not_before'][:10]} .. {cert['not_after'][:10]} "
-                   f"{cert['status']}{' (' + cert['reason'] + ')' if cert['reason'] else ''}")
-
-
-@issue.command("audit")
-@click.argument("app_id", metavar="[ID]", required=False, type=FORM_ID)
-@common(reads=True)
-@click.pass_obj
-@guarded
-def cmd_audit(obj, app_id, at, as_json, operator, terminal):
-    """The audit trail (SEC-8), all of it or for one card."""
-    from mynaemu.issuance.store import check_form_id
-
-    store, _ = obj.workflow(operator, terminal)
-    with store:
-        target = None
-        if app_id:
-            try:
-                target = check_form_id(app_id)
-            except ValueError as exc:
-                raise IssueError(str(exc), EXIT_USAGE) from None
-        rows = store.audit_rows(target)
-    if as_json:
-        _emit(True, rows)
-        return
-    from mynaemu.issuance.validate import printable_line
-
-    for r in rows:  # one record, one line, whatever an older store holds (SEC-8)
-        click.echo(printable_line(f"{r['at']} {r['operator']}@{r['terminal']} {r['operation']} {r['target'] or '-'} "
-                                  f"{r['outcome']}{': ' + r['reason'] if r['reason'] else ''}",
-                                  limit=100_000, first_line_only=False))
-
-
-@issue.command("crl")
-@click.option("--ca", "kind", required=True, type=click.Choice(["auth", "sign"]))
-@click.option("-o", "--output", type=OUTPUT, default=None,
-              help="Write the DER CRL here (default: PEM on stdout).")
-@common(reads=True)
-@click.pass_obj
-@guarded
-def cmd_crl(obj, kind, output, at, as_json, operator, terminal):
-    """The CA's complete CRL as of --at, from the store (holds as certificateHold)."""
-    from mynaemu.issuance.pki.revocation import build_crl, check_crl_window, crl_der, crl_pem
-
-    store, wf = obj.workflow(operator, terminal)
-    at = at or _now()
-    with store:
-        # Refused (exit 2) before the number is spent: outside UTCTime or the CA's validity.
-        check_crl_window(wf.pki.ca(kind), at)
-        with store.transaction():  # the number is spent only with the CRL it numbers and its audit
-            number = _next_crl_number(store, kind, at)
-            crl = build_crl(wf.pki.ca(kind), store, at=at, crl_number=number)
-            store.audit(at=at, operator=operator, terminal=terminal, operation="crl", target=kind, outcome="ok",
-                        reason=f"CRL number {number}, {len(list(crl))} entries")
-    if output is not None:
-        from mynaemu.card.safefile import write_file_atomic
-
-        write_file_atomic(output, crl_der(crl), mode=0o644)   # a CRL is published: world-readable
-    doc = {"ca": kind, "number": number, "this_update": crl.last_update_utc.isoformat(),
-           "next_update": crl.next_update_utc.isoformat(), "file": str(output) if output else None,
-           "entries": [{"serial": f"{e.serial_number:X}", "revoked_at": e.revocation_date_utc.isoformat(),
-                        "reason": _crl_reason(e)} for e in crl]}
-    if as_json:
-        _emit(True, doc)
-    elif output is None:
-        click.echo(crl_pem(crl).decode("ascii"), nl=False)
-    else:
-        click.echo(f"{output}: {kind} CRL number {number}, {len(doc['entries'])} entries")
-
-
-def _next_crl_number(store, kind: str, at: _dt.datetime) -> int:
-    # RFC 5280 §5.2.3: CRL numbers increase; kept per CA in the settings table.
-    return store.bump_setting(f"crl_number_{kind}", at_least=int(at.timestamp()))
-
-
-def _crl_reason(entry) -> str | None:
-    from cryptography import x509
-
-    try:
-        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-    except x509.ExtensionNotFound:
-        return None
-
-
-@issue.command("ocsp-serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (loopback by default).")
-@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port.")
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Worker processes sharing the port (default: one per CPU; 1: a single process).")
-@common(reads=True)
-@click.pass_obj
-@guarded
-def cmd_ocsp_serve(obj, host, port, workers, at, as_json, operator, terminal):
-    """Serve OCSP (POST / GET) and /crl/auth.crl, /crl/sign.crl from the store until stopped.
-
-    The responder's clock starts at --at (default now) and runs on, so a demo can live on any
-    date. The first line on stdout is the responder URL (JSON with --json).
-    """
-    from mynaemu.issuance.pki.ocsp import OcspResponder, crl_url, serve_ocsp
-    from mynaemu.issuance.store import StoreRevocationSource
-    from mynaemu.issuance.store.pki import store_pki
-
-    store = obj.open_store()  # create / migrate the store before the threads read it
-    try:
-        pki = store_pki(store)  # the store's own CAs (created at first use)
-    finally:
-        store.close()
-    start = _dt.datetime.now(_dt.timezone.utc)
-    offset = (at - start) if at is not None else _dt.timedelta(0)
-    from mynaemu.issuance.http.prefork import default_workers
-
-    if (workers or default_workers()) > 1:
-        from mynaemu.tools.cli.workers import ocsp_serve_workers
-
-        return ocsp_serve_workers(obj.location(), pki, lambda: _dt.datetime.now(_dt.timezone.utc) + offset,
-                                  host, port, workers or default_workers(), as_json)
-    responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, StoreRevocationSource(obj.location()),
-                              clock=lambda: _dt.datetime.now(_dt.timezone.utc) + offset)
-    server, thread, url = serve_ocsp(responder, host, port)
-    # one line either way, so a script can read it from a pipe
-    doc = {"url": url, "crl": {k: crl_url(url, k) for k in ("auth", "sign")}}
-    click.echo(json.dumps(doc) if as_json else url)
-    sys.stdout.flush()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@issue.command("persona")
-@click.argument("name")
-@click.option("-o", "--output", required=True, type=OUTPUT)
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
-@common(reads=True)
-@click.pass_obj
-@guarded
-def cmd_persona(obj, name, output, force, at, as_json, operator, terminal):
-    """A pipeline persona (expired, suspended, revoked-after-move, under15, guardianship,
-    not-yet-valid): made by the real workflow, its revocation state left in the store."""
-    from mynaemu.issuance.pipeline_personas import PIPELINE_PERSONAS, build_pipeline_persona
-
-    if name not in PIPELINE_PERSONAS:
-        from mynaemu.issuance.validate import shown
-
-        raise click.BadParameter(f"unknown persona {shown(name)}; choose from: {', '.join(PIPELINE_PERSONAS)}",
-                                 param_hint="NAME")
-    if output.exists() and not force:
-        raise IssueError(f"{output}: exists (use --force to overwrite)", EXIT_REFUSED)
-    store, wf = obj.workflow(operator, terminal)
-    with store:
-        result = build_pipeline_persona(wf, name, at=at or _now())
-        result.image.save(output)
-        doc = wf.status(result.id, at=at or _now())
-    summary = {"persona": name, "id": result.id, "file": str(output), "state": doc["state"],
-               "card_expires": doc["card_expires"], "auth_cert": doc["auth_cert"], "sign_cert": doc["sign_cert"],
-               "pins": result.pins, "description": result.description}
-    _emit(as_json, summary, f"{output}: {name} card {result.id} ({doc['state']}); {result.description}")
 
 
 def _hex(serial):

@@ -5,15 +5,7 @@ from pathlib import Path
 
 import click
 
-
-
-class _Refused(click.ClickException):
-    """One line on stderr, exit 1 (the `mynaemu` CLI convention; see tools/cli/__init__.py)."""
-
-    exit_code = 1
-
-    def show(self, file=None):
-        click.echo(f"mynaemu: {self.format_message()}", err=True)
+from mynaemu.tools.cli.errors import CliFail, one_line
 
 
 @click.command("sm-read")
@@ -35,7 +27,7 @@ def card_sm_read(file, pin, collation_a, reveal, trace):
     try:
         the_card = Card.from_file(file, door="mynaemu card sm-read")
     except CardImageError as exc:
-        raise _Refused(str(exc).splitlines()[0]) from None
+        raise CliFail(one_line(exc)) from None
     client = CardClient(InProcessConnection(the_card), trace=trace)
     try:
         session = client.open_sm(pin)
@@ -48,7 +40,7 @@ def card_sm_read(file, pin, collation_a, reveal, trace):
                   f"生年月日: {info['birth'].isoformat()}", f"性別: {info['sex']}",
                   f"SM commands: {session.counter}"]
     except (CardError, SmSessionClosed, ValueError) as exc:
-        raise _Refused(f"{file}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise CliFail(f"{file}: {one_line(exc)}") from None
     finally:
         if trace:
             click.echo(client.format_trace(), err=True)

@@ -1,7 +1,7 @@
 """The tester's toolkit on the command line: `mynaemu card script`, `card info --json` data.
 
-Registered on the `card` group by tools/cli/__init__.py. Exit codes follow the CLI's one table
-(tools/cli/__init__.py): 0 every expectation held; 1 an expectation failed, or the card or reader could
+Loaded on first use by the `card` group (tools/cli/__init__.py LAZY_CARD). Exit codes follow the
+CLI's one table (tools/cli/errors.py): 0 every expectation held; 1 an expectation failed, or the card or reader could
 not be used; 2 bad usage, or a script that cannot be read (nothing was sent to any card then).
 """
 from __future__ import annotations
@@ -11,25 +11,11 @@ from pathlib import Path
 
 import click
 
-from mynaemu.tools.cli.types import one_line_usage
+from mynaemu.tools.cli.errors import CliFail, ExitCode, one_line
+from mynaemu.tools.cli.groups import one_line_usage
 
-# One-line usage errors like every other card command (tools/cli/types.py).
+# One-line usage errors like every other card command (tools/cli/groups.py).
 _COMMAND = one_line_usage("mynaemu card")
-
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-
-
-class Refused(click.ClickException):
-    """A one-line refusal with a chosen exit code (as tools/cli/__init__.py's; not imported from there,
-    which imports this module: `python -m mynaemu.tools.cli` would run into a cycle)."""
-
-    def __init__(self, message: str, code: int = EXIT_REFUSED):
-        super().__init__(message)
-        self.exit_code = code
-
-    def show(self, file=None):
-        click.echo(f"mynaemu: {self.format_message()}", err=True)
 
 
 def _parse_sets(values) -> dict:
@@ -81,8 +67,8 @@ def card_script(files, persona, card_image, reader, seed, sets, as_json):
             scripts.append(parse_transcript(path, require_persona=persona is None and card_image is None
                                             and reader is None))
         except (TranscriptError, UnicodeDecodeError, OSError) as exc:
-            raise Refused(f"{path}: {exc}" if str(path) not in str(exc) and path.name not in str(exc)
-                          else str(exc), EXIT_USAGE) from None
+            raise CliFail(f"{path}: {exc}" if str(path) not in str(exc) and path.name not in str(exc)
+                          else str(exc), ExitCode.USAGE) from None
 
     targets = {}
 
@@ -101,7 +87,7 @@ def card_script(files, persona, card_image, reader, seed, sets, as_json):
                 else:
                     targets[key] = persona_target(key, seed)
             except (CardImageError, TransportError, TranscriptError, OSError, ValueError) as exc:
-                raise Refused(str(exc).splitlines()[0] or type(exc).__name__) from None
+                raise CliFail(one_line(exc)) from None
         return targets[key]
 
     report, failed = [], False
@@ -145,7 +131,7 @@ def card_script(files, persona, card_image, reader, seed, sets, as_json):
         total = sum(e["exchanges"] for e in report)
         click.echo(f"ok: {len(report)} script(s), {total} exchanges, every expectation held")
     if failed:
-        raise SystemExit(EXIT_REFUSED)
+        raise SystemExit(int(ExitCode.REFUSED))
 
 
 @click.command("face", cls=_COMMAND)
@@ -164,14 +150,10 @@ def card_face(file, out_dir, force, as_json):
     try:
         written = write_face(CardImage.load(file), out_dir, force=force)
     except (CardImageError, FaceError, OSError) as exc:
-        raise Refused(str(exc).splitlines()[0] or type(exc).__name__) from None
+        raise CliFail(one_line(exc)) from None
     if as_json:
         click.echo(json.dumps({"files": {k: str(v) for k, v in written.items()}}))
     else:
         for path in written.values():
             click.echo(str(path))
 
-
-def register(card_group) -> None:
-    card_group.add_command(card_script)
-    card_group.add_command(card_face)

@@ -12,12 +12,14 @@ from pathlib import Path
 import click
 
 from mynaemu.issuance import validate
-
-JST = validate.JST
+from mynaemu.issuance.clock import JST
+# The one-line command and group classes live in tools/cli/groups.py; importable from here too
+# (tools/cli/kiosk.py takes them from this module).
+from mynaemu.tools.cli.groups import one_line_group, one_line_usage  # noqa: F401
 
 
 class InstantType(click.ParamType):
-    """ISO 8601 date or datetime; a naive value is Japan time (policy.JST); a date is 00:00 JST.
+    """ISO 8601 date or datetime; a naive value is Japan time (clock.JST); a date is 00:00 JST.
     Only 1950-01-01 .. 2099-12-31 (validate.INSTANT_FIRST/LAST): checked before any time-zone
     shift, which would overflow at the ends of Python's calendar."""
 
@@ -185,58 +187,3 @@ OUTPUT = OutputPath()
 def text_type(field: str, **kwargs) -> TextType:
     return TextType(field, **kwargs)
 
-
-# --- one-line usage errors ----------------------------------------------------------------------
-
-class OneLineError(click.ClickException):
-    """One line on stderr, `prog: message`, escaped (validate.printable_line), and a chosen code."""
-
-    def __init__(self, prog: str, message: str, code: int = 2):
-        super().__init__(message)
-        self.prog = prog
-        self.exit_code = code
-
-    def show(self, file=None):
-        click.echo(f"{self.prog}: {validate.printable_line(self.format_message())}", err=True)
-
-
-def one_line_usage(prog: str):
-    """A click.Command class whose bad arguments are one line with exit 2 (click prints four)."""
-
-    class OneLineCommand(click.Command):
-        def make_context(self, info_name, args, parent=None, **extra):
-            try:
-                return super().make_context(info_name, args, parent=parent, **extra)
-            except click.UsageError as exc:
-                raise OneLineError(prog, f"{info_name or self.name}: {exc.format_message()}") from None
-
-        def invoke(self, ctx):
-            try:
-                return super().invoke(ctx)
-            except click.UsageError as exc:
-                raise OneLineError(prog, f"{ctx.info_name or self.name}: {exc.format_message()}") from None
-
-    return OneLineCommand
-
-
-def one_line_group(prog: str):
-    """A click.Group whose commands (and unknown command names) give one-line usage errors."""
-
-    class OneLineGroup(click.Group):
-        command_class = one_line_usage(prog)
-
-        def make_context(self, info_name, args, parent=None, **extra):
-            try:  # the group's own options
-                return super().make_context(info_name, args, parent=parent, **extra)
-            except click.exceptions.NoArgsIsHelpError:
-                raise  # no arguments at all: the help, as before
-            except click.UsageError as exc:
-                raise OneLineError(prog, exc.format_message()) from None
-
-        def resolve_command(self, ctx, args):
-            try:
-                return super().resolve_command(ctx, args)
-            except click.UsageError as exc:
-                raise OneLineError(prog, exc.format_message()) from None
-
-    return OneLineGroup

@@ -49,12 +49,13 @@ def ocsp_serve_workers(location, pki, clock, host: str, port: int, workers: int,
     from mynaemu.issuance.http.prefork import WorkerStartError, run_until_signal
     from mynaemu.issuance.pki.ocsp import crl_url
     from mynaemu.issuance.pki.workers import ocsp_pool
-    from mynaemu.tools.cli.issue import EXIT_REFUSED, IssueError
+    from mynaemu.tools.cli.errors import ExitCode
+    from mynaemu.tools.cli.issue import fail
 
     try:
         stack = ocsp_pool(location, pki=pki, clock=clock, host=host, port=port, workers=workers)
     except OSError as exc:
-        raise IssueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_REFUSED) from None
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", ExitCode.REFUSED) from None
 
     def announce():
         url = stack.ocsp_url
@@ -65,4 +66,4 @@ def ocsp_serve_workers(location, pki, clock, host: str, port: int, workers: int,
     try:
         run_until_signal(stack.pool, announce)
     except WorkerStartError as exc:
-        raise IssueError(str(exc), EXIT_REFUSED) from None
+        raise fail(str(exc), ExitCode.REFUSED) from None

@@ -1037,7 +1037,7 @@ def main(argv=None) -> int:
     print(f"fuzzing {args.apdus:,} APDUs over personas {', '.join(personas)} (seed {args.seed}, "
           f"persona seed {args.persona_seed})", flush=True)
 
-    from mynaemu.tools.progress import TerminalProgress
+    from mynaemu.tools.cli.progress import TerminalProgress
 
     bar = TerminalProgress(args.apdus, "fuzzing")      # total + ETA on a terminal only
 

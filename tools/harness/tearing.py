@@ -634,7 +634,7 @@ def main(argv=None) -> int:
         parser.error("--trials must be at least 1")
     print(f"tearing: {args.trials} trials through the {args.door} door (seed {args.seed})", flush=True)
 
-    from mynaemu.tools.progress import TerminalProgress
+    from mynaemu.tools.cli.progress import TerminalProgress
 
     bar = TerminalProgress(args.trials, f"tearing ({args.door})")     # total + ETA on a terminal only
 

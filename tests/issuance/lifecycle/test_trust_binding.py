@@ -9,32 +9,17 @@ import json
 import shutil
 
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 
 from mynaemu.card.core import Card
 from mynaemu.card.image import CardImage
-from mynaemu.issuance.pki.ca import default_test_pki
 from mynaemu.issuance.store import Store
-from mynaemu.tools.cli import main
+from tests.support.cli import run_cli as run
 
 VICTIM = ["--name", "被害\u3000花子", "--birth", "1990-04-02", "--sex", "2", "--address", "東京都清瀬市試験町１丁目"]
 ATTACKER = ["--name", "攻撃\u3000太郎", "--birth", "1985-07-07", "--sex", "1", "--address", "東京都清瀬市見本町３丁目"]
 DOMAIN = ("persons", "person_changes", "individual_numbers", "applications", "cards", "card_events",
           "certificates", "cert_events", "keys", "deliveries", "card_bindings", "card_writes")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MYNAEMU_HOME", str(tmp_path / "home"))
-    default_test_pki()
-    return tmp_path / "home"
-
-
-def run(*args, code=0):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == code, (args, result.output)
-    return result
 
 
 def issue(person, path):

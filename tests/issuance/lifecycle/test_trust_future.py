@@ -6,29 +6,12 @@ A state-changing `issue` step dated more than one day after the machine's clock 
 import datetime as dt
 import json
 
-import pytest
-from click.testing import CliRunner
-
-from mynaemu.issuance.pki.ca import default_test_pki
 from mynaemu.issuance.store import Store
-from mynaemu.tools.cli import main
+from tests.support.cli import run_issue as run
 
 PERSON = ["--name", "未来\u3000太郎", "--birth", "1990-04-02", "--sex", "1", "--address", "東京都清瀬市試験町１丁目"]
 NOW = dt.datetime.now(dt.timezone(dt.timedelta(hours=9))).replace(microsecond=0)
 SOON = (NOW - dt.timedelta(days=3)).isoformat()     # the card's life happens just before today
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MYNAEMU_HOME", str(tmp_path / "home"))
-    default_test_pki()
-    return tmp_path / "home"
-
-
-def run(*args, code=0):
-    result = CliRunner().invoke(main, ["issue", *args], catch_exceptions=False)
-    assert result.exit_code == code, (args, result.output)
-    return result
 
 
 def dump(home):

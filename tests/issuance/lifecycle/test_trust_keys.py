@@ -10,34 +10,18 @@ import datetime as dt
 import json
 import sqlite3
 
-import pytest
-from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mynaemu.card.image import CardImage, KeyEF
 from mynaemu.issuance.lifecycle import cardwrite
-from mynaemu.issuance.pki.ca import default_test_pki
 from mynaemu.issuance.store import DB_NAME, MIGRATIONS, Store
 from mynaemu.issuance.lifecycle.workflow import Workflow
-from mynaemu.tools.cli import main
+from tests.support.cli import run_issue as run
 
 JST = dt.timezone(dt.timedelta(hours=9))
 CUSTODY = next(v for v, description, _ in MIGRATIONS if description.startswith("custody"))
 PERSON = ["--name", "鍵無\u3000花子", "--birth", "1990-04-02", "--sex", "2", "--address", "東京都清瀬市試験町１丁目"]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MYNAEMU_HOME", str(tmp_path / "home"))
-    default_test_pki()
-    return tmp_path / "home"
-
-
-def run(*args, code=0):
-    result = CliRunner().invoke(main, ["issue", *args], catch_exceptions=False)
-    assert result.exit_code == code, (args, result.output)
-    return result
 
 
 def apply_generate(person=PERSON):

@@ -8,30 +8,19 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 
 from mynaemu.card.core import Card
 from mynaemu.card.image import CardImage
-from mynaemu.issuance.pki.ca import default_test_pki
 from mynaemu.issuance.numbering import is_valid_individual_number
 from mynaemu.issuance.pki.ocsp import ocsp_check
 from mynaemu.issuance.pki.revocation import load_crl, status_from_crl, verify_crl
 from mynaemu.issuance.store import Store
-from mynaemu.tools.cli import main
+from tests.support.cli import run_issue as run
 
 JST = dt.timezone(dt.timedelta(hours=9))
 CLI = [sys.executable, "-m", "mynaemu.tools.cli", "issue"]
 PERSON = ["--name", "番号\u3000太郎", "--birth", "1990-04-02", "--sex", "1", "--address", "東京都清瀬市試験町１丁目"]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MYNAEMU_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MYNAEMU_OPERATOR", "op-cli")
-    monkeypatch.delenv("MYNAEMU_TERMINAL", raising=False)
-    default_test_pki()
-    return tmp_path / "home"
 
 
 def store_ca():
@@ -40,12 +29,6 @@ def store_ca():
 
     with Store.open() as store:
         return store_pki(store)
-
-
-def run(*args, code=0):
-    result = CliRunner().invoke(main, ["issue", *args], catch_exceptions=False)
-    assert result.exit_code == code, (args, result.output, result.stderr if hasattr(result, "stderr") else "")
-    return result
 
 
 def jrun(*args, code=0):

@@ -2,14 +2,12 @@
 import io
 import json
 
-import pytest
 from click.testing import CliRunner
 
-from mynaemu.issuance.pki.ca import default_test_pki
 from mynaemu.tools.harness import fuzz
-from mynaemu.tools import progress
+from mynaemu.tools.cli import progress
 from mynaemu.tools.cli import main
-from mynaemu.tools.progress import TerminalProgress
+from mynaemu.tools.cli.progress import TerminalProgress
 
 
 def test_nothing_is_drawn_off_a_terminal():
@@ -37,13 +35,6 @@ def test_fuzz_prints_plain_lines_in_a_log_and_a_bar_on_a_terminal(capsys, monkey
     assert fuzz.main(["--apdus", "12000", "--personas", "adult", "--seed", "3"]) == 0
     err = capsys.readouterr().err
     assert "fuzzing" in err and "/12000" in err and "%" in err
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MYNAEMU_HOME", str(tmp_path / "home"))
-    default_test_pki()
-    return tmp_path / "home"
 
 
 def _apply(names):

@@ -1,0 +1,93 @@
+"""`mynaemu issue status | audit | persona`: what the store says of a card as of --at, its audit
+trail (SEC-8), and the pipeline personas made by the real workflow. Loaded on first use by the
+`issue` group (issue.py LAZY_ISSUE).
+"""
+from __future__ import annotations
+
+import click
+
+from mynaemu.issuance import clock
+from mynaemu.tools.cli.errors import ExitCode
+from mynaemu.tools.cli.issue import ISSUE_COMMAND, common, emit, fail, guarded
+from mynaemu.tools.cli.types import FORM_ID, OUTPUT
+
+
+@click.command("status", cls=ISSUE_COMMAND)
+@click.argument("app_id", metavar="ID", type=FORM_ID)
+@click.option("--reveal", is_flag=True, help="Show the full 個人番号 (the access is audited).")
+@common(reads=True)
+@click.pass_obj
+@guarded
+def cmd_status(obj, app_id, reveal, at, as_json, operator, terminal):
+    """The card and its certificates as of --at (status good, hold, revoked or expired)."""
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        doc = wf.status(app_id, at=at or clock.now(), reveal=reveal)
+    if as_json:
+        emit(True, doc)
+        return
+    click.echo(f"{doc['id']}: {doc['state']} ({doc['state_label']}), {doc['kind']} card of {doc['holder']['name']}")
+    click.echo(f"  個人番号 {doc['individual_number']}; card {doc['card_serial'] or '-'} "
+               f"valid {doc['card_starts'] or '-'} .. {doc['card_expires'] or '-'}")
+    for cert in doc["certificates"]:
+        click.echo(f"  {cert['kind']:4s} {cert['serial']} {cert['not_before'][:10]} .. {cert['not_after'][:10]} "
+                   f"{cert['status']}{' (' + cert['reason'] + ')' if cert['reason'] else ''}")
+
+
+@click.command("audit", cls=ISSUE_COMMAND)
+@click.argument("app_id", metavar="[ID]", required=False, type=FORM_ID)
+@common(reads=True)
+@click.pass_obj
+@guarded
+def cmd_audit(obj, app_id, at, as_json, operator, terminal):
+    """The audit trail (SEC-8), all of it or for one card."""
+    from mynaemu.issuance.store import check_form_id
+
+    store, _ = obj.workflow(operator, terminal)
+    with store:
+        target = None
+        if app_id:
+            try:
+                target = check_form_id(app_id)
+            except ValueError as exc:
+                raise fail(str(exc), ExitCode.USAGE) from None
+        rows = store.audit_rows(target)
+    if as_json:
+        emit(True, rows)
+        return
+    from mynaemu.issuance.validate import printable_line
+
+    for r in rows:  # one record, one line, whatever an older store holds (SEC-8)
+        click.echo(printable_line(f"{r['at']} {r['operator']}@{r['terminal']} {r['operation']} {r['target'] or '-'} "
+                                  f"{r['outcome']}{': ' + r['reason'] if r['reason'] else ''}",
+                                  limit=100_000, first_line_only=False))
+
+
+@click.command("persona", cls=ISSUE_COMMAND)
+@click.argument("name")
+@click.option("-o", "--output", required=True, type=OUTPUT)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@common(reads=True)
+@click.pass_obj
+@guarded
+def cmd_persona(obj, name, output, force, at, as_json, operator, terminal):
+    """A pipeline persona (expired, suspended, revoked-after-move, under15, guardianship,
+    not-yet-valid): made by the real workflow, its revocation state left in the store."""
+    from mynaemu.issuance.pipeline_personas import PIPELINE_PERSONAS, build_pipeline_persona
+
+    if name not in PIPELINE_PERSONAS:
+        from mynaemu.issuance.validate import shown
+
+        raise click.BadParameter(f"unknown persona {shown(name)}; choose from: {', '.join(PIPELINE_PERSONAS)}",
+                                 param_hint="NAME")
+    if output.exists() and not force:
+        raise fail(f"{output}: exists (use --force to overwrite)", ExitCode.REFUSED)
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        result = build_pipeline_persona(wf, name, at=at or clock.now())
+        result.image.save(output)
+        doc = wf.status(result.id, at=at or clock.now())
+    summary = {"persona": name, "id": result.id, "file": str(output), "state": doc["state"],
+               "card_expires": doc["card_expires"], "auth_cert": doc["auth_cert"], "sign_cert": doc["sign_cert"],
+               "pins": result.pins, "description": result.description}
+    emit(as_json, summary, f"{output}: {name} card {result.id} ({doc['state']}); {result.description}")
