@@ -54,6 +54,7 @@ def describe_image(image: CardImage, *, reveal: bool = False) -> dict:
 def key_id_lines(image: CardImage) -> list[str]:
     """Every 16-byte key id on the card, printed as §13.1 `6000033/001` (hex when malformed)."""
     from mynaemu.card.apps import kenhojo, kenkaku, mf   # the layouts that say where the ids are
+    from mynaemu.card.cvc import parse_cvc
     from mynaemu.card.keyid import describe as kid
     from mynaemu.card.tlv import TLVError
 
@@ -70,8 +71,8 @@ def key_id_lines(image: CardImage) -> list[str]:
     for name in ("kenhojo", "kenkaku"):
         if name in by_name:
             efs = by_name[name].efs
-            add(f"{name} CVC 証明者鍵ID", lambda: kenhojo.parse_cvc(efs[0x0004].data).issuer_key_id)
-            add(f"{name} CVC 被証明者鍵ID", lambda: kenhojo.parse_cvc(efs[0x0004].data).subject_key_id)
+            add(f"{name} CVC 証明者鍵ID", lambda: parse_cvc(efs[0x0004].data).issuer_key_id)
+            add(f"{name} CVC 被証明者鍵ID", lambda: parse_cvc(efs[0x0004].data).subject_key_id)
             if name == "kenhojo":
                 add("kenhojo EF 0005 DF42", lambda: kenhojo.parse_ap_info(efs[0x0005].data)["key_id"])
             else:

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mynaemu.card.apdu import Command
 from mynaemu.card.apps import kenhojo
+from mynaemu.card.crypto import key_pem
 from mynaemu.card.status import SW
 
 # §13.2 status words beyond card/status.py's enum.
@@ -234,7 +235,7 @@ def ensure_key(image) -> bool:
             continue                              # not a kenhojo of the §3.2 layout: leave it
         key = rsa.generate_private_key(65537, 2048)
         ef.data = kenhojo.encode_session_key(key.public_key())
-        app.sm_key_pem = kenhojo.key_pem(key)
+        app.sm_key_pem = key_pem(key)
         changed = True
     return changed
 

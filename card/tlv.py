@@ -191,6 +191,19 @@ def expect(data: bytes, tag: int) -> TLV:
     return item
 
 
+# -- filler after an object (§13.3) -----------------------------------------------------------
+
+def with_filler(obj: bytes, unit: int = 256) -> bytes:
+    """`obj` followed by FF filler up to the next multiple of `unit` (at least one byte, §13.3)."""
+    obj = bytes(obj)
+    return obj + b"\xff" * (unit - len(obj) % unit)
+
+
+def only_filler_after(data: bytes, end: int) -> bool:
+    """True when everything after the object (from `end`) is FF filler (§13.3)."""
+    return all(b == 0xFF for b in data[end:])
+
+
 # -- JICSAP simple-TLV ------------------------------------------------------------------------
 
 def encode_simple(tag: int, value: bytes) -> bytes:

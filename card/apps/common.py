@@ -18,7 +18,7 @@ import re
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mynaemu.card import layouts
-from mynaemu.card.apps.kenhojo import check_rsa2048, key_pem
+from mynaemu.card.crypto import check_rsa2048, key_pem
 from mynaemu.card.image import FREE, Application, KeyEF, PinEF, RecordEF
 
 AID = bytes.fromhex("D3921000310001010100")

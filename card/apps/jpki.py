@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mynaemu.card import layouts
-from mynaemu.card.apps.kenhojo import check_rsa2048, key_pem, same_public_key
+from mynaemu.card.crypto import check_rsa2048, key_pem, same_public_key
 from mynaemu.card.image import FREE, NEVER, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
 
 AID = bytes.fromhex("D392F000260100000001")
