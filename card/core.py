@@ -18,7 +18,9 @@ import threading
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
+from mynaemu.card.aid import AID
 from mynaemu.card.apdu import ApduFormatError, Command
+from mynaemu.card.ids import MfEF
 from mynaemu.card.image import (
     BinaryEF, CardImage, CardSession, FREE, KeyEF, NEVER, OpaqueEF, PinEF, RecordEF, atr_bytes,
 )
@@ -30,11 +32,11 @@ from mynaemu.card.status import SW, retries
 log = logging.getLogger("mynaemu.card")
 
 # spec §2.1: GlobalPlatform Issuer Security Domain, current at power-up.
-ISD_AID = bytes.fromhex("A0000001510000")
+ISD_AID = AID.ISD
 # spec §2.2: the MF has no readable EF; 001E selects but READ gives 6981.
-MF_INTERNAL_EF = 0x001E
+MF_INTERNAL_EF = MfEF.INTERNAL
 # ISO 7816-4 6581: memory failure (the PIN counter could not be written durably).
-SW_MEMORY_FAILURE = 0x6581
+SW_MEMORY_FAILURE = SW.MEMORY_FAILURE
 
 # DigestInfo prefixes (RFC 8017 §9.2 note 1): P1=00 signs a DigestInfo as given (spec §5.1);
 # recognising one lets the fast library path produce the byte-identical signature.

@@ -49,25 +49,27 @@ from mynaemu.card.cvc import (  # noqa: F401  (re-exported: kenhojo.parse_cvc & 
     encode_cvc, parse_cvc, verify_cvc)
 from mynaemu.card.tlv import only_filler_after, with_filler  # noqa: F401  (§13.3)
 from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
+from mynaemu.card.aid import AID as _AID
+from mynaemu.card.ids import KENHOJO_UNKNOWN_EFS, KenhojoEF, KenhojoKey, KenhojoPin
 
-AID = bytes.fromhex("D3921000310001010408")
+AID = _AID.KENHOJO
 NAME = "kenhojo"
 
-EF_MY_NUMBER = 0x0001        # 個人番号
-EF_BASIC4 = 0x0002           # 基本4情報
-EF_INTEGRITY = 0x0003        # digests + signature
-EF_CVC = 0x0004              # this AP's card-verifiable certificate
-EF_AP_INFO = 0x0005          # AP basic info
-EF_SESSION_KEY = 0x0006      # session-key encryption public key
-EF_AP_PUBLIC_KEY = 0x0007    # public half of key 0013, signed
-EF_0008 = 0x0008             # 16 x FF, purpose unknown
-PIN_MAIN = 0x0011            # 券面事項入力補助用暗証番号
-PIN_BLOCKED = 0x0012         # blocked as issued
-KEY_AP = 0x0013              # the AP's own signing key (no PIN)
-PIN_A = 0x0014               # 照合番号A (= 個人番号)
-PIN_B = 0x0015               # 照合番号B (14 digits)
+EF_MY_NUMBER = KenhojoEF.MY_NUMBER
+EF_BASIC4 = KenhojoEF.BASIC4
+EF_INTEGRITY = KenhojoEF.INTEGRITY
+EF_CVC = KenhojoEF.CVC
+EF_AP_INFO = KenhojoEF.AP_INFO
+EF_SESSION_KEY = KenhojoEF.SESSION_KEY
+EF_AP_PUBLIC_KEY = KenhojoEF.AP_PUBLIC_KEY
+EF_0008 = KenhojoEF.UNKNOWN_0008
+PIN_MAIN = KenhojoPin.MAIN
+PIN_BLOCKED = KenhojoPin.BLOCKED
+KEY_AP = KenhojoKey.AP
+PIN_A = KenhojoPin.A
+PIN_B = KenhojoPin.B
 # §13.3: EFs that exist though their use is unknown (SELECT 9000, content refused).
-UNKNOWN_EFS = (0x0010, 0x001C, 0x001E)
+UNKNOWN_EFS = KENHOJO_UNKNOWN_EFS
 
 # spec §4.3 table, kenhojo column: which PIN EFs open which data EF.
 ACCESS = {

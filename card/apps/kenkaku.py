@@ -32,24 +32,26 @@ from mynaemu.card.crypto import (check_rsa2048, key_pem, same_public_key, sign_p
                                  sign_sha256, verify_pkcs1_raw, verify_sha256)
 from mynaemu.card.cvc import SIZE_CVC, cvc_public_key, encode_cvc, parse_cvc, verify_cvc
 from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
+from mynaemu.card.aid import AID as _AID
+from mynaemu.card.ids import KENKAKU_UNKNOWN_EFS, KenkakuEF, KenkakuKey, KenkakuPin
 
 __all__ = ["AID", "build", "encode_cvc", "parse_cvc", "verify_cvc", "verify_face",
            "verify_age_record", "verify_number_image", "parse_face", "parse_age_record"]
 
-AID = bytes.fromhex("D3921000310001010402")
+AID = _AID.KENKAKU
 NAME = "kenkaku"
 
-EF_AGE = 0x0001           # age-verification record
-EF_FACE = 0x0002          # card face
-EF_AP_INFO = 0x0003       # AP basic info
-EF_CVC = 0x0004
-EF_NUMBER_IMAGE = 0x0005  # rendered 個人番号
-EF_0006 = 0x0006          # 16 x FF, purpose unknown
-PIN_BIRTH = 0x0011        # 生年月日 key: era YYMMDD
-PIN_B = 0x0012            # 照合番号B
-PIN_A = 0x0013            # 照合番号A
-KEY_CARD = 0x001A         # the AP's own signing key (no PIN)
-UNKNOWN_EFS = (0x001C, 0x001E)   # §13.3: exist, purpose unknown (SELECT 9000, content refused)
+EF_AGE = KenkakuEF.AGE
+EF_FACE = KenkakuEF.FACE
+EF_AP_INFO = KenkakuEF.AP_INFO
+EF_CVC = KenkakuEF.CVC
+EF_NUMBER_IMAGE = KenkakuEF.NUMBER_IMAGE
+EF_0006 = KenkakuEF.UNKNOWN_0006
+PIN_BIRTH = KenkakuPin.BIRTH
+PIN_B = KenkakuPin.B
+PIN_A = KenkakuPin.A
+KEY_CARD = KenkakuKey.CARD
+UNKNOWN_EFS = KENKAKU_UNKNOWN_EFS   # §13.3: exist, purpose unknown (SELECT 9000, content refused)
 
 # spec §4.3 table, 券面事項確認AP column (0003/0004 are free per §3.3).
 ACCESS = {
