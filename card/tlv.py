@@ -143,11 +143,22 @@ def _read_length(data: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(data[pos:pos + width], "big"), pos + width
 
 
-def decode_one(data: bytes, offset: int = 0) -> TLV:
-    """Decode the TLV starting at `offset`; its value must lie inside `data`."""
+def decode_header(data: bytes, offset: int = 0) -> tuple[int, int, int]:
+    """(tag, header length, value length) of the TLV at `offset`; the value need not be there.
+
+    A client sizes an EF's object from its first bytes before reading the rest (spec §6.6).
+    """
     data = bytes(data)
     tag, pos = _read_tag(data, offset)
     length, pos = _read_length(data, pos)
+    return tag, pos - offset, length
+
+
+def decode_one(data: bytes, offset: int = 0) -> TLV:
+    """Decode the TLV starting at `offset`; its value must lie inside `data`."""
+    data = bytes(data)
+    tag, header_len, length = decode_header(data, offset)
+    pos = offset + header_len
     if pos + length > len(data):
         raise TLVError(f"offset {offset}: tag {tag:X} claims {length} value bytes, "
                        f"only {len(data) - pos} remain")
