@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mynaemu.card import images, layouts, tlv
 from mynaemu.card.crypto import (check_rsa2048, key_pem, same_public_key, sign_pkcs1_raw,
                                  sign_sha256, verify_pkcs1_raw, verify_sha256)
-from mynaemu.card.cvc import SIZE_CVC, cvc_public_key, encode_cvc, parse_cvc, verify_cvc
+from mynaemu.card.cvc import (  # noqa: F401  (encode_cvc, verify_cvc: in __all__)
+    SIZE_CVC, cvc_public_key, encode_cvc, parse_cvc, verify_cvc)
 from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
 from mynaemu.card.aid import AID as _AID
 from mynaemu.card.ids import KENKAKU_UNKNOWN_EFS, KenkakuEF, KenkakuKey, KenkakuPin
