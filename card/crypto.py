@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+# DigestInfo prefixes (RFC 8017 §9.2 note 1): P1=00 signs a DigestInfo as given (spec §5.1);
+# recognising one lets the fast library path produce the byte-identical signature.
+_DIGEST_INFO = {
+    bytes.fromhex("3021300906052b0e03021a05000414"): hashes.SHA1(),
+    bytes.fromhex("302d300d06096086480165030402040500041c"): hashes.SHA224(),
+    bytes.fromhex("3031300d060960864801650304020105000420"): hashes.SHA256(),
+    bytes.fromhex("3041300d060960864801650304020205000430"): hashes.SHA384(),
+    bytes.fromhex("3051300d060960864801650304020305000440"): hashes.SHA512(),
+}
 
 
 def check_rsa2048(key, what: str) -> None:
@@ -85,3 +95,20 @@ def sign_pkcs1_raw(private_key, payload: bytes) -> bytes:
     if pow(s, pub.e, pub.n) != m:  # guard against a fault giving away the key
         raise ValueError("RSA signature self-check failed")
     return s.to_bytes(k, "big")
+
+
+def sign_pkcs1_as_given(private_key, data: bytes) -> bytes:
+    """PKCS#1 v1.5 type-1 padding of `data` exactly as given, then RSA (deterministic).
+
+    COMPUTE DIGITAL SIGNATURE P1=00 (spec §5.1): a standard DigestInfo takes the library's
+    path (the same bytes, faster), anything else sign_pkcs1_raw.
+    """
+    for prefix, algorithm in _DIGEST_INFO.items():
+        if data.startswith(prefix) and len(data) == len(prefix) + algorithm.digest_size:
+            return private_key.sign(data[len(prefix):], padding.PKCS1v15(), utils.Prehashed(algorithm))
+    return sign_pkcs1_raw(private_key, data)
+
+
+def pss_sha256() -> padding.PSS:
+    """RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt (COMPUTE DIGITAL SIGNATURE P1=04/05, §5.1)."""
+    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
