@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mynaemu.card.aid import AID
 from mynaemu.card.apdu import ApduFormatError, Command
+from mynaemu.card.ids import MfEF
 from mynaemu.card.core import Card
 from mynaemu.card.image import (FREE, NEVER, UNKNOWN_EF_SWS, BinaryEF, CardImage, CardOptions, KeyEF,
                                 PinEF, RecordEF)
@@ -392,7 +393,7 @@ class Oracle:
                     self.fail("SELECT EF answered 9000 without a 2-byte FID", raw, resp)
                 fid = int.from_bytes(cmd.data, "big")
                 app = self.current_app
-                if app is None and fid != 0x001E or app is not None and fid not in app.efs:
+                if app is None and fid != MfEF.INTERNAL or app is not None and fid not in app.efs:
                     self.fail(f"SELECT EF {fid:04X} answered 9000 but no such EF here", raw, resp)
                 self.current_ef = fid
             if data:
