@@ -1,9 +1,10 @@
 """The terminal-side client: drives any Individual Number Card through any door.
 
 Used by the kiosk, the CLI and the tests. A `Connection` moves APDU bytes (in-process to a
-`mynaemu.card.core.Card`, or through PC/SC with pyscard); `CardClient` builds the commands
-exactly as the real clients of card-interface.md §10 do and turns status words into typed
-exceptions:
+`mynaemu.card.core.Card`, or through PC/SC with pyscard: tools/terminal/connections.py);
+`CardClient` builds the commands exactly as the real clients of card-interface.md §10 do and
+turns status words into typed exceptions (tools/terminal/errors.py); card data is read with
+the card's own declarations (tools/terminal/parse.py on card/tlv.py and card/layouts.py):
 
 - SELECT by DF name `00 A4 04 0C Lc AID` and SELECT EF `00 A4 02 0C 02 FID` (§2.2, §2.3);
 - READ BINARY with offsets in P1P2 and 256-byte chunks (Le=00), or one extended Le when the
