@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mynaemu.card.image import CardImage
+
 CHILD = r"""
 import sys
 from mynaemu.card.core import Card

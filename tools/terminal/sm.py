@@ -60,14 +60,14 @@ def session_public_key(ef0006: bytes) -> rsa.RSAPublicKey:
 
 
 class SmSession:
-    def __init__(self, client: "CardClient", key: bytes):
+    def __init__(self, client, key: bytes):   # client: a CardClient
         self.client = client
         self._key = bytes(key)
         self.counter = 0
         self.closed = False
 
     @classmethod
-    def open(cls, client: "CardClient", pin: str, *, random=os.urandom) -> "SmSession":
+    def open(cls, client, pin: str, *, random=os.urandom) -> "SmSession":
         client.select_ap("kenhojo")
         client.verify(PIN_MAIN, pin)
         public_key = session_public_key(client.read_object(EF_SESSION_KEY))
