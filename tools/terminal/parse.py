@@ -28,7 +28,7 @@ def ber_header(data: bytes, offset: int = 0) -> tuple[int, int, int]:
 
 
 def object_len(data: bytes) -> int:
-    """Header plus value length of the BER-TLV object at the start of `data` (§6.6)."""
+    """Header plus value length of the BER-TLV object at the start of `data` (§6 item 6)."""
     _, hlen, vlen = ber_header(data)
     return hlen + vlen
 
