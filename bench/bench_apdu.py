@@ -25,9 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-AID_JPKI = bytes.fromhex("D392F000260100000001")
+from mynaemu.card.aid import AID
+from mynaemu.card.ids import JpkiEF
+from mynaemu.card.status import SW
+
+AID_JPKI = AID.JPKI
 SELECT_JPKI = bytes.fromhex("00A4040C0A") + AID_JPKI
-SELECT_EF = bytes.fromhex("00A4020C02000A")        # user-authentication certificate (spec §3.1)
+# user-authentication certificate (spec §3.1)
+SELECT_EF = bytes.fromhex("00A4020C02") + JpkiEF.AUTH_CERT.to_bytes(2, "big")
 READ_256 = bytes.fromhex("00B0000000")             # Le=00: 256 bytes from offset 0 (spec §6)
 RESULTS = Path(__file__).resolve().parent / "results" / "apdu.md"
 PERSONA = "adult"
@@ -45,7 +50,7 @@ def make_image(folder: Path) -> Path:
 
 
 def _check(resp: bytes, what: str) -> None:
-    if resp[-2:] != b"\x90\x00":
+    if resp[-2:] != SW.OK.bytes:
         raise SystemExit(f"bench_apdu: {what} answered {resp[-2:].hex().upper()}, expected 9000")
 
 

@@ -34,10 +34,14 @@ import sys
 import time
 from pathlib import Path
 
-AID_JPKI = bytes.fromhex("D392F000260100000001")   # spec §2.1
-EF_AUTH_CERT = 0x000A                               # spec §3.1
+from mynaemu.card.aid import AID
+from mynaemu.card.ids import JpkiEF
+from mynaemu.card.status import SW
+
+AID_JPKI = AID.JPKI                                 # spec §2.1
+EF_AUTH_CERT = JpkiEF.AUTH_CERT                     # spec §3.1
 SELECT_DF = bytes.fromhex("00A4040C0A") + AID_JPKI
-SELECT_EF = bytes.fromhex("00A4020C02000A")
+SELECT_EF = bytes.fromhex("00A4020C02") + EF_AUTH_CERT.to_bytes(2, "big")
 READ_256 = bytes.fromhex("00B0000000")
 RESULTS = Path(__file__).resolve().parent / "results" / "iso_card.md"
 DEFAULT_VSC = Path("/usr/lib/python3/site-packages/virtualsmartcard")
@@ -118,7 +122,7 @@ def check_same(mine, theirs, apdus) -> None:
     """Same operations, same answers: every APDU gets byte-identical responses from both."""
     for apdu in [SELECT_DF] + list(apdus):
         a, b = mine(apdu), theirs(apdu)
-        if a != b or a[-2:] != b"\x90\x00":
+        if a != b or a[-2:] != SW.OK.bytes:
             raise BenchError(f"the cards answer {apdu.hex().upper()} differently: mynaemu "
                              f"{a[-2:].hex().upper()} ({len(a) - 2} bytes), vsmartcard "
                              f"{b[-2:].hex().upper()} ({len(b) - 2} bytes)")

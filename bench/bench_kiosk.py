@@ -130,6 +130,7 @@ def bench(runs: int) -> tuple[dict, dict]:
     from cryptography import x509
 
     from mynaemu.card.core import Card
+    from mynaemu.card.ids import JpkiEF
     from mynaemu.card.image import CardImage
     from mynaemu.issuance.pki.ca import default_test_pki
     from mynaemu.issuance.kiosk.centre import (
@@ -148,7 +149,7 @@ def bench(runs: int) -> tuple[dict, dict]:
     cards = {}
     for label in ("accept", "refuse"):
         image, info = build_persona("adult", at=issue_at)
-        cert = x509.load_der_x509_certificate(image.application("jpki").efs[0x000A].data)
+        cert = x509.load_der_x509_certificate(image.application("jpki").efs[JpkiEF.AUTH_CERT].data)
         source.add_issued("auth", cert.serial_number, cert.not_valid_after_utc, at=issue_at)
         directory.add(synthesize_resident(info.identity, on=issue_at.date()), auth_serials=[cert.serial_number])
         if label == "refuse":

@@ -29,10 +29,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from mynaemu.card.aid import AID
+from mynaemu.card.ids import KenhojoEF, KenhojoPin
+from mynaemu.card.status import SW
+
 RESULTS = Path(__file__).resolve().parent / "results" / "sm.md"
-SELECT_KENHOJO = bytes.fromhex("00A4040C0AD3921000310001010408")
-PLAIN_READ = bytes.fromhex("00B0820000")
-SM_READ = bytes.fromhex("08B0820000000596030000000000")   # extended Lc/Le: EF 0002 has filler
+SELECT_KENHOJO = bytes.fromhex("00A4040C0A") + AID.KENHOJO
+_SFI_BASIC4 = 0x80 | KenhojoEF.BASIC4              # READ BINARY P1: SFI of EF 0002 (§2.4)
+PLAIN_READ = bytes((0x00, 0xB0, _SFI_BASIC4)) + bytes.fromhex("0000")
+# extended Lc/Le: EF 0002 has filler
+SM_READ = bytes((0x08, 0xB0, _SFI_BASIC4)) + bytes.fromhex("00000005960300000000" "00")
 SECRET = bytes(range(32))
 
 
@@ -47,16 +53,17 @@ def make_card():
 
     def ok(raw):
         resp = card.transmit(raw)
-        if resp[-2:] != b"\x90\x00":
+        if resp[-2:] != SW.OK.bytes:
             raise SystemExit(f"bench_sm: {raw[:4].hex()} answered {resp[-2:].hex()}")
         return resp[:-2]
 
     ok(SELECT_KENHOJO)
-    ok(bytes.fromhex("00200091") + bytes((len(pin),)) + pin)
-    ef6 = image.application("kenhojo").efs[0x0006].data
-    from mynaemu.card import tlv
-    public = tlv.decode_rsa_public_key(tlv.expect(ef6, 0xA1).value)
-    block = public.encrypt(bytes.fromhex("A0228020") + SECRET, padding.OAEP(
+    ok(bytes((0x00, 0x20, 0x00, 0x80 | KenhojoPin.MAIN, len(pin))) + pin)
+    ef6 = image.application("kenhojo").efs[KenhojoEF.SESSION_KEY].data
+    from mynaemu.card import sm, tlv
+    from mynaemu.card.apps import kenhojo
+    public = tlv.decode_rsa_public_key(tlv.expect(ef6, kenhojo.T_SESSION_KEY).value)
+    block = public.encrypt(sm.KEY_DELIVERY_PREFIX + SECRET, padding.OAEP(
         mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
     ok(bytes.fromhex("80AE0000000100") + block)
     return card, ok
@@ -73,7 +80,7 @@ class SmTerminal:
     def read(self, card) -> bytes:
         self.n += 1
         resp = card.transmit(SM_READ)
-        if resp[-2:] != b"\x90\x00":
+        if resp[-2:] != SW.OK.bytes:
             raise SystemExit(f"bench_sm: SM read answered {resp[-2:].hex()}")
         data = resp[:-2]
         pos = 2 if data[1] < 0x80 else 2 + (data[1] - 0x80)

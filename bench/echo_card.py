@@ -22,7 +22,9 @@ import argparse
 import logging
 import sys
 
-OK = b"\x90\x00"
+from mynaemu.card.status import SW
+
+OK = SW.OK.bytes
 
 
 class EchoCard:

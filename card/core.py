@@ -18,11 +18,13 @@ import threading
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
+from mynaemu.card.aid import AID
 from mynaemu.card.apdu import ApduFormatError, Command
+from mynaemu.card.ids import MfEF
 from mynaemu.card.image import (
     BinaryEF, CardImage, CardSession, FREE, KeyEF, NEVER, OpaqueEF, PinEF, RecordEF, atr_bytes,
 )
-from mynaemu.card.crypto import sign_pkcs1_raw
+from mynaemu.card.crypto import pss_sha256, sign_pkcs1_as_given
 from mynaemu.card import sm
 from mynaemu.card.redact import redact_command
 from mynaemu.card.status import SW, retries
@@ -30,21 +32,11 @@ from mynaemu.card.status import SW, retries
 log = logging.getLogger("mynaemu.card")
 
 # spec §2.1: GlobalPlatform Issuer Security Domain, current at power-up.
-ISD_AID = bytes.fromhex("A0000001510000")
+ISD_AID = AID.ISD
 # spec §2.2: the MF has no readable EF; 001E selects but READ gives 6981.
-MF_INTERNAL_EF = 0x001E
+MF_INTERNAL_EF = MfEF.INTERNAL
 # ISO 7816-4 6581: memory failure (the PIN counter could not be written durably).
-SW_MEMORY_FAILURE = 0x6581
-
-# DigestInfo prefixes (RFC 8017 §9.2 note 1): P1=00 signs a DigestInfo as given (spec §5.1);
-# recognising one lets the fast library path produce the byte-identical signature.
-_DIGEST_INFO = {
-    bytes.fromhex("3021300906052b0e03021a05000414"): hashes.SHA1(),
-    bytes.fromhex("302d300d06096086480165030402040500041c"): hashes.SHA224(),
-    bytes.fromhex("3031300d060960864801650304020105000420"): hashes.SHA256(),
-    bytes.fromhex("3041300d060960864801650304020205000430"): hashes.SHA384(),
-    bytes.fromhex("3051300d060960864801650304020305000440"): hashes.SHA512(),
-}
+SW_MEMORY_FAILURE = SW.MEMORY_FAILURE
 
 
 class CardNotPowered(RuntimeError):
@@ -522,29 +514,20 @@ class Card:
         if scheme == 0x00:
             if len(data) > k - 11:
                 return _sw(SW.WRONG_LENGTH)
-            signature = self._sign_pkcs1_raw(key, data)
+            signature = sign_pkcs1_as_given(key, data)
         elif scheme == 0x01:
             digest = hashes.Hash(hashes.SHA256())
             digest.update(data)
-            signature = self._sign_pkcs1_raw(key, digest.finalize())
+            signature = sign_pkcs1_as_given(key, digest.finalize())
         elif scheme in (0x02, 0x04):
             if len(data) != 32:
                 return _sw(SW.WRONG_LENGTH)
-            pad = padding.PKCS1v15() if scheme == 0x02 else _pss()
+            pad = padding.PKCS1v15() if scheme == 0x02 else pss_sha256()
             signature = key.sign(data, pad, utils.Prehashed(hashes.SHA256()))
         else:
-            pad = padding.PKCS1v15() if scheme == 0x03 else _pss()
+            pad = padding.PKCS1v15() if scheme == 0x03 else pss_sha256()
             signature = key.sign(data, pad, hashes.SHA256())
         return signature + _sw(SW.OK)
-
-    @staticmethod
-    def _sign_pkcs1_raw(key, data: bytes) -> bytes:
-        """PKCS#1 v1.5 type-1 padding of `data` exactly as given, then RSA (deterministic)."""
-        # A standard DigestInfo takes the library's path: the same bytes, faster.
-        for prefix, algorithm in _DIGEST_INFO.items():
-            if data.startswith(prefix) and len(data) == len(prefix) + algorithm.digest_size:
-                return key.sign(data[len(prefix):], padding.PKCS1v15(), utils.Prehashed(algorithm))
-        return sign_pkcs1_raw(key, data)
 
     # -- GET CHALLENGE / INTERNAL AUTHENTICATE (spec §5.2) ------------------------------------
     def _get_challenge(self, cmd: Command) -> bytes:
@@ -610,6 +593,3 @@ class Card:
         0xFC: _last_command,
     }
 
-
-def _pss():
-    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from cryptography import x509
 
+from mynaemu.card.apps import kenhojo
+from mynaemu.card.ids import CommonEF, JpkiEF, JukiEF, KenhojoEF, KenkakuEF
 from mynaemu.card.image import BinaryEF, CardImage, KeyEF, OpaqueEF, PinEF, RecordEF
 from mynaemu.card.redact import mask_number
 from mynaemu.card.tlv import TLVError, decode_one
 
 # Certificate EFs of the JPKI-AP (spec §3.1).
-CERT_EFS = {0x000A: "auth", 0x0001: "sign", 0x000B: "auth CA", 0x0002: "sign CA"}
+CERT_EFS = {JpkiEF.AUTH_CERT: "auth", JpkiEF.SIGN_CERT: "sign", JpkiEF.AUTH_CA: "auth CA",
+            JpkiEF.SIGN_CA: "sign CA"}
 
 
 def describe_image(image: CardImage, *, reveal: bool = False) -> dict:
@@ -53,7 +56,8 @@ def describe_image(image: CardImage, *, reveal: bool = False) -> dict:
 
 def key_id_lines(image: CardImage) -> list[str]:
     """Every 16-byte key id on the card, printed as §13.1 `6000033/001` (hex when malformed)."""
-    from mynaemu.card.apps import kenhojo, kenkaku, mf   # the layouts that say where the ids are
+    from mynaemu.card.apps import kenkaku, mf   # the layouts that say where the ids are
+    from mynaemu.card.cvc import parse_cvc
     from mynaemu.card.keyid import describe as kid
     from mynaemu.card.tlv import TLVError
 
@@ -70,16 +74,20 @@ def key_id_lines(image: CardImage) -> list[str]:
     for name in ("kenhojo", "kenkaku"):
         if name in by_name:
             efs = by_name[name].efs
-            add(f"{name} CVC 証明者鍵ID", lambda: kenhojo.parse_cvc(efs[0x0004].data).issuer_key_id)
-            add(f"{name} CVC 被証明者鍵ID", lambda: kenhojo.parse_cvc(efs[0x0004].data).subject_key_id)
+            cvc = KenhojoEF.CVC if name == "kenhojo" else KenkakuEF.CVC
+            add(f"{name} CVC 証明者鍵ID", lambda: parse_cvc(efs[cvc].data).issuer_key_id)
+            add(f"{name} CVC 被証明者鍵ID", lambda: parse_cvc(efs[cvc].data).subject_key_id)
             if name == "kenhojo":
-                add("kenhojo EF 0005 DF42", lambda: kenhojo.parse_ap_info(efs[0x0005].data)["key_id"])
+                add("kenhojo EF 0005 DF42",
+                    lambda: kenhojo.parse_ap_info(efs[KenhojoEF.AP_INFO].data)["key_id"])
             else:
-                add("kenkaku EF 0003 DF32", lambda: kenkaku.parse_ap_info(efs[0x0003].data)["key_id"])
-                add("kenkaku EF 0003 DF35", lambda: kenkaku.parse_ap_info(efs[0x0003].data)["blob_key_id"])
-    for name in ("common", "juki"):
-        if name in by_name and 0x0002 in by_name[name].efs:
-            ef = by_name[name].efs[0x0002]
+                add("kenkaku EF 0003 DF32",
+                    lambda: kenkaku.parse_ap_info(efs[KenkakuEF.AP_INFO].data)["key_id"])
+                add("kenkaku EF 0003 DF35",
+                    lambda: kenkaku.parse_ap_info(efs[KenkakuEF.AP_INFO].data)["blob_key_id"])
+    for name, key_reference in (("common", CommonEF.KEY_REFERENCE), ("juki", JukiEF.KEY_REFERENCE)):
+        if name in by_name and key_reference in by_name[name].efs:
+            ef = by_name[name].efs[key_reference]
             add(f"{name} EF 0002", lambda: ef.records[0][-16:] if isinstance(ef, RecordEF) else ef.data)
     gd = image.get_data
     add("MF GET DATA 0042", lambda: gd[mf.ISSUER_IDENTIFICATION])
@@ -98,7 +106,7 @@ def _cert_line(kind: str, der: bytes) -> str:
 
 # -- structured (card info --json) --------------------------------------------------------------
 
-JPKI_TOKEN_EF = 0x0006     # JPKI-AP token "JPKIAPICCTOKEN2" (spec §3.1)
+JPKI_TOKEN_EF = JpkiEF.TOKEN     # JPKI-AP token "JPKIAPICCTOKEN2" (spec §3.1)
 
 
 def describe_image_json(image: CardImage, *, reveal: bool = False) -> dict:
@@ -123,7 +131,7 @@ def describe_image_json(image: CardImage, *, reveal: bool = False) -> dict:
                     out["certificates"].append(_cert_doc(CERT_EFS[fid], fid, ef.data))
                 if app.name == "jpki" and fid == JPKI_TOKEN_EF:
                     out["token"] = ef.data[:32].rstrip(b" \x00").decode("ascii", "replace")   # READ BINARY 00 B0 00 00 20
-                if app.name == "kenhojo" and fid == 0x0002 and reveal:
+                if app.name == "kenhojo" and fid == KenhojoEF.BASIC4 and reveal:
                     holder.update(_basic4(ef.data))
             elif isinstance(ef, RecordEF):
                 counts["record"] += 1
@@ -150,13 +158,13 @@ def _basic4(data: bytes) -> dict:
     except TLVError:
         return {}
     out = {}
-    if 0xDF23 in fields:
-        out["address"] = fields[0xDF23].decode("utf-8", "replace")
-    birth = fields.get(0xDF24, b"")
+    if kenhojo.T_ADDRESS in fields:
+        out["address"] = fields[kenhojo.T_ADDRESS].decode("utf-8", "replace")
+    birth = fields.get(kenhojo.T_BIRTH, b"")
     if len(birth) == 8 and birth.isdigit():
         out["birth"] = f"{birth[:4].decode()}-{birth[4:6].decode()}-{birth[6:].decode()}"
-    if 0xDF25 in fields:
-        out["sex"] = fields[0xDF25].decode("ascii", "replace")
+    if kenhojo.T_SEX in fields:
+        out["sex"] = fields[kenhojo.T_SEX].decode("ascii", "replace")
     return out
 
 

@@ -42,18 +42,20 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mynaemu.card.apdu import Command
 from mynaemu.card.apps import kenhojo
+from mynaemu.card.crypto import key_pem
+from mynaemu.card.ids import KenhojoPin
 from mynaemu.card.status import SW
 
-# §13.2 status words beyond card/status.py's enum.
-SW_SSK_NOT_OFFERED = 0x66F1        # 共通AP / 券面事項確認AP answer to SET SESSION KEY
-SW_SM_OBJECTS_MISSING = 0x6987     # CLA 0C: header authentication not offered
-SW_SM_OBJECTS_INCORRECT = 0x6988   # wrong DO, second DO, bad padding indicator / padding
-SW_SM_NO_SESSION = 0x69FC          # SM without a (live) session
+# §13.2 status words (members of card/status.py's SW; the old names stay for callers).
+SW_SSK_NOT_OFFERED = SW.SSK_NOT_OFFERED
+SW_SM_OBJECTS_MISSING = SW.SM_OBJECTS_MISSING
+SW_SM_OBJECTS_INCORRECT = SW.SM_OBJECTS_INCORRECT
+SW_SM_NO_SESSION = SW.SM_NO_SESSION
 
 # Applications that refuse SET SESSION KEY, and how (§13.2).
 SSK_REFUSALS = {"common": SW_SSK_NOT_OFFERED, "kenkaku": SW_SSK_NOT_OFFERED,
                 "jpki": SW.SECURITY_NOT_SATISFIED, "juki": SW.SECURITY_NOT_SATISFIED}
-SSK_PIN = 0x0011                   # kenhojo PIN: the only secret that opens 80 AE
+SSK_PIN = KenhojoPin.MAIN          # kenhojo PIN: the only secret that opens 80 AE
 KEY_DELIVERY_PREFIX = bytes.fromhex("A0228020")   # A0 { 80 20 <32 bytes> }
 KEY_DELIVERY_LEN = 36
 CIPHERTEXT_LEN = 256
@@ -234,7 +236,7 @@ def ensure_key(image) -> bool:
             continue                              # not a kenhojo of the §3.2 layout: leave it
         key = rsa.generate_private_key(65537, 2048)
         ef.data = kenhojo.encode_session_key(key.public_key())
-        app.sm_key_pem = kenhojo.key_pem(key)
+        app.sm_key_pem = key_pem(key)
         changed = True
     return changed
 
@@ -285,7 +287,7 @@ def _secured(card, session: Session, n: int, cmd: Command) -> bytes:
         le = int.from_bytes(value[1:], "big") or 0x10000   # 0: the whole file from the offset
         answer = card._read_binary(Command(0x00, 0xB0, cmd.p1, cmd.p2, b"", le, True))
         data, sw = answer[:-2], answer[-2:]
-        if sw != b"\x90\x00":
+        if sw != SW.OK.bytes:
             return sw
         out = session.wrap(n, data)
         if cmd.le is not None and len(out) > cmd.le:

@@ -1,4 +1,9 @@
-"""ISO 7816-4 status words the card answers, as an enum (spec card-interface.md §9)."""
+"""ISO 7816-4 status words the card answers, as an enum (spec card-interface.md §9).
+
+Every status word the code sends or checks is a member here: the card core and its secure
+messaging (card/sm.py, §13.2), the terminal client, the harnesses and the benches compare
+against SW members, never raw hex.
+"""
 from __future__ import annotations
 
 import enum
@@ -6,6 +11,8 @@ import enum
 
 class SW(enum.IntEnum):
     OK = 0x9000
+    MEMORY_FAILURE = 0x6581              # a PIN counter could not be written durably (ISO 7816-4)
+    SSK_NOT_OFFERED = 0x66F1             # 共通AP / 券面事項確認AP answer to SET SESSION KEY (§13.2)
     # 63Cn is built with retries(); 6300 is "no retry limit".
     VERIFY_FAILED = 0x6300
     WRONG_LENGTH = 0x6700
@@ -18,7 +25,10 @@ class SW(enum.IntEnum):
     REFERENCE_BLOCKED = 0x6984           # VERIFY on a blocked key (spec §4.2)
     CONDITIONS_NOT_SATISFIED = 0x6985
     COMMAND_NOT_ALLOWED = 0x6986         # no current EF
+    SM_OBJECTS_MISSING = 0x6987          # CLA 0C: header authentication not offered (§13.2)
+    SM_OBJECTS_INCORRECT = 0x6988        # wrong DO, second DO, bad padding indicator (§13.2)
     SM_DATA_MISSING = 0x69FC             # SM CLA on READ/VERIFY (spec §1.1, card-specific)
+    SM_NO_SESSION = 0x69FC               # (alias) SM without a (live) session (§13.2)
     WRONG_DATA = 0x6A80
     FUNCTION_NOT_SUPPORTED = 0x6A81
     FILE_NOT_FOUND = 0x6A82              # unknown EF, AID, 3F00 by FID
@@ -42,10 +52,30 @@ def retries(n: int) -> bytes:
     return bytes((0x63, 0xC0 | n))
 
 
+# Status words that joined the enum with issue 14 (they were constants of card/core.py and
+# card/sm.py); clients have always shown them by code, and CLI output stays unchanged.
+_SHOWN_BY_CODE = frozenset({SW.MEMORY_FAILURE, SW.SSK_NOT_OFFERED, SW.SM_OBJECTS_MISSING,
+                            SW.SM_OBJECTS_INCORRECT})
+RETRIES_MASK = 0xFFF0     # 63Cn: the retry counter is the low nibble (§4.2)
+RETRIES_BASE = 0x63C0     # 63C0 = blocked; 63Cn = n tries left
+
+
+def is_retries(sw: int) -> bool:
+    """True for 63Cn, a wrong PIN or a retry query (§4.2)."""
+    return sw & RETRIES_MASK == RETRIES_BASE
+
+
+def retries_sw(n: int) -> int:
+    """63Cn as an int (retries() gives the two bytes)."""
+    return int.from_bytes(retries(n), "big")
+
+
 def describe(sw: int) -> str:
     """A short English name for a status word, for clients and logs."""
-    if sw & 0xFFF0 == 0x63C0:
+    if is_retries(sw):
         return f"wrong PIN / {sw & 0xF} tries left"
+    if sw in _SHOWN_BY_CODE:
+        return f"status {sw:04X}"
     try:
         return SW(sw).name.replace("_", " ").lower()
     except ValueError:

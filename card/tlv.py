@@ -143,11 +143,22 @@ def _read_length(data: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(data[pos:pos + width], "big"), pos + width
 
 
-def decode_one(data: bytes, offset: int = 0) -> TLV:
-    """Decode the TLV starting at `offset`; its value must lie inside `data`."""
+def decode_header(data: bytes, offset: int = 0) -> tuple[int, int, int]:
+    """(tag, header length, value length) of the TLV at `offset`; the value need not be there.
+
+    A client sizes an EF's object from its first bytes before reading the rest (spec §6.6).
+    """
     data = bytes(data)
     tag, pos = _read_tag(data, offset)
     length, pos = _read_length(data, pos)
+    return tag, pos - offset, length
+
+
+def decode_one(data: bytes, offset: int = 0) -> TLV:
+    """Decode the TLV starting at `offset`; its value must lie inside `data`."""
+    data = bytes(data)
+    tag, header_len, length = decode_header(data, offset)
+    pos = offset + header_len
     if pos + length > len(data):
         raise TLVError(f"offset {offset}: tag {tag:X} claims {length} value bytes, "
                        f"only {len(data) - pos} remain")
@@ -189,6 +200,19 @@ def expect(data: bytes, tag: int) -> TLV:
     if item.tag != tag:
         raise TLVError(f"expected tag {tag:X}, found {item.tag:X}")
     return item
+
+
+# -- filler after an object (§13.3) -----------------------------------------------------------
+
+def with_filler(obj: bytes, unit: int = 256) -> bytes:
+    """`obj` followed by FF filler up to the next multiple of `unit` (at least one byte, §13.3)."""
+    obj = bytes(obj)
+    return obj + b"\xff" * (unit - len(obj) % unit)
+
+
+def only_filler_after(data: bytes, end: int) -> bool:
+    """True when everything after the object (from `end`) is FF filler (§13.3)."""
+    return all(b == 0xFF for b in data[end:])
 
 
 # -- JICSAP simple-TLV ------------------------------------------------------------------------

@@ -18,16 +18,18 @@ import re
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mynaemu.card import layouts
-from mynaemu.card.apps.kenhojo import check_rsa2048, key_pem
+from mynaemu.card.crypto import check_rsa2048, key_pem
 from mynaemu.card.image import FREE, Application, KeyEF, PinEF, RecordEF
+from mynaemu.card.aid import AID as _AID
+from mynaemu.card.ids import CommonEF, CommonKey, CommonPin
 
-AID = bytes.fromhex("D3921000310001010100")
+AID = _AID.COMMON
 NAME = "common"
 
-EF_CARD_INFO = 0x0001     # record EF, record 1 = card info
-EF_KEY_REFERENCE = 0x0002 # 16-byte key reference
-KEY_AUTH = 0x0019         # INTERNAL AUTHENTICATE key
-PIN = 0x001C              # 住民基本台帳用暗証番号 (and its twin in the 住基AP)
+EF_CARD_INFO = CommonEF.CARD_INFO
+EF_KEY_REFERENCE = CommonEF.KEY_REFERENCE
+KEY_AUTH = CommonKey.AUTH
+PIN = CommonPin.PIN
 
 PIN_PATTERN = "[0-9]{4}"
 PIN_TRIES = 3

@@ -33,19 +33,21 @@ import re
 import secrets
 
 from mynaemu.card import tlv
+from mynaemu.card.aid import AID as _AID
+from mynaemu.card.ids import JoreiEF, JoreiPin
 from mynaemu.card.image import FREE, Application, BinaryEF, CardImage, PinEF
 
-AID = bytes.fromhex("F0") + b"MYNAEMU-TEST-JR"
+AID = _AID.JOREI
 NAME = "jorei"
 
-EF_USER_ID = 0x0001
-EF_DOCUMENTS = 0x0002
+EF_USER_ID = JoreiEF.USER_ID
+EF_DOCUMENTS = JoreiEF.DOCUMENTS
 
 #: document type -> (code in EF 0002, PIN FID, label)
 DOCUMENT_PINS = {
-    "juminhyo": (0x01, 0x0011, "住民票の写し交付用暗証番号"),
-    "inkan": (0x02, 0x0012, "印鑑登録証明書交付用暗証番号"),
-    "zei": (0x03, 0x0013, "税証明書交付用暗証番号"),
+    "juminhyo": (0x01, JoreiPin.JUMINHYO, "住民票の写し交付用暗証番号"),
+    "inkan": (0x02, JoreiPin.INKAN, "印鑑登録証明書交付用暗証番号"),
+    "zei": (0x03, JoreiPin.ZEI, "税証明書交付用暗証番号"),
 }
 DOCUMENT_OF_CODE = {code: doc for doc, (code, _, _) in DOCUMENT_PINS.items()}
 

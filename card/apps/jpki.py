@@ -29,26 +29,28 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mynaemu.card import layouts
-from mynaemu.card.apps.kenhojo import check_rsa2048, key_pem, same_public_key
+from mynaemu.card.crypto import check_rsa2048, key_pem, same_public_key
 from mynaemu.card.image import FREE, NEVER, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
+from mynaemu.card.aid import AID as _AID
+from mynaemu.card.ids import JPKI_UNKNOWN_EFS, JpkiEF, JpkiKey, JpkiPin
 
-AID = bytes.fromhex("D392F000260100000001")
+AID = _AID.JPKI
 NAME = "jpki"
 
-EF_SIGN_CERT = 0x0001      # 署名用電子証明書 (needs 001B)
-EF_SIGN_CA = 0x0002        # 署名用CA証明書
-EF_TOKEN = 0x0006          # token information (CK_TOKEN_INFO)
-EF_AVAILABILITY = 0x0008   # certificate availability
-EF_PROTECTED = 0x0009      # protected, purpose unknown
-EF_AUTH_CERT = 0x000A      # 利用者証明用電子証明書 (free)
-EF_AUTH_CA = 0x000B        # 利用者証明用CA証明書
-KEY_INTERNAL = 0x0010      # key reference, purpose unknown
-UNKNOWN_EFS = (0x0005, 0x0019, 0x001C, 0x001E)   # exist, use unknown (§13.3, JSAPDU UNKNOWN_*)
-KEY_TERMINAL_CA = 0x0016   # terminal-CA key reference (80 A2)
-KEY_AUTH = 0x0017          # 利用者証明用秘密鍵
-PIN_AUTH = 0x0018          # 利用者証明用暗証番号
-KEY_SIGN = 0x001A          # 署名用秘密鍵
-PIN_SIGN = 0x001B          # 署名用パスワード
+EF_SIGN_CERT = JpkiEF.SIGN_CERT
+EF_SIGN_CA = JpkiEF.SIGN_CA
+EF_TOKEN = JpkiEF.TOKEN
+EF_AVAILABILITY = JpkiEF.AVAILABILITY
+EF_PROTECTED = JpkiEF.PROTECTED
+EF_AUTH_CERT = JpkiEF.AUTH_CERT
+EF_AUTH_CA = JpkiEF.AUTH_CA
+KEY_INTERNAL = JpkiKey.INTERNAL
+UNKNOWN_EFS = JPKI_UNKNOWN_EFS     # exist, use unknown (§13.3, JSAPDU UNKNOWN_*)
+KEY_TERMINAL_CA = JpkiKey.TERMINAL_CA
+KEY_AUTH = JpkiKey.AUTH
+PIN_AUTH = JpkiPin.AUTH
+KEY_SIGN = JpkiKey.SIGN
+PIN_SIGN = JpkiPin.SIGN
 
 AUTH_PIN_PATTERN = "[0-9]{4}"
 SIGN_PIN_PATTERN = "[A-Z0-9]{6,16}"

@@ -19,13 +19,15 @@ from __future__ import annotations
 from mynaemu.card import tlv
 from mynaemu.card.apps import common
 from mynaemu.card.image import Application, RecordEF
+from mynaemu.card.aid import AID as _AID
+from mynaemu.card.ids import JukiEF, JukiPin
 
-AID = bytes.fromhex("D3921000310001010401")
+AID = _AID.JUKI
 NAME = "juki"
 
-EF_RECORD = 0x0001          # record EF, content unidentified on the card (§13.3); [U] 住民票コード
-EF_KEY_REFERENCE = common.EF_KEY_REFERENCE
-PIN = common.PIN
+EF_RECORD = JukiEF.RECORD
+EF_KEY_REFERENCE = JukiEF.KEY_REFERENCE
+PIN = JukiPin.PIN
 TAG_JUMINHYO_CODE = 0x01
 
 

@@ -1,8 +1,9 @@
 """券面事項入力補助AP (kenhojo, the text AP): layout, EF formats, verifiers and the DF builder.
 
 Spec §3.2 gives the EFs, §4.1 the PINs and §4.3 which secret opens which EF. The signed
-structures shared with the 券面事項確認AP live here too: the card-verifiable certificate
-(CVC) of EF 0004 and the RSA/PKCS#1 v1.5 helpers (kenkaku imports them).
+structures it shares with the 券面事項確認AP live in their own homes: the card-verifiable
+certificate (CVC) of EF 0004 in card/cvc.py, the RSA/PKCS#1 v1.5 helpers in card/crypto.py,
+the §13.3 filler helpers in card/tlv.py (re-exported here under their old names).
 
 Keys involved (all RSA-2048, e=65537):
 - the CVC issuer key, held by the TEST back office, signs the CVC body of EF 0004;
@@ -34,36 +35,41 @@ Decisions on [U] points (spec §4.1, §12):
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
 import re
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mynaemu.card import layouts, tlv
+from mynaemu.card.crypto import (  # noqa: F401  (re-exported: kenhojo.verify_sha256 & co.)
+    check_rsa2048, key_pem, public_of, same_public_key, sign_sha256, verify_pkcs1_raw, verify_sha256)
+from mynaemu.card.cvc import (  # noqa: F401  (re-exported: kenhojo.parse_cvc & co.)
+    CVC, CVC_BODY_LEN, KEY_ID_LEN, SIZE_CVC, T_CVC, T_CVC_BODY, T_CVC_SIG, cvc_public_key,
+    encode_cvc, parse_cvc, verify_cvc)
+from mynaemu.card.tlv import only_filler_after, with_filler  # noqa: F401  (§13.3)
 from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
+from mynaemu.card.aid import AID as _AID
+from mynaemu.card.ids import KENHOJO_UNKNOWN_EFS, KenhojoEF, KenhojoKey, KenhojoPin
 
-AID = bytes.fromhex("D3921000310001010408")
+AID = _AID.KENHOJO
 NAME = "kenhojo"
 
-EF_MY_NUMBER = 0x0001        # 個人番号
-EF_BASIC4 = 0x0002           # 基本4情報
-EF_INTEGRITY = 0x0003        # digests + signature
-EF_CVC = 0x0004              # this AP's card-verifiable certificate
-EF_AP_INFO = 0x0005          # AP basic info
-EF_SESSION_KEY = 0x0006      # session-key encryption public key
-EF_AP_PUBLIC_KEY = 0x0007    # public half of key 0013, signed
-EF_0008 = 0x0008             # 16 x FF, purpose unknown
-PIN_MAIN = 0x0011            # 券面事項入力補助用暗証番号
-PIN_BLOCKED = 0x0012         # blocked as issued
-KEY_AP = 0x0013              # the AP's own signing key (no PIN)
-PIN_A = 0x0014               # 照合番号A (= 個人番号)
-PIN_B = 0x0015               # 照合番号B (14 digits)
+EF_MY_NUMBER = KenhojoEF.MY_NUMBER
+EF_BASIC4 = KenhojoEF.BASIC4
+EF_INTEGRITY = KenhojoEF.INTEGRITY
+EF_CVC = KenhojoEF.CVC
+EF_AP_INFO = KenhojoEF.AP_INFO
+EF_SESSION_KEY = KenhojoEF.SESSION_KEY
+EF_AP_PUBLIC_KEY = KenhojoEF.AP_PUBLIC_KEY
+EF_0008 = KenhojoEF.UNKNOWN_0008
+PIN_MAIN = KenhojoPin.MAIN
+PIN_BLOCKED = KenhojoPin.BLOCKED
+KEY_AP = KenhojoKey.AP
+PIN_A = KenhojoPin.A
+PIN_B = KenhojoPin.B
 # §13.3: EFs that exist though their use is unknown (SELECT 9000, content refused).
-UNKNOWN_EFS = (0x0010, 0x001C, 0x001E)
+UNKNOWN_EFS = KENHOJO_UNKNOWN_EFS
 
 # spec §4.3 table, kenhojo column: which PIN EFs open which data EF.
 ACCESS = {
@@ -94,133 +100,12 @@ T_BASIC4 = 0xFF20
 T_OFFSETS, T_NAME, T_ADDRESS, T_BIRTH, T_SEX = 0xDF21, 0xDF22, 0xDF23, 0xDF24, 0xDF25
 T_INTEGRITY = 0xFF30
 T_DIGEST_NUMBER, T_DIGEST_BASIC4, T_INTEGRITY_SIG = 0xDF31, 0xDF32, 0xDF33
-T_CVC, T_CVC_BODY, T_CVC_SIG = 0x7F21, 0x5F4E, 0x5F37
 T_AP_INFO, T_AP_INFO_ID, T_AP_INFO_KEY_ID, T_AP_INFO_DATA = 0xFF40, 0xDF41, 0xDF42, 0xDF43
 T_SESSION_KEY = 0xA1
 T_SIGNED_KEY, T_SIGNED_KEY_KEY, T_SIGNED_KEY_SIG = 0xFF50, 0xDF51, 0xDF52
 
 SIZE_MY_NUMBER = 17
 SIZE_INTEGRITY = 336
-SIZE_CVC = 568
-KEY_ID_LEN = 16
-CVC_BODY_LEN = 297
-
-
-# -- keys and signatures (shared with kenkaku) ------------------------------------------------
-
-def check_rsa2048(key, what: str) -> None:
-    """Keys on and around the card are RSA-2048 with e = 65537 (spec §5.1)."""
-    if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-        raise TypeError(f"{what}: expected an RSA key object, got {type(key).__name__}")
-    if key.key_size != 2048:
-        raise ValueError(f"{what}: RSA-{key.key_size}, the card uses RSA-2048")
-    pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
-    if pub.public_numbers().e != 65537:
-        raise ValueError(f"{what}: public exponent must be 65537")
-
-
-def public_of(key) -> rsa.RSAPublicKey:
-    return key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
-
-
-def same_public_key(a, b) -> bool:
-    return public_of(a).public_numbers() == public_of(b).public_numbers()
-
-
-def key_pem(private_key) -> bytes:
-    """PKCS#8 PEM, unencrypted, as KeyEF stores it."""
-    return private_key.private_bytes(serialization.Encoding.PEM,
-                                     serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
-
-
-def sign_sha256(private_key, data: bytes) -> bytes:
-    """RSASSA-PKCS1-v1_5 with SHA-256 (the card's signed records, spec §3.2/§3.3)."""
-    return private_key.sign(bytes(data), padding.PKCS1v15(), hashes.SHA256())
-
-
-def verify_sha256(public_key, signature: bytes, data: bytes) -> bool:
-    try:
-        public_of(public_key).verify(bytes(signature), bytes(data), padding.PKCS1v15(),
-                                     hashes.SHA256())
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
-def verify_pkcs1_raw(public_key, signature: bytes, payload: bytes) -> bool:
-    """True when `signature` is PKCS#1 v1.5 type 1 over exactly `payload`."""
-    try:
-        recovered = public_of(public_key).recover_data_from_signature(
-            bytes(signature), padding.PKCS1v15(), None)
-    except (InvalidSignature, ValueError):
-        return False
-    return recovered == bytes(payload)
-
-
-# -- card-verifiable certificate (EF 0004, also kenkaku 0004 and MF 00F8/7F21) ----------------
-
-@dataclasses.dataclass(frozen=True)
-class CVC:
-    issuer_key_id: bytes      # 証明者鍵ID
-    subject_key_id: bytes     # 被証明者鍵ID
-    public_key: rsa.RSAPublicKey
-    body: bytes               # the 297-byte 5F4E value that is signed
-    signature: bytes
-
-
-def encode_cvc(*, issuer_key_id: bytes, subject_key_id: bytes, subject_public_key,
-               issuer_key) -> bytes:
-    """`7F21 { 5F4E body, 5F37 signature }`, 568 bytes (spec §3.2 EF 0004).
-
-    body = issuer key id (16) + subject key id (16) + `90 03 010001 91 82 0100 <256>`; the
-    signature is PKCS#1 v1.5/SHA-256 over the body by the CVC issuer key.
-    """
-    for value, what in ((issuer_key_id, "issuer_key_id"), (subject_key_id, "subject_key_id")):
-        if not isinstance(value, (bytes, bytearray)) or len(value) != KEY_ID_LEN:
-            raise ValueError(f"{what} must be {KEY_ID_LEN} bytes")
-    check_rsa2048(subject_public_key, "CVC subject key")
-    check_rsa2048(issuer_key, "CVC issuer key")
-    if not isinstance(issuer_key, rsa.RSAPrivateKey):
-        raise TypeError("issuer_key must be a private key (it signs the CVC)")
-    body = layouts.build(layouts.CVC_BODY, {
-        "issuer_key_id": bytes(issuer_key_id), "subject_key_id": bytes(subject_key_id),
-        "key": {"modulus": public_of(subject_public_key).public_numbers().n}}, "CVC body")
-    out = tlv.encode(T_CVC, tlv.encode(T_CVC_BODY, body) +
-                     tlv.encode(T_CVC_SIG, sign_sha256(issuer_key, body)))
-    assert len(out) == SIZE_CVC
-    return out
-
-
-def parse_cvc(data: bytes) -> CVC:
-    """Decode a CVC (trailing filler allowed); raises tlv.TLVError on a malformed one.
-
-    The 7F21/5F4E/5F37 wrapper is BER (card/tlv.py); the body is layouts.CVC_BODY.
-    """
-    outer = tlv.expect(data, T_CVC)
-    items = outer.children()
-    if [i.tag for i in items] != [T_CVC_BODY, T_CVC_SIG]:
-        raise tlv.TLVError("CVC must hold 5F4E then 5F37")
-    body = items[0].value
-    try:
-        fields = layouts.parse(layouts.CVC_BODY, body, "CVC body")
-    except layouts.LayoutError as exc:
-        raise tlv.TLVError(str(exc)) from None
-    key = rsa.RSAPublicNumbers(65537, fields.key.modulus).public_key()
-    return CVC(fields.issuer_key_id, fields.subject_key_id, key, body, items[1].value)
-
-
-def verify_cvc(ef0004: bytes, issuer_public_key) -> bool:
-    """True when the CVC is well formed and signed by `issuer_public_key`."""
-    try:
-        cvc = parse_cvc(ef0004)
-    except (tlv.TLVError, ValueError):
-        return False
-    return verify_sha256(issuer_public_key, cvc.signature, cvc.body)
-
-
-def cvc_public_key(ef0004: bytes) -> rsa.RSAPublicKey:
-    return parse_cvc(ef0004).public_key
 
 
 # -- EF 0001: 個人番号 -------------------------------------------------------------------------
@@ -322,17 +207,6 @@ def parse_basic4(ef0002: bytes) -> dict:
     if not re.fullmatch(r"[0-9]{8}", birth):
         raise ValueError("DF24 must be YYYYMMDD")
     return {"name": name, "address": address, "birth": birth, "sex": sex, "offsets": offsets}
-
-
-def with_filler(obj: bytes, unit: int = 256) -> bytes:
-    """`obj` followed by FF filler up to the next multiple of `unit` (at least one byte, §13.3)."""
-    obj = bytes(obj)
-    return obj + b"\xff" * (unit - len(obj) % unit)
-
-
-def only_filler_after(data: bytes, end: int) -> bool:
-    """True when everything after the object (from `end`) is FF filler (§13.3)."""
-    return all(b == 0xFF for b in data[end:])
 
 
 def basic4_signed_range(ef0002: bytes) -> bytes:

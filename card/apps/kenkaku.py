@@ -14,7 +14,7 @@ Decisions on [U] points:
 - EF 0006 (16 x FF, purpose unknown) follows the 照合番号 cross-check of §3.3: A or B opens it.
 - Filler (§13.3): with build(filler=True), as personalisation does, EF 0002 (card face) and
   EF 0005 (rendered 個人番号) are FF-filled after their TLV to the next multiple of 256 bytes
-  (kenhojo.with_filler). Signatures cover TLVs only (§3.3), so filler changes none of them;
+  (tlv.with_filler). Signatures cover TLVs only (§3.3), so filler changes none of them;
   verify_face / verify_number_image accept only FF after the object.
 - The name/address/face/security-code images default to the synthetic ones of
   mynaemu.card.images; a caller may pass its own PNG/JP2 bytes.
@@ -28,30 +28,31 @@ import re
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mynaemu.card import images, layouts, tlv
-from mynaemu.card.apps import kenhojo
-from mynaemu.card.apps.kenhojo import (  # shared signed-structure helpers
-    check_rsa2048, cvc_public_key, encode_cvc, key_pem, parse_cvc, same_public_key,
-    sign_sha256, verify_cvc, verify_pkcs1_raw, verify_sha256)
-from mynaemu.card.crypto import sign_pkcs1_raw
+from mynaemu.card.crypto import (check_rsa2048, key_pem, same_public_key, sign_pkcs1_raw,
+                                 sign_sha256, verify_pkcs1_raw, verify_sha256)
+from mynaemu.card.cvc import (  # noqa: F401  (encode_cvc, verify_cvc: in __all__)
+    SIZE_CVC, cvc_public_key, encode_cvc, parse_cvc, verify_cvc)
 from mynaemu.card.image import FREE, Application, BinaryEF, KeyEF, OpaqueEF, PinEF
+from mynaemu.card.aid import AID as _AID
+from mynaemu.card.ids import KENKAKU_UNKNOWN_EFS, KenkakuEF, KenkakuKey, KenkakuPin
 
 __all__ = ["AID", "build", "encode_cvc", "parse_cvc", "verify_cvc", "verify_face",
            "verify_age_record", "verify_number_image", "parse_face", "parse_age_record"]
 
-AID = bytes.fromhex("D3921000310001010402")
+AID = _AID.KENKAKU
 NAME = "kenkaku"
 
-EF_AGE = 0x0001           # age-verification record
-EF_FACE = 0x0002          # card face
-EF_AP_INFO = 0x0003       # AP basic info
-EF_CVC = 0x0004
-EF_NUMBER_IMAGE = 0x0005  # rendered 個人番号
-EF_0006 = 0x0006          # 16 x FF, purpose unknown
-PIN_BIRTH = 0x0011        # 生年月日 key: era YYMMDD
-PIN_B = 0x0012            # 照合番号B
-PIN_A = 0x0013            # 照合番号A
-KEY_CARD = 0x001A         # the AP's own signing key (no PIN)
-UNKNOWN_EFS = (0x001C, 0x001E)   # §13.3: exist, purpose unknown (SELECT 9000, content refused)
+EF_AGE = KenkakuEF.AGE
+EF_FACE = KenkakuEF.FACE
+EF_AP_INFO = KenkakuEF.AP_INFO
+EF_CVC = KenkakuEF.CVC
+EF_NUMBER_IMAGE = KenkakuEF.NUMBER_IMAGE
+EF_0006 = KenkakuEF.UNKNOWN_0006
+PIN_BIRTH = KenkakuPin.BIRTH
+PIN_B = KenkakuPin.B
+PIN_A = KenkakuPin.A
+KEY_CARD = KenkakuKey.CARD
+UNKNOWN_EFS = KENKAKU_UNKNOWN_EFS   # §13.3: exist, purpose unknown (SELECT 9000, content refused)
 
 # spec §4.3 table, 券面事項確認AP column (0003/0004 are free per §3.3).
 ACCESS = {
@@ -218,7 +219,7 @@ def parse_face(ef0002: bytes) -> dict:
 def verify_face(ef0002: bytes, ef0004: bytes) -> bool:
     """DF28 verifies (PKCS#1 v1.5 over the 96-byte DigestInfo) with the key of EF 0004."""
     try:
-        if not kenhojo.only_filler_after(ef0002, tlv.expect(ef0002, T_FACE).end):
+        if not tlv.only_filler_after(ef0002, tlv.expect(ef0002, T_FACE).end):
             return False
         f = _face_fields(ef0002)
         payload = face_digest_info([item.raw for item in f[:6]])
@@ -269,7 +270,7 @@ def encode_number_image(*, number_image: bytes, card_public_key, signer_key) -> 
 def verify_number_image(ef0005: bytes, ef0004: bytes) -> bool:
     try:
         outer = tlv.expect(ef0005, T_NUMBER)
-        if not kenhojo.only_filler_after(ef0005, outer.end):
+        if not tlv.only_filler_after(ef0005, outer.end):
             return False
         items = outer.children()
         if [i.tag for i in items] != [T_NUMBER_IMG, T_NUMBER_KEY, T_NUMBER_SIG]:
@@ -283,7 +284,7 @@ def verify_number_image(ef0005: bytes, ef0004: bytes) -> bool:
 # -- the DF -----------------------------------------------------------------------------------
 
 def _filled(obj: bytes, filler: bool) -> bytes:
-    return kenhojo.with_filler(obj) if filler else obj
+    return tlv.with_filler(obj) if filler else obj
 
 
 def build(*, individual_number: str, name: str, address: str, birth: _dt.date, sex: str,
@@ -317,8 +318,8 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
         parsed = parse_cvc(cvc)
     except (tlv.TLVError, ValueError) as exc:
         raise ValueError(f"cvc is not a card-verifiable certificate: {exc}") from None
-    if len(cvc) != kenhojo.SIZE_CVC:
-        raise ValueError(f"cvc is {len(cvc)} bytes, EF 0004 holds {kenhojo.SIZE_CVC}")
+    if len(cvc) != SIZE_CVC:
+        raise ValueError(f"cvc is {len(cvc)} bytes, EF 0004 holds {SIZE_CVC}")
     if not same_public_key(parsed.public_key, signer_key):
         raise ValueError("signer_key is not the key certified by the CVC")
     if info_key_id is None:
@@ -337,7 +338,7 @@ def build(*, individual_number: str, name: str, address: str, birth: _dt.date, s
     contents = {
         EF_AGE: (encode_age_record(birth=birth, card_public_key=card_pub, signer_key=signer_key),
                  "age-verification record"),
-        EF_FACE: (kenhojo.with_filler(face) if filler else face, "card face"),   # §13.3 filler
+        EF_FACE: (tlv.with_filler(face) if filler else face, "card face"),   # §13.3 filler
         EF_AP_INFO: (encode_ap_info(key_id=info_key_id, municipality_code=municipality_code,
                                     issuer_key_id=parsed.issuer_key_id), "AP basic info"),
         EF_CVC: (bytes(cvc), "CVC"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from mynaemu.card import tlv
-from mynaemu.card.apps.kenhojo import T_CVC, parse_cvc
+from mynaemu.card.cvc import T_CVC, parse_cvc
 
 ISSUER_IDENTIFICATION = 0x0042
 CARD_IDENTIFICATION = 0x0045

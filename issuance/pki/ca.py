@@ -40,7 +40,7 @@ from mynaemu.issuance.pki.keys import (
     PUBLIC_EXPONENT, derive_rng, generate_rsa_key, load_private_key_pem, private_key_pem,
 )
 from mynaemu.card import keyid, tlv
-from mynaemu.card.apps import kenhojo
+from mynaemu.card import cvc as card_cvc
 from mynaemu.card.image import write_file_atomic
 
 from mynaemu.issuance.pki.profiles import AUTH, SIGN, make_issue_id  # noqa: F401  (make_issue_id re-exported)
@@ -63,8 +63,8 @@ CACHE_FORMAT = "mynaemu-test-pki"
 
 # §13.1: the TEST CVC CA names itself 6000023/NNN (production's 券面事項確認AP CVC issuer is 5000023).
 CVC_ISSUER_NUMBER = "6000023"
-CVC_KEY_ID_LENGTH = 16  # 証明者鍵ID / 被証明者鍵ID are 16 bytes (§3.2 EF 0004)
-CVC_LENGTH = 568
+CVC_KEY_ID_LENGTH = card_cvc.KEY_ID_LEN  # 証明者鍵ID / 被証明者鍵ID are 16 bytes (§3.2 EF 0004)
+CVC_LENGTH = card_cvc.SIZE_CVC
 
 
 def _check_rsa_2048(public_key, what: str) -> rsa.RSAPublicKey:
@@ -260,7 +260,7 @@ class CvcIssuer:
         otherwise, as a client parsing the certificate would reject it.
         """
         keyid.parse(subject_key_id)
-        return kenhojo.encode_cvc(issuer_key_id=self.key_id, subject_key_id=subject_key_id,
+        return card_cvc.encode_cvc(issuer_key_id=self.key_id, subject_key_id=subject_key_id,
                                   subject_public_key=public_key, issuer_key=self.key)
 
     def verify_cvc(self, cvc: bytes) -> tuple[bytes, rsa.RSAPublicKey]:
@@ -269,12 +269,12 @@ class CvcIssuer:
         if len(cvc) != CVC_LENGTH:
             raise ValueError(f"not a 568-byte card-verifiable certificate ({len(cvc)} bytes)")
         try:
-            parsed = kenhojo.parse_cvc(cvc)
+            parsed = card_cvc.parse_cvc(cvc)
         except (tlv.TLVError, ValueError) as exc:
             raise ValueError(f"not a 7F21/5F4E card-verifiable certificate: {exc}") from None
         if parsed.issuer_key_id != self.key_id:
             raise ValueError("CVC was issued under another key id")
-        if not kenhojo.verify_cvc(cvc, self.public_key):
+        if not card_cvc.verify_cvc(cvc, self.public_key):
             raise ValueError("CVC signature does not verify under this issuer")
         return parsed.subject_key_id, parsed.public_key
 

@@ -46,13 +46,16 @@ import time
 
 from cryptography.hazmat.primitives import serialization
 
+from mynaemu.card.aid import AID
 from mynaemu.card.apdu import ApduFormatError, Command
+from mynaemu.card.ids import MfEF
 from mynaemu.card.core import Card
 from mynaemu.card.image import (FREE, NEVER, UNKNOWN_EF_SWS, BinaryEF, CardImage, CardOptions, KeyEF,
                                 PinEF, RecordEF)
 from mynaemu.card.redact import redact_command
+from mynaemu.card.status import RETRIES_BASE, SW
 
-ISD_AID = bytes.fromhex("A0000001510000")          # spec §2.1
+ISD_AID = AID.ISD                                  # spec §2.1
 WINDOW = 16                                        # bytes of a run that counts as a leak
 ALLOWED_SW1 = frozenset(range(0x62, 0x70)) - {0x6C}   # spec §1.3: never 61xx / 6Cxx
 NO_DATA_SW1 = frozenset(range(0x63, 0x70))
@@ -279,7 +282,7 @@ class Oracle:
         try:
             cmd = Command.parse(raw)
         except ApduFormatError:
-            if sw != 0x6700:
+            if sw != SW.WRONG_LENGTH:
                 self.fail(f"malformed APDU answered {sw:04X}, expected 6700", raw, resp)
             cmd = None
         data = resp[:-2]
@@ -299,14 +302,14 @@ class Oracle:
         return app, opened, blocked
 
     def _check_sw(self, raw, resp, sw):
-        sw1, sw2 = sw >> 8, sw & 0xFF
-        if sw1 == 0x90:
-            if sw2 != 0:
+        sw1 = sw >> 8
+        if sw1 == SW.OK >> 8:
+            if sw != SW.OK:
                 self.fail(f"status word {sw:04X}: SW1 90 only as 9000", raw, resp)
         elif sw1 not in ALLOWED_SW1:
             self.fail(f"status word {sw:04X} is not allowed (spec §1.3: 62..6F or 9000, never 61xx/6Cxx)",
                       raw, resp)
-        if sw == 0x6F00 and not (raw[1:2] == b"\xAE" and raw[0] & 0xF0 == 0x80):
+        if sw == SW.UNKNOWN_ERROR and not (raw[1:2] == b"\xAE" and raw[0] & 0xF0 == 0x80):
             # (§13.2: SET SESSION KEY answers 6F00 to a ciphertext at or above the modulus)
             self.fail("6F00: the card caught an internal error", raw, resp)
         if sw1 in NO_DATA_SW1 and len(resp) > 2:
@@ -378,7 +381,7 @@ class Oracle:
         if data and len(data) > ne:
             self.over_le[f"{cmd.cla:02X}{ins:02X}"] += 1
         # SELECT (spec §2.2, §2.3)
-        if iso and ins == 0xA4 and sw == 0x9000:
+        if iso and ins == 0xA4 and sw == SW.OK:
             if cmd.p1 == 0x04:
                 found, target = self._resolve_df(cmd.data)
                 if not found:
@@ -390,7 +393,7 @@ class Oracle:
                     self.fail("SELECT EF answered 9000 without a 2-byte FID", raw, resp)
                 fid = int.from_bytes(cmd.data, "big")
                 app = self.current_app
-                if app is None and fid != 0x001E or app is not None and fid not in app.efs:
+                if app is None and fid != MfEF.INTERNAL or app is not None and fid not in app.efs:
                     self.fail(f"SELECT EF {fid:04X} answered 9000 but no such EF here", raw, resp)
                 self.current_ef = fid
             if data:
@@ -406,7 +409,7 @@ class Oracle:
         if not dispatched:
             return validated
         # READ BINARY / READ RECORD (spec §6, §2.4, §4.3)
-        if iso and ins == 0xB0 and sw == 0x9000:
+        if iso and ins == 0xB0 and sw == SW.OK:
             app = prev_app
             if app is None:
                 self.fail("READ BINARY answered 9000 at MF level (the MF has no readable EF, §2.2)", raw, resp)
@@ -423,7 +426,7 @@ class Oracle:
             if data != ef.data[offset:offset + cmd.le]:
                 self.fail(f"READ BINARY of {app.name}/{fid:04X} returned bytes that are not the EF's", raw, resp)
             validated = True
-        if iso and ins == 0xB2 and sw == 0x9000:
+        if iso and ins == 0xB2 and sw == SW.OK:
             app = prev_app
             sfi = cmd.p2 >> 3
             fid = prev_ef if sfi == 0 else sfi
@@ -436,7 +439,7 @@ class Oracle:
                 self.fail(f"READ RECORD {cmd.p1} of {app.name}/{fid:04X} returned other bytes", raw, resp)
             validated = True
         # keys (spec §5)
-        if sw == 0x9000 and ((not iso and ins == 0x2A) or (iso and ins == 0x88)):
+        if sw == SW.OK and ((not iso and ins == 0x2A) or (iso and ins == 0x88)):
             op = "sign" if ins == 0x2A else "internal_auth"
             key = self._key_ref(cmd.p2, prev_app, prev_ef)
             if key is None:
@@ -451,9 +454,9 @@ class Oracle:
             self._check_verify(cmd, raw, resp, sw, before, prev_app, prev_ef)
         # CHANGE REFERENCE DATA / CHANGE KEY (spec §4.4)
         change = (iso and ins == 0x24 and cmd.p1 == 0x01) or (not iso and ins == 0x32 and cmd.p1 == 0x00)
-        if sw == 0x9000 and (ins in (0x24, 0x32)) and not change:
+        if sw == SW.OK and (ins in (0x24, 0x32)) and not change:
             self.fail("a CHANGE with an unsupported P1 answered 9000", raw, resp)
-        if change and sw == 0x9000:
+        if change and sw == SW.OK:
             ref = self._pin_ref(cmd.p2, prev_app, prev_ef)
             if ref is None:
                 self.fail("CHANGE answered 9000 with no PIN named", raw, resp)
@@ -490,7 +493,7 @@ class Oracle:
 
     def _check_verify(self, cmd, raw, resp, sw, before, prev_app, prev_ef) -> None:
         ref = self._pin_ref(cmd.p2, prev_app, prev_ef)
-        if sw == 0x9000:
+        if sw == SW.OK:
             if not cmd.data:
                 self.fail("the retry query answered 9000; it must answer 63Cn at all times (§4.2)", raw, resp)
             if ref is None:
@@ -507,18 +510,18 @@ class Oracle:
         fid, pin = ref
         old_value, old_remaining = before[self._index(prev_app, fid)]
         if not cmd.data:
-            if sw != (0x63C0 | min(old_remaining, 15)):
+            if sw != (RETRIES_BASE | min(old_remaining, 15)):
                 self.fail(f"retry query of {prev_app.name}/{fid:04X} answered {sw:04X}, "
                           f"{old_remaining} tries are left (§4.2)", raw, resp)
             return
         if old_remaining == 0:
-            if sw != 0x6984:
+            if sw != SW.REFERENCE_BLOCKED:
                 self.fail(f"VERIFY of blocked {prev_app.name}/{fid:04X} answered {sw:04X}, expected 6984", raw, resp)
             return
         counts = self.image.options.bad_pin_format == "count" or pin.well_formed(cmd.data)
         if cmd.data != old_value and counts:
             # A wrong PIN always costs a try, and says how many are left (§4.1, §4.2).
-            if pin.remaining != old_remaining - 1 or sw != 0x63C0 | pin.remaining:
+            if pin.remaining != old_remaining - 1 or sw != RETRIES_BASE | pin.remaining:
                 self.fail(f"wrong PIN for {prev_app.name}/{fid:04X}: counter {old_remaining} -> "
                           f"{pin.remaining}, answered {sw:04X}", raw, resp)
 
@@ -550,7 +553,7 @@ class Oracle:
             # The counter rose: only a correct PIN may do that (invariant 3).
             if old_remaining == 0:
                 self.fail(f"blocked PIN {app.name}/{fid:04X} came back ({pin.remaining} tries)", raw, resp)
-            correct_verify = targeted and sw == 0x9000 and cmd.data == old_value
+            correct_verify = targeted and sw == SW.OK and cmd.data == old_value
             if not (correct_verify or key == changed) or pin.remaining != pin.max_tries:
                 self.fail(f"PIN {app.name}/{fid:04X} counter rose {old_remaining} -> {pin.remaining} "
                           f"without a correct PIN", raw, resp)

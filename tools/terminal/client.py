@@ -1,9 +1,10 @@
 """The terminal-side client: drives any Individual Number Card through any door.
 
 Used by the kiosk, the CLI and the tests. A `Connection` moves APDU bytes (in-process to a
-`mynaemu.card.core.Card`, or through PC/SC with pyscard); `CardClient` builds the commands
-exactly as the real clients of card-interface.md §10 do and turns status words into typed
-exceptions:
+`mynaemu.card.core.Card`, or through PC/SC with pyscard: tools/terminal/connections.py);
+`CardClient` builds the commands exactly as the real clients of card-interface.md §10 do and
+turns status words into typed exceptions (tools/terminal/errors.py); card data is read with
+the card's own declarations (tools/terminal/parse.py on card/tlv.py and card/layouts.py):
 
 - SELECT by DF name `00 A4 04 0C Lc AID` and SELECT EF `00 A4 02 0C 02 FID` (§2.2, §2.3);
 - READ BINARY with offsets in P1P2 and 256-byte chunks (Le=00), or one extended Le when the
@@ -17,352 +18,43 @@ strings in which PINs, 照合番号 and 個人番号 are redacted (house rule: l
 """
 from __future__ import annotations
 
-import datetime as _dt
-from typing import Protocol
-
-from mynaemu.card import layouts
+from mynaemu.card.aid import AID
 from mynaemu.card.apdu import Command, Response
+from mynaemu.card.ids import JpkiEF, JpkiKey, JpkiPin, KenhojoEF, KenhojoPin, KenkakuEF
 from mynaemu.card.redact import DIGITS12, redact_command
-from mynaemu.card.status import describe
+from mynaemu.card.status import SW, is_retries
+from mynaemu.tools.terminal.checks import check_fid as _check_fid
+from mynaemu.tools.terminal.checks import check_sfi as _check_sfi
+from mynaemu.tools.terminal.checks import pin_bytes as _pin_bytes
+from mynaemu.tools.terminal.checks import sign_password as _sign_password
+# The doors, errors and parsers live in their own modules; their names stay importable from
+# here, where every caller has always found them.
+from mynaemu.tools.terminal.connections import (  # noqa: F401
+    Connection, InProcessConnection, PcscConnection, list_readers)
+from mynaemu.tools.terminal.errors import (  # noqa: F401
+    CardDataError, CardError, NotFound, PinBlocked, PinIncorrect, SecurityStatusNotSatisfied,
+    TransportError, error_for)
+from mynaemu.tools.terminal.parse import (  # noqa: F401
+    ber_header, parse_basic4, parse_card_info, parse_my_number, parse_token_label)
 
-# spec §2.1: the AIDs of the card's applications.
-AIDS = {
-    "jpki": bytes.fromhex("D392F000260100000001"),     # 公的個人認証AP
-    "kenhojo": bytes.fromhex("D3921000310001010408"),  # 券面事項入力補助AP
-    "kenkaku": bytes.fromhex("D3921000310001010402"),  # 券面事項確認AP
-    "juki": bytes.fromhex("D3921000310001010401"),     # 住基AP
-    "common": bytes.fromhex("D3921000310001010100"),   # 共通カードAP
-    "isd": bytes.fromhex("A0000001510000"),            # GlobalPlatform ISD (§2.1)
-}
+# spec §2.1: the AIDs of the card's applications, by the names clients use.
+AIDS = {aid.label: aid for aid in (AID.JPKI, AID.KENHOJO, AID.KENKAKU, AID.JUKI, AID.COMMON, AID.ISD)}
 _NAME_OF_AID = {aid: name for name, aid in AIDS.items()}
 
 # spec §3.1 / §4.1: JPKI files, keys and PINs by purpose.
-JPKI_CERTS = {"auth": 0x000A, "sign": 0x0001, "auth_ca": 0x000B, "sign_ca": 0x0002}
-JPKI_KEYS = {"auth": 0x0017, "sign": 0x001A}
-JPKI_PINS = {"auth": 0x0018, "sign": 0x001B}
+JPKI_CERTS = {"auth": JpkiEF.AUTH_CERT, "sign": JpkiEF.SIGN_CERT, "auth_ca": JpkiEF.AUTH_CA,
+              "sign_ca": JpkiEF.SIGN_CA}
+JPKI_KEYS = {"auth": JpkiKey.AUTH, "sign": JpkiKey.SIGN}
+JPKI_PINS = {"auth": JpkiPin.AUTH, "sign": JpkiPin.SIGN}
 
 # EFs whose content is a 個人番号 (kenhojo 0001, §3.2) or its rendered image (kenkaku 0005, §3.3).
-_NUMBER_EFS = {(AIDS["kenhojo"], 0x0001), (AIDS["kenkaku"], 0x0005)}
+_NUMBER_EFS = {(AID.KENHOJO, KenhojoEF.MY_NUMBER), (AID.KENKAKU, KenkakuEF.NUMBER_IMAGE)}
 
 MAX_OFFSET = 0x7FFF  # READ BINARY P1 bit 8 = 0: a 15-bit offset (§6 item 1)
 
 
-# -- errors ---------------------------------------------------------------------------------
-
-class TransportError(Exception):
-    """The door failed (no pyscard, no reader, no card, card removed); one-line message."""
-
-
-class CardDataError(ValueError):
-    """The card answered 9000 but the content is not what the spec describes."""
-
-
-class CardError(Exception):
-    """The card answered a status word other than 9000."""
-
-    def __init__(self, sw: int, message: str = ""):
-        self.sw = sw
-        self.message = message or describe(sw)
-        super().__init__(f"{self.message} (SW {sw:04X})")
-
-
-class PinIncorrect(CardError):
-    """Wrong PIN: 63Cn with n >= 1 tries left (§4.2)."""
-
-    def __init__(self, tries_left: int, message: str = ""):
-        self.tries_left = tries_left
-        super().__init__(0x63C0 | tries_left, message or f"wrong PIN, {tries_left} tries left")
-
-
-class PinBlocked(CardError):
-    """The key is blocked: 63C0 from the failure that blocks it, or 6983/6984 (§4.2)."""
-
-    tries_left = 0
-
-
-class SecurityStatusNotSatisfied(CardError):
-    """6982: a protected EF or key used without the required verification (§4.5)."""
-
-
-class NotFound(CardError):
-    """6A82 (no such EF/AID), 6A83 (no such record), 6A88 (no such data object)."""
-
-
-def error_for(sw: int, context: str = "") -> CardError:
-    """The typed exception for a non-9000 status word."""
-    what = f"{context}: " if context else ""
-    if sw & 0xFFF0 == 0x63C0:
-        n = sw & 0x0F
-        if n == 0:
-            return PinBlocked(sw, f"{what}wrong PIN, now blocked")
-        return PinIncorrect(n, f"{what}wrong PIN, {n} tries left")
-    if sw in (0x6983, 0x6984):
-        return PinBlocked(sw, f"{what}PIN blocked")
-    if sw == 0x6982:
-        return SecurityStatusNotSatisfied(sw, f"{what}security status not satisfied (verify first)")
-    if sw in (0x6A82, 0x6A83, 0x6A88):
-        return NotFound(sw, f"{what}{describe(sw)}")
-    return CardError(sw, f"{what}{describe(sw)}")
-
-
-# -- connections ----------------------------------------------------------------------------
-
-class Connection(Protocol):
-    """Moves one command APDU to the card and returns the response APDU (data + SW1 SW2)."""
-
-    def transmit(self, apdu: bytes) -> bytes: ...
-
-    def close(self) -> None: ...
-
-
-class InProcessConnection:
-    """A `mynaemu.card.core.Card` in this process: powered on here, powered off by close().
-
-    record: a path; the session is written there as a card script (tools/terminal/record.py) with PINs
-    and 照合番号 as placeholders, so `mynaemu card script FILE --card IMAGE` replays it.
-    """
-
-    def __init__(self, card, *, record=None):
-        self.card = card
-        self._recorder = None
-        if record is not None:
-            from mynaemu.tools.terminal.record import Recorder
-            self._recorder = Recorder.for_image(record, card.image, source="InProcessConnection(record=…)")
-        self.atr = card.power_on()
-        self._open = True
-
-    @classmethod
-    def from_image(cls, image, **card_kwargs) -> "InProcessConnection":
-        from mynaemu.card.core import Card
-        return cls(Card(image, **card_kwargs))
-
-    def transmit(self, apdu: bytes) -> bytes:
-        if not self._open:
-            raise TransportError("connection closed")
-        response = self.card.transmit(bytes(apdu))
-        if self._recorder is not None:
-            self._recorder.exchange(bytes(apdu), response)
-        return response
-
-    def reset(self, warm: bool = True) -> bytes:
-        """Warm reset (status kept, §4.5) or cold reset (power cycle: status cleared)."""
-        if not self._open:
-            raise TransportError("connection closed")
-        self.atr = self.card.reset(warm=warm)
-        if self._recorder is not None:
-            self._recorder.reset(warm)
-        return self.atr
-
-    def close(self) -> None:
-        """Power the card off; a card opened on an image file is also released (its lock)."""
-        if self._open:
-            self._open = False
-            close = getattr(self.card, "close", None)
-            (close or self.card.power_off)()
-            if self._recorder is not None:
-                self._recorder.close()
-
-
-def _pyscard():
-    try:
-        from smartcard import Exceptions, System, scard
-        from smartcard.CardConnection import CardConnection
-    except ImportError:
-        raise TransportError("pyscard is not installed (pip install 'mynaemu[pcsc]')") from None
-    return System, CardConnection, Exceptions, scard
-
-
-def list_readers() -> list[str]:
-    """Names of the PC/SC readers; TransportError when pyscard or pcscd is missing."""
-    system, _, exceptions, _ = _pyscard()
-    try:
-        return [str(r) for r in system.readers()]
-    except (exceptions.SmartcardException, OSError) as exc:
-        raise TransportError(f"cannot list PC/SC readers (is pcscd running?): {_one_line(exc)}") from None
-
-
-def _one_line(exc) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-class PcscConnection:
-    """A card in a PC/SC reader, through pyscard, with T=1 (spec §1.1; GEBO connects T=1 only).
-
-    reader: the reader name (exact, or a substring naming exactly one reader); None takes the
-    first reader that holds a card.
-    """
-
-    def __init__(self, reader: str | None = None):
-        system, card_connection, exceptions, scard = _pyscard()
-        self._exceptions = exceptions
-        self._scard = scard
-        try:
-            readers = system.readers()
-        except (exceptions.SmartcardException, OSError) as exc:
-            raise TransportError(f"cannot list PC/SC readers (is pcscd running?): {_one_line(exc)}") from None
-        if not readers:
-            raise TransportError("no PC/SC reader found")
-        names = [str(r) for r in readers]
-        if reader is None:
-            candidates = readers
-        else:
-            exact = [r for r in readers if str(r) == reader]
-            candidates = exact or [r for r in readers if reader in str(r)]
-            if not candidates:
-                raise TransportError(f"no reader named {reader!r} (readers: {', '.join(names)})")
-            if len(candidates) > 1:
-                raise TransportError(f"{reader!r} names {len(candidates)} readers: "
-                                     f"{', '.join(str(r) for r in candidates)}")
-        last = None
-        for candidate in candidates:
-            conn = candidate.createConnection()
-            try:
-                conn.connect(card_connection.T1_protocol)
-            except (exceptions.SmartcardException, OSError) as exc:
-                last = exc
-                continue
-            self._conn = conn
-            self.reader = str(candidate)
-            self.atr = bytes(conn.getATR())
-            return
-        if reader is None:
-            raise TransportError(f"no card in any reader (readers: {', '.join(names)})")
-        raise TransportError(f"no card in reader {str(candidates[0])!r}: {_one_line(last)}")
-
-    def transmit(self, apdu: bytes) -> bytes:
-        try:
-            data, sw1, sw2 = self._conn.transmit(list(apdu))
-        except (self._exceptions.SmartcardException, OSError) as exc:
-            raise TransportError(f"{self.reader}: transmit failed: {_one_line(exc)}") from None
-        return bytes(data) + bytes((sw1, sw2))
-
-    def reset(self, warm: bool = True) -> bytes:
-        disposition = self._scard.SCARD_RESET_CARD if warm else self._scard.SCARD_UNPOWER_CARD
-        try:
-            self._conn.reconnect(disposition=disposition)
-        except (self._exceptions.SmartcardException, OSError) as exc:
-            raise TransportError(f"{self.reader}: reset failed: {_one_line(exc)}") from None
-        self.atr = bytes(self._conn.getATR())
-        return self.atr
-
-    def close(self) -> None:
-        conn, self._conn = getattr(self, "_conn", None), None
-        if conn is None:
-            return
-        try:
-            conn.disconnect()
-            release = getattr(conn, "release", None)
-            if release:
-                release()
-        except (self._exceptions.SmartcardException, OSError):
-            pass  # the card or reader is already gone: nothing left to close
-
-
-# -- helpers --------------------------------------------------------------------------------
-
 def _hex(data: bytes) -> str:
     return data.hex(" ").upper()
-
-
-def ber_header(data: bytes) -> tuple[int, int, int]:
-    """(tag, header length, value length) of the BER-TLV at the start of `data`."""
-    if not data:
-        raise CardDataError("empty data: no BER-TLV header")
-    i = 1
-    tag = data[0]
-    if data[0] & 0x1F == 0x1F:  # multi-byte tag (e.g. FF20, DF21, 7F21: §3.2)
-        while True:
-            if i >= len(data) or i > 3:
-                raise CardDataError(f"BER tag does not end: {data[:4].hex().upper()}")
-            tag = (tag << 8) | data[i]
-            i += 1
-            if not data[i - 1] & 0x80:
-                break
-    if i >= len(data):
-        raise CardDataError("BER header truncated before the length")
-    first = data[i]
-    i += 1
-    if first < 0x80:
-        return tag, i, first
-    n = first & 0x7F
-    if n == 0 or n > 3:
-        raise CardDataError(f"unsupported BER length byte {first:02X}")
-    if i + n > len(data):
-        raise CardDataError("BER header truncated in the length")
-    return tag, i + n, int.from_bytes(data[i:i + n], "big")
-
-
-def _layout(layout, data: bytes, what: str):
-    """Parse with the card's own declaration (mynaemu.card.layouts); CardDataError when off."""
-    try:
-        return layouts.parse(layout, data, what)
-    except layouts.LayoutError as exc:
-        raise CardDataError(str(exc)) from None
-
-
-def parse_my_number(data: bytes) -> str:
-    """The 12 digits of kenhojo EF 0001: FF 10 0C + digits + FF FF filler, spec §3.2."""
-    return _layout(layouts.MY_NUMBER, data, "kenhojo EF 0001").number
-
-
-def parse_token_label(data: bytes) -> str:
-    """The JPKI token label: the first 32 bytes of EF 0006, space-padded ASCII (spec §3.1)."""
-    return _layout(layouts.TOKEN_LABEL, data, "JPKI EF 0006 label")
-
-
-def _date8(raw: bytes, what: str) -> _dt.date:
-    try:
-        text = raw.decode("ascii")
-        if len(text) != 8 or not text.isdigit():
-            raise ValueError(text)
-        return _dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        raise CardDataError(f"{what} is not a YYYYMMDD date: {raw!r}") from None
-
-
-def parse_basic4(data: bytes) -> dict:
-    """基本4情報 of kenhojo EF 0002 (spec §3.2), located through the DF21 offset table.
-
-    Returns dict(name=str, address=str, birth=datetime.date, sex='1'|'2'|'9'|'0').
-    """
-    tag, hlen, vlen = ber_header(data)
-    if tag != 0xFF20:
-        raise CardDataError(f"EF 0002 starts with tag {tag:X}, not FF20")
-    if hlen + vlen > len(data):
-        raise CardDataError(f"EF 0002 says {hlen + vlen} bytes, only {len(data)} read")
-    end = hlen + vlen
-    t, h, v = ber_header(data[hlen:])
-    if t != 0xDF21 or v != 8:
-        raise CardDataError("EF 0002 has no DF21 offset table of 4 offsets")
-    table = data[hlen + h:hlen + h + 8]
-    offsets = [int.from_bytes(table[i:i + 2], "big") for i in range(0, 8, 2)]
-    fields = {}
-    for want, off in zip((0xDF22, 0xDF23, 0xDF24, 0xDF25), offsets):
-        if not hlen <= off < end:
-            raise CardDataError(f"EF 0002 offset {off} for {want:X} is outside the object")
-        t, h, v = ber_header(data[off:end])
-        if t != want:
-            raise CardDataError(f"EF 0002 offset {off} points to {t:X}, not {want:X}")
-        if off + h + v > end:
-            raise CardDataError(f"EF 0002 field {want:X} runs past the object")
-        fields[want] = data[off + h:off + h + v]
-    try:
-        name = fields[0xDF22].decode("utf-8")
-        address = fields[0xDF23].decode("utf-8")
-        sex = fields[0xDF25].decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise CardDataError(f"EF 0002 text is not UTF-8: {exc}") from None
-    if sex not in ("0", "1", "2", "9"):  # JIS X 0303 (§3.2)
-        raise CardDataError(f"EF 0002 sex code {sex!r} is not JIS X 0303")
-    return {"name": name, "address": address, "birth": _date8(fields[0xDF24], "EF 0002 birth"),
-            "sex": sex}
-
-
-def parse_card_info(record: bytes) -> dict:
-    """共通AP EF 0001 record 1: `01 1C` + 15-digit serial + 5-digit 団体コード + YYYYMMDD (§3.4)."""
-    info = _layout(layouts.CARD_INFO, record, "card-info record")
-    return {"serial": info.serial, "municipality_code": info.municipality_code,
-            "expiry": info.expiry}
 
 
 # -- the client -----------------------------------------------------------------------------
@@ -505,7 +197,7 @@ class CardClient:
                 le = 256 if remaining is None else min(remaining, 256)
             cmd = self._read_cmd(offset + len(out), le, sfi, first, self.extended)
             resp = self.transmit(cmd.encode())
-            if resp.sw == 0x6B00 and not first and length is None:
+            if resp.sw == SW.OFFSET_OUT_OF_RANGE and not first and length is None:
                 break  # §6 item 4: offset at the end of the EF
             if not resp.ok:
                 raise error_for(resp.sw, context)
@@ -565,7 +257,7 @@ class CardClient:
         else:
             self.select_ef(fid)
         resp = self.transmit(Command(0x00, 0x20, 0x00, 0x80 | fid if sfi else 0x80).encode())
-        if resp.sw & 0xFFF0 == 0x63C0:
+        if is_retries(resp.sw):
             return resp.sw & 0x0F
         if resp.ok:  # §4.2: a JPKI card always answers 63Cn; OpenSC aborts on anything else
             raise CardError(resp.sw, f"retry query {fid:04X}: answered 9000, expected 63Cn")
@@ -582,7 +274,7 @@ class CardClient:
         self.select_ef(fid)
         if old is not None:
             self._send(Command(0x00, 0x20, 0x00, 0x80, _pin_bytes(old)), f"VERIFY {fid:04X}")
-        if self.current_aid in (AIDS["common"], AIDS["juki"]):
+        if self.current_aid in (AID.COMMON, AID.JUKI):
             cmd = Command(0x80, 0x32, 0x00, 0x80, data)
         else:
             cmd = Command(0x00, 0x24, 0x01, 0x80, data)
@@ -641,7 +333,7 @@ class CardClient:
     def jpki_token(self) -> str:
         """The JPKI token label (§3.1 EF 0006, first 32 bytes), trailing space/NUL padding trimmed."""
         self.select_ap("jpki")
-        self.select_ef(0x0006)
+        self.select_ef(JpkiEF.TOKEN)
         return parse_token_label(self.read_binary(length=32))
 
     def read_certificate(self, kind: str, pin: str | None = None) -> bytes:
@@ -672,21 +364,21 @@ class CardClient:
         self.verify(JPKI_PINS[kind], _sign_password(pin) if kind == "sign" else pin)
         return self.sign(JPKI_KEYS[kind], digest_info)
 
-    def read_my_number(self, pin: str, *, key: int = 0x0011) -> str:
+    def read_my_number(self, pin: str, *, key: int = KenhojoPin.MAIN) -> str:
         """The 個人番号 from kenhojo EF 0001 (§3.2); key 0011 (PIN) or 0014 (照合番号A)."""
         self.select_ap("kenhojo")
         self.verify(key, pin)
-        self.select_ef(0x0001)
+        self.select_ef(KenhojoEF.MY_NUMBER)
         return parse_my_number(self.read_binary(length=17))
 
-    def read_basic4(self, pin: str, *, key: int = 0x0011) -> dict:
+    def read_basic4(self, pin: str, *, key: int = KenhojoPin.MAIN) -> dict:
         """基本4情報 from kenhojo EF 0002 (§3.2); key 0011 (PIN) or 0015 (照合番号B).
 
         Returns dict(name, address, birth: datetime.date, sex).
         """
         self.select_ap("kenhojo")
         self.verify(key, pin)
-        return parse_basic4(self.read_object(0x0002))
+        return parse_basic4(self.read_object(KenhojoEF.BASIC4))
 
     def open_sm(self, pin: str, **kwargs):
         """§13.2: SET SESSION KEY on kenhojo after its PIN; an SmSession (tools/terminal/sm.py)."""
@@ -697,30 +389,3 @@ class CardClient:
         """共通AP EF 0001 record 1 (§3.4): dict(serial, municipality_code, expiry: date)."""
         self.select_ap("common")
         return parse_card_info(self.read_record(1, sfi=1))
-
-
-def _check_fid(fid) -> None:
-    if not isinstance(fid, int) or not 0 <= fid <= 0xFFFF:
-        raise ValueError(f"an EF identifier is a 2-byte int, got {fid!r}")
-
-
-def _check_sfi(fid: int) -> None:
-    if not 1 <= fid <= 30:
-        raise ValueError(f"EF {fid:04X} has no short identifier (SFI forms need 0001..001E, §2.3)")
-
-
-def _pin_bytes(pin: str) -> bytes:
-    if not isinstance(pin, str) or not pin:
-        raise ValueError("a PIN is a non-empty string")
-    try:
-        data = pin.encode("ascii")
-    except UnicodeEncodeError:
-        raise ValueError("a PIN is ASCII (§4.1)") from None
-    if len(data) > 255:
-        raise ValueError("PIN too long")
-    return data
-
-
-def _sign_password(pin: str) -> str:
-    # §4.1: clients upper-case the signing password before sending; the card compares bytes.
-    return pin.upper() if isinstance(pin, str) else pin

@@ -26,20 +26,24 @@ import os
 import stat
 from pathlib import Path
 
+from mynaemu.card.aid import AID
 from mynaemu.card.apdu import ApduFormatError, Command
+from mynaemu.card.ids import CommonPin, JpkiPin, JukiPin, KenhojoPin, KenkakuPin
 from mynaemu.card.redact import SECRET_INS
-from mynaemu.tools.terminal.client import AIDS
+from mynaemu.card.status import SW
 
 # The PIN EF each placeholder belongs to (spec §4.1 PINs, §4.3 照合番号 and 生年月日 keys).
 _CONTEXT = {
-    ("jpki", 0x18): "AUTH_PIN", ("jpki", 0x1B): "SIGN_PIN",
-    ("kenhojo", 0x11): "KENHOJO_PIN", ("kenhojo", 0x14): "MY_NUMBER", ("kenhojo", 0x15): "SHOGO_B",
-    ("kenkaku", 0x11): "BIRTH6", ("kenkaku", 0x12): "SHOGO_B", ("kenkaku", 0x13): "MY_NUMBER",
-    ("juki", 0x1C): "JUKI_PIN", ("common", 0x1C): "JUKI_PIN",
+    ("jpki", JpkiPin.AUTH): "AUTH_PIN", ("jpki", JpkiPin.SIGN): "SIGN_PIN",
+    ("kenhojo", KenhojoPin.MAIN): "KENHOJO_PIN", ("kenhojo", KenhojoPin.A): "MY_NUMBER",
+    ("kenhojo", KenhojoPin.B): "SHOGO_B",
+    ("kenkaku", KenkakuPin.BIRTH): "BIRTH6", ("kenkaku", KenkakuPin.B): "SHOGO_B",
+    ("kenkaku", KenkakuPin.A): "MY_NUMBER",
+    ("juki", JukiPin.PIN): "JUKI_PIN", ("common", CommonPin.PIN): "JUKI_PIN",
 }
 _SECRET_VARS = ("AUTH_PIN", "SIGN_PIN", "KENHOJO_PIN", "JUKI_PIN", "MY_NUMBER", "SHOGO_B", "BIRTH6",
                 "WRONG_AUTH_PIN", "WRONG_SIGN_PIN", "WRONG_KENHOJO_PIN", "WRONG_JUKI_PIN")
-_NAME_OF_AID = {aid: name for name, aid in AIDS.items()}
+_NAME_OF_AID = {aid: aid.label for aid in AID}
 _SIGNING_INS = (0x2A, 0x88)     # COMPUTE DIGITAL SIGNATURE, INTERNAL AUTHENTICATE (§5)
 _GET_CHALLENGE = 0x84
 
@@ -59,7 +63,7 @@ def open_private(path) -> "object":
 
 
 class Recorder:
-    """Writes exchanges as script lines. `env` and `keys` are a card's (tools/terminal/script_targets.py)."""
+    """Writes exchanges as script lines. `env` and `keys` are a card's (tools/terminal/script_env.py)."""
 
     def __init__(self, path, env: dict, keys: dict, headers: dict):
         self.path = Path(path)
@@ -77,7 +81,7 @@ class Recorder:
 
     @classmethod
     def for_image(cls, path, image, *, source: str) -> "Recorder":
-        from mynaemu.tools.terminal.script_targets import image_env, persona_keys
+        from mynaemu.tools.terminal.script_env import image_env, persona_keys
 
         headers = {"persona": image.meta.get("persona"),
                    "title": f"recorded session of {image.label or 'a card'}",
@@ -107,7 +111,7 @@ class Recorder:
 
     # -- lines -------------------------------------------------------------------------------
     def _track(self, apdu: bytes, response: bytes) -> None:
-        if response[-2:] != b"\x90\x00" or len(apdu) < 5 or apdu[1] != 0xA4:
+        if response[-2:] != SW.OK.bytes or len(apdu) < 5 or apdu[1] != 0xA4:
             return
         try:
             cmd = Command.parse(apdu)

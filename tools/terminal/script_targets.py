@@ -10,172 +10,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as _dt
 import functools
-import types
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mynaemu.issuance.identity import era_yymmdd
-from mynaemu.tools.terminal.client import AIDS, InProcessConnection, ber_header, parse_basic4, parse_card_info
-from mynaemu.tools.terminal import script_sm
+from mynaemu.card.aid import AID
+from mynaemu.card.ids import JpkiEF
+from mynaemu.tools.terminal.client import CardClient
+from mynaemu.tools.terminal.connections import InProcessConnection
+from mynaemu.tools.terminal.errors import CardDataError, CardError
 from mynaemu.tools.terminal.script import TranscriptError, Transcript, run_script
-
-
-def ef_data(image, app: str, fid: int) -> bytes:
-    for application in image.applications:
-        if application.aid == AIDS[app]:
-            return application.efs[fid].data
-    raise KeyError(app)
-
-
-def object_len(data: bytes) -> int:
-    _, hlen, vlen = ber_header(data)
-    return hlen + vlen
-
-
-def _tlv_len(n: int) -> int:
-    # DER length octets; the spec's example (FF 20 65, DF22 0F …) uses the short form (§3.2).
-    return 1 if n < 0x80 else 2 if n < 0x100 else 3
-
-
-def basic4_len(identity) -> int:
-    """kenhojo EF 0002 object length from the identity by the §3.2 layout."""
-    name = len(identity.name.encode("utf-8"))
-    address = len(identity.address.encode("utf-8"))
-    content = (2 + 1 + 8) + (2 + _tlv_len(name) + name) + (2 + _tlv_len(address) + address) \
-        + (2 + 1 + 8) + (2 + 1 + 1)
-    return 2 + _tlv_len(content) + content
-
-
-def _wrong(pin: str) -> str:
-    last = pin[-1]
-    if last.isdigit():
-        repl = str((int(last) + 1) % 10)
-    elif last.isalpha():
-        repl = "A" if last.upper() == "Z" else chr(ord(last.upper()) + 1)
-    else:
-        repl = "0"
-    return pin[:-1] + repl
-
-
-def persona_env(image, info) -> dict:
-    ident = info.identity
-    env = {
-        "MY_NUMBER": ident.individual_number,
-        "SHOGO_B": info.shogo_b,
-        "BIRTH6": era_yymmdd(ident.birth),
-        "BIRTH8": f"{ident.birth:%Y%m%d}",
-        "SEX": ident.sex,
-        "NAME": ident.name,
-        "ADDRESS": ident.address,
-        "MUNICIPALITY": ident.municipality_code,
-        "CARD_EXPIRY8": f"{info.card_expiry:%Y%m%d}",
-        "SECURITY_CODE": info.security_code,
-        "BASIC4_LEN": basic4_len(ident),
-    }
-    for key, var in (("auth", "AUTH_PIN"), ("sign", "SIGN_PIN"), ("kenhojo", "KENHOJO_PIN"),
-                     ("juki", "JUKI_PIN")):
-        if info.pins.get(key):
-            env[var] = info.pins[key]
-            env["WRONG_" + var] = _wrong(info.pins[key])
-    for var, fid in (("AUTH_CERT", 0x000A), ("SIGN_CERT", 0x0001), ("AUTH_CA", 0x000B),
-                     ("SIGN_CA", 0x0002)):
-        try:
-            data = ef_data(image, "jpki", fid)
-        except (KeyError, AttributeError):
-            continue
-        env[var + "_EF"] = len(data)
-        if data[:1] == b"\x30":
-            env[var + "_LEN"] = object_len(data)
-    try:
-        env["BASIC4_EF"] = len(ef_data(image, "kenhojo", 0x0002))
-        env["KENKAKU_FACE_LEN"] = object_len(ef_data(image, "kenkaku", 0x0002))
-    except (KeyError, AttributeError):
-        pass
-    try:
-        env.update(script_sm.env(ef_data(image, "kenhojo", 0x0006)))   # §13.2 key delivery blocks
-    except (KeyError, AttributeError, ValueError):
-        pass
-    return env
-
-
-def _rsa_from_90_91(value: bytes) -> rsa.RSAPublicKey:
-    """An RSA key written as 90 <e> 91 <n> TLVs (§3.2 CVC body, DF51, DF24)."""
-    parts, pos = {}, 0
-    while pos < len(value):
-        tag, hlen, vlen = ber_header(value[pos:])
-        parts[tag] = value[pos + hlen:pos + hlen + vlen]
-        pos += hlen + vlen
-    return rsa.RSAPublicNumbers(int.from_bytes(parts[0x90], "big"),
-                                int.from_bytes(parts[0x91], "big")).public_key()
-
-
-def _child(data: bytes, want: int) -> bytes:
-    """The value of child TLV `want` inside the constructed object at the start of `data`."""
-    _, hlen, vlen = ber_header(data)
-    pos, end = hlen, hlen + vlen
-    while pos < end:
-        tag, h, v = ber_header(data[pos:end])
-        if tag == want:
-            return data[pos + h:pos + h + v]
-        pos += h + v
-    raise KeyError(f"{want:X}")
-
-
-def persona_keys(image) -> dict:
-    keys = {}
-    for kind, fid in (("auth", 0x000A), ("sign", 0x0001)):
-        try:
-            keys[kind] = x509.load_der_x509_certificate(
-                ef_data(image, "jpki", fid)[:object_len(ef_data(image, "jpki", fid))]).public_key()
-        except (KeyError, ValueError):
-            pass
-    for kind, app, fid, tag in (("kenhojo", "kenhojo", 0x0007, 0xDF51), ("kenkaku", "kenkaku", 0x0002, 0xDF24)):
-        try:
-            keys[kind] = _rsa_from_90_91(_child(ef_data(image, app, fid), tag))
-        except (KeyError, AttributeError, ValueError):
-            pass
-    return keys
-
-
-
-
-# -- card images without a PersonaInfo ------------------------------------------------------
-
-def info_from_image(image):
-    """The PersonaInfo-shaped facts of any card image: identity from kenhojo EF 0002/0001 (§3.2),
-    municipality and expiry from the card-info record (§3.4), PINs and 照合番号B from meta.secrets."""
-    secrets = dict(image.meta.get("secrets") or {})
-    try:
-        basic4 = parse_basic4(ef_data(image, "kenhojo", 0x0002))
-    except (KeyError, AttributeError, ValueError) as exc:
-        raise TranscriptError(f"the card image has no readable 基本4情報 (kenhojo EF 0002): {exc}") from None
-    number = secrets.get("collation_a") or image.meta.get("individual_number") or ""
-    municipality, expiry = "", None
-    for app in image.applications:
-        if app.aid == AIDS["common"] and 0x0001 in app.efs and getattr(app.efs[0x0001], "records", None):
-            try:
-                record = parse_card_info(app.efs[0x0001].records[0])
-                municipality, expiry = record["municipality_code"], record["expiry"]
-            except ValueError:
-                pass
-    if expiry is None and image.meta.get("card_expires"):
-        expiry = _dt.date.fromisoformat(image.meta["card_expires"])
-    identity = types.SimpleNamespace(name=basic4["name"], address=basic4["address"], birth=basic4["birth"],
-                                     sex=basic4["sex"], individual_number=number,
-                                     municipality_code=municipality)
-    return types.SimpleNamespace(identity=identity, pins=dict(secrets.get("pins") or {}),
-                                 shogo_b=secrets.get("collation_b", ""),
-                                 security_code=secrets.get("security_code", ""),
-                                 card_expiry=expiry or _dt.date(1, 1, 1))
-
-
-def image_env(image) -> dict:
-    """persona_env for any image (PersonaInfo when the image came from build_persona)."""
-    return persona_env(image, info_from_image(image))
+# The card's variables and keys (re-exported: callers and tests import them from here).
+from mynaemu.tools.terminal.script_env import (  # noqa: F401
+    _wrong, basic4_len, ef_data, image_env, info_from_image, object_len, persona_env, persona_keys)
 
 
 @functools.lru_cache(maxsize=None)
@@ -231,41 +79,31 @@ def image_target(path) -> Target:
 
 
 def _read_free_ef(conn, aid: bytes, fid: int) -> bytes | None:
-    """Read a whole EF that needs no PIN (JPKI certificates, §3.1); None if the card refuses."""
-    def ok(resp):
-        return resp[-2:] == b"\x90\x00"
-    if not ok(conn.transmit(b"\x00\xA4\x04\x0C" + bytes((len(aid),)) + aid)):
-        return None
-    if not ok(conn.transmit(b"\x00\xA4\x02\x0C\x02" + fid.to_bytes(2, "big"))):
-        return None
-    head = conn.transmit(b"\x00\xB0\x00\x00\x07")
-    if not ok(head) or len(head) < 9:
-        return None
+    """Read a whole EF that needs no PIN (JPKI certificates, §3.1); None if the card refuses.
+
+    SELECT AP, SELECT EF, a 7-byte header probe and 256-byte chunks: CardClient.read_object.
+    """
+    client = CardClient(conn)
     try:
-        _, hlen, vlen = ber_header(head[:-2])
-    except ValueError:
+        client.select_ap(aid)
+        data = client.read_object(fid)
+    except (CardError, CardDataError):
         return None
-    total, data = hlen + vlen, b""
-    while len(data) < total:
-        n = min(256, total - len(data))
-        resp = conn.transmit(b"\x00\xB0" + len(data).to_bytes(2, "big") + bytes((n % 256,)))
-        if not ok(resp) or not resp[:-2]:
-            return None
-        data += resp[:-2]
-    return data[:total]
+    return data or None
 
 
 def reader_target(reader: str | None, sets: dict) -> Target:
     """A card in a PC/SC reader (a real card too). The free certificates give AUTH_CERT_LEN,
     AUTH_CA_LEN, SIGN_CA_LEN and the `pkcs1=auth` key; secrets come only from `sets`."""
-    from mynaemu.tools.terminal.client import PcscConnection
+    from mynaemu.tools.terminal.connections import PcscConnection
 
     env, keys = {}, {}
     probe = PcscConnection(reader)
     name = probe.reader
     try:
-        for var, fid in (("AUTH_CERT", 0x000A), ("AUTH_CA", 0x000B), ("SIGN_CA", 0x0002)):
-            data = _read_free_ef(probe, AIDS["jpki"], fid)
+        for var, fid in (("AUTH_CERT", JpkiEF.AUTH_CERT), ("AUTH_CA", JpkiEF.AUTH_CA),
+                         ("SIGN_CA", JpkiEF.SIGN_CA)):
+            data = _read_free_ef(probe, AID.JPKI, fid)
             if data:
                 env[var + "_LEN"] = len(data)
                 if var == "AUTH_CERT":
@@ -283,7 +121,7 @@ def reader_target(reader: str | None, sets: dict) -> Target:
 
 
 def _fresh_pcsc(name):
-    from mynaemu.tools.terminal.client import PcscConnection
+    from mynaemu.tools.terminal.connections import PcscConnection
     conn = PcscConnection(name)
     conn.reset(warm=False)          # every script starts from a power-up, as on a fresh persona card
     return conn

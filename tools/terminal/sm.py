@@ -29,12 +29,17 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from mynaemu.card import layouts
 from mynaemu.card import sm as codec
 from mynaemu.card.apdu import Command
+from mynaemu.card.ids import KenhojoEF, KenhojoPin
+from mynaemu.card.status import SW
+from mynaemu.tools.terminal.checks import check_sfi as _check_sfi
+from mynaemu.tools.terminal.checks import pin_bytes as _pin_bytes
+from mynaemu.tools.terminal.errors import CardDataError, error_for
+from mynaemu.tools.terminal.parse import parse_basic4, parse_my_number
 
-from mynaemu.tools.terminal.client import CardClient, CardDataError, _check_sfi, _pin_bytes, error_for
-from mynaemu.tools.terminal.client import parse_basic4, parse_my_number
-
-EF_SESSION_KEY = 0x0006
-PIN_MAIN, PIN_A, PIN_B = 0x0011, 0x0014, 0x0015
+# The session drives a CardClient (tools/terminal/client.py, whose open_sm() opens one); it
+# is handed the client, so this module does not import it.
+EF_SESSION_KEY = KenhojoEF.SESSION_KEY
+PIN_MAIN, PIN_A, PIN_B = KenhojoPin.MAIN, KenhojoPin.A, KenhojoPin.B
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -55,14 +60,14 @@ def session_public_key(ef0006: bytes) -> rsa.RSAPublicKey:
 
 
 class SmSession:
-    def __init__(self, client: CardClient, key: bytes):
+    def __init__(self, client, key: bytes):   # client: a CardClient
         self.client = client
         self._key = bytes(key)
         self.counter = 0
         self.closed = False
 
     @classmethod
-    def open(cls, client: CardClient, pin: str, *, random=os.urandom) -> "SmSession":
+    def open(cls, client, pin: str, *, random=os.urandom) -> "SmSession":
         client.select_ap("kenhojo")
         client.verify(PIN_MAIN, pin)
         public_key = session_public_key(client.read_object(EF_SESSION_KEY))
@@ -83,7 +88,7 @@ class SmSession:
         self.counter += 1
         n = self.counter
         resp = self.client.transmit(Command(0x08, ins, p1, p2, data, le).encode())
-        if resp.sw in (codec.SW_SM_OBJECTS_INCORRECT, codec.SW_SM_NO_SESSION):
+        if resp.sw in (SW.SM_OBJECTS_INCORRECT, SW.SM_NO_SESSION):
             self.closed = True
             raise SmSessionClosed(f"{what}: the card ended the SM session ({resp.sw:04X})")
         if not resp.ok:
@@ -136,8 +141,8 @@ class SmSession:
     def read_my_number(self, collation_a: str) -> str:
         """照合番号A under SM, then EF 0001 under SM (by SFI)."""
         self.verify(PIN_A, collation_a)
-        return parse_my_number(self.read_binary(sfi=0x01))
+        return parse_my_number(self.read_binary(sfi=KenhojoEF.MY_NUMBER))
 
     def read_basic4(self) -> dict:
         """EF 0002 under SM (the PIN that opened the session opens it, §4.3)."""
-        return parse_basic4(self.read_binary(sfi=0x02))
+        return parse_basic4(self.read_binary(sfi=KenhojoEF.BASIC4))
