@@ -65,7 +65,7 @@ def _serve(service: str, max_workers: int | None = None, processes: int | None =
     from mynaemu.issuance.pki.ocsp import OcspResponder, serve_ocsp
     from mynaemu.issuance.pki.revocation import MemoryRevocationSource
     from mynaemu.issuance.store import Store
-    from mynaemu.issuance.store.challenges import StoreSpentChallenges
+    from mynaemu.issuance.store import StoreSpentChallenges
 
     processes = processes or default_workers()
     logging.basicConfig(level=logging.WARNING)   # as a service would run: no access log lines

@@ -39,7 +39,7 @@ def _mac(secret: bytes, kiosk_id: str, method: str, body: bytes) -> bytes:
 
 class SharedChallenges:
     """Challenges valid in every worker holding the same `secret`, spent in `spent` (an object
-    with spend(token, expires, now) -> bool, e.g. store.challenges.StoreSpentChallenges)."""
+    with spend(token, expires, now) -> bool, e.g. store.StoreSpentChallenges)."""
 
     def __init__(self, secret: bytes, spent):
         if not isinstance(secret, (bytes, bytearray)) or len(secret) < 32:

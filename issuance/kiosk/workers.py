@@ -25,7 +25,7 @@ def kiosk_stack_pool(home, *, db: str | None, clock: Callable, host: str, centre
     from mynaemu.issuance.kiosk.municipality import load_or_create_signer
     from mynaemu.issuance.pki.ocsp import crl_url
     from mynaemu.issuance.store import Store
-    from mynaemu.issuance.store.challenges import StoreSpentChallenges
+    from mynaemu.issuance.store import StoreSpentChallenges
     from mynaemu.issuance.store.pki import store_pki
 
     directory = StoreDirectory(home, db=db)            # StoreError when there is no store

@@ -71,7 +71,7 @@ from __future__ import annotations
 
 from mynaemu.issuance.store.claims import claim_owner_id, lease_stamp
 from mynaemu.issuance.store.connection import BUSY_TIMEOUT_S, DB_NAME, store_location
-from mynaemu.issuance.store.database import Store, StoreRevocationSource
+from mynaemu.issuance.store.database import Store, StoreRevocationSource, StoreSpentChallenges
 from mynaemu.issuance.store.errors import StoreBusy, StoreConflict, StoreError
 from mynaemu.issuance.store.forms import FORM_ALPHABET, FORM_ID_LENGTH, check_form_id, make_form_id, normalise_form_id
 from mynaemu.issuance.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -84,5 +84,5 @@ __all__ = [
     "default_home", "scrub", "iso", "parse_iso", "make_form_id", "check_form_id", "normalise_form_id",
     "CARD_STATES", "CERT_EVENTS", "REVOCATION_REASONS", "StoreRevocationSource", "StoreConflict",
     "QUEUE_STATES", "claim_owner_id", "lease_stamp", "store_location", "BUSY_TIMEOUT_S", "FORM_ALPHABET",
-    "FORM_ID_LENGTH",
+    "FORM_ID_LENGTH", "StoreSpentChallenges",
 ]

@@ -14,12 +14,15 @@ by the serving parent before it forks (`prepare_challenge_table`): it holds only
 runtime state (nothing in it matters an hour later, nothing else refers to it), so it does not
 version the store's durable record.
 
-Each redemption opens its own short connection (like StoreRevocationSource): the workers are
+Each redemption opens its own short connection (StoreSpentChallenges in database.py, like
+StoreRevocationSource): the workers are
 forked processes, and a connection must never cross a fork.
 """
 from __future__ import annotations
 
 import datetime as _dt
+
+from mynaemu.issuance.store import postgres
 
 TABLE = "centre_spent_challenges"
 KEEP_AFTER_EXPIRY = _dt.timedelta(minutes=10)
@@ -42,8 +45,6 @@ class ChallengesTable:
 
     def prepare_challenge_table(self) -> None:
         """Create the table if missing (the serving parent, before it forks its workers)."""
-        from mynaemu.issuance.store import postgres
-
         with self.transaction() as conn:
             for statement in DDL:
                 conn.execute(postgres.ddl(statement) if self.is_pg else statement)
@@ -60,33 +61,4 @@ class ChallengesTable:
         return self.conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
 
 
-class StoreSpentChallenges:
-    """The spent-set over the store at `location` (a SQLite file or a postgresql:// URL), for
-    issuance/kiosk/challenges.py. Safe from any thread and any process (a connection per call)."""
-
-    def __init__(self, location, *, busy_timeout: float | None = None):
-        self.location = location
-        self.busy_timeout = busy_timeout
-
-    def _with_store(self, fn):
-        from mynaemu.issuance.store.connection import BUSY_TIMEOUT_S
-        from mynaemu.issuance.store.database import Store
-
-        store = Store(self.location, migrate=False,
-                      busy_timeout=self.busy_timeout if self.busy_timeout is not None else BUSY_TIMEOUT_S)
-        try:
-            return fn(store)
-        finally:
-            store.close()
-
-    def prepare(self) -> None:
-        self._with_store(lambda store: store.prepare_challenge_table())
-
-    def spend(self, token: bytes, expires: _dt.datetime, now: _dt.datetime) -> bool:
-        return self._with_store(lambda store: store.spend_challenge(token, expires, now))
-
-    def count(self) -> int:
-        return self._with_store(lambda store: store.spent_challenge_count())
-
-
-__all__ = ["ChallengesTable", "StoreSpentChallenges", "DDL", "TABLE", "KEEP_AFTER_EXPIRY"]
+__all__ = ["ChallengesTable", "DDL", "TABLE", "KEEP_AFTER_EXPIRY"]

@@ -1,4 +1,5 @@
-"""The store as one object: the connection and every table group, and a thread-safe revocation source over it."""
+"""The store as one object: the connection and every table group; and the per-call views the
+services' threads and worker processes use (revocation answers, spent challenges)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -52,3 +53,30 @@ class StoreRevocationSource:
 
     def revoked_certificates(self, ca_kind: str, at: _dt.datetime):
         return self._with_store(lambda s: s.revoked_certificates(ca_kind, at))
+
+
+class StoreSpentChallenges:
+    """The spent-set over the store at `location` (a SQLite file or a postgresql:// URL), for
+    issuance/kiosk/challenges.py. Safe from any thread and any process (a connection per call)."""
+
+    def __init__(self, location, *, busy_timeout: float | None = None):
+        self.location = location
+        self.busy_timeout = busy_timeout
+
+    def _with_store(self, fn):
+        store = Store(self.location, migrate=False,
+                      busy_timeout=self.busy_timeout if self.busy_timeout is not None else BUSY_TIMEOUT_S)
+        try:
+            return fn(store)
+        finally:
+            store.close()
+
+    def prepare(self) -> None:
+        self._with_store(lambda store: store.prepare_challenge_table())
+
+    def spend(self, token: bytes, expires: _dt.datetime, now: _dt.datetime) -> bool:
+        return self._with_store(lambda store: store.spend_challenge(token, expires, now))
+
+    def count(self) -> int:
+        return self._with_store(lambda store: store.spent_challenge_count())
+

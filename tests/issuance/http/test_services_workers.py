@@ -28,7 +28,8 @@ import pytest
 from mynaemu.issuance.kiosk.centre import DEFAULT_NONCE_LIFETIME, Refusal, load_or_create_kiosk_key, request_mac
 from mynaemu.issuance.kiosk.challenges import SharedChallenges
 from mynaemu.issuance.store import Store
-from mynaemu.issuance.store.challenges import KEEP_AFTER_EXPIRY, StoreSpentChallenges
+from mynaemu.issuance.store import StoreSpentChallenges
+from mynaemu.issuance.store.challenges import KEEP_AFTER_EXPIRY
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; SO_REUSEPORT balancing")
 
