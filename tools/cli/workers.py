@@ -19,7 +19,7 @@ def kiosk_serve_workers(home_path: Path, db, clock, host: str, port: int, worker
     from mynaemu.issuance.http.prefork import WorkerStartError, run_until_signal
     from mynaemu.issuance.kiosk.workers import kiosk_stack_pool
     from mynaemu.issuance.store import StoreError
-    from mynaemu.tools.cli.kiosk import RUNNING_FILE, KioskExit, _write_atomic
+    from mynaemu.tools.cli.kiosk import RUNNING_FILE, KioskExit, write_output
 
     try:
         stack = kiosk_stack_pool(home_path, db=db, clock=clock, host=host, centre_port=port, workers=workers)
@@ -28,7 +28,7 @@ def kiosk_serve_workers(home_path: Path, db, clock, host: str, port: int, worker
     running = home_path / "kiosk" / RUNNING_FILE
 
     def announce():
-        _write_atomic(running, json.dumps({"url": stack.centre_url, "ocsp_url": stack.ocsp_url,
+        write_output(running, json.dumps({"url": stack.centre_url, "ocsp_url": stack.ocsp_url,
                                            "crl_url": stack.crl_url, "pid": os.getpid(),
                                            "workers": workers}).encode("utf-8"))
         click.echo(f"証明書交付センター {stack.centre_url}; JPKI validity service {stack.ocsp_url} "
