@@ -1,4 +1,4 @@
-"""The 証明書交付センター (certificate issuing centre) of コンビニ交付, and its loopback HTTP service.
+"""The 証明書交付センター (certificate issuing centre) of コンビニ交付, as a service (its HTTP door: centre_http.py).
 
 Roles (CVS-2, CVS-15): kiosk terminal → **centre** → the resident's municipality (its 証明発行
 サーバ, issuance/kiosk/municipality.py), with the JPKI centre answering the 有効性の確認 (OCSP, falling
