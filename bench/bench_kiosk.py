@@ -133,7 +133,7 @@ def bench(runs: int) -> tuple[dict, dict]:
     from mynaemu.card.ids import JpkiEF
     from mynaemu.card.image import CardImage
     from mynaemu.issuance.pki.ca import default_test_pki
-    from mynaemu.issuance.kiosk.centre import SettableClock
+    from mynaemu.issuance.clock import SettableClock
     from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
     from mynaemu.issuance.kiosk.municipality import MunicipalityServer
     from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident

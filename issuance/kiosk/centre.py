@@ -56,48 +56,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from mynaemu.issuance.clock import JST, utc_now
 from mynaemu.issuance.kiosk.documents import DOCUMENTS
 from mynaemu.issuance.kiosk.residents import ResidentDirectory
 from mynaemu.issuance.kiosk.wire import METHODS, NONCE_BYTES, SERVICE_NAME, Refusal, check_kiosk_key
 from mynaemu.issuance.pki import ocsp as _ocsp
 from mynaemu.issuance.pki import revocation as rv
-from mynaemu.issuance.policy import JST
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NONCE_LIFETIME = _dt.timedelta(seconds=60)
 DEFAULT_VALIDITY_TIMEOUT = 2.0
-
-
-# --- clocks ---------------------------------------------------------------------------------
-def utc_now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
-
-
-class SettableClock:
-    """A clock that starts at `start` and runs in real time from there; `advance` jumps ahead.
-
-    Shared by every service of a TEST stack so that `--at` moves kiosk, centre and OCSP together.
-    """
-
-    def __init__(self, start: _dt.datetime | None = None):
-        start = start or utc_now()
-        if start.tzinfo is None:
-            raise ValueError("the clock's start must be timezone-aware")
-        self._start = start
-        self._t0 = time.monotonic()
-        self._offset = _dt.timedelta(0)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> _dt.datetime:
-        with self._lock:
-            return self._start + _dt.timedelta(seconds=time.monotonic() - self._t0) + self._offset
-
-    def advance(self, delta: _dt.timedelta | float) -> None:
-        if not isinstance(delta, _dt.timedelta):
-            delta = _dt.timedelta(seconds=delta)
-        with self._lock:
-            self._offset += delta
 
 
 # --- the centre -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from mynaemu.issuance.identity import Identity
 from mynaemu.issuance.kiosk import keyfiles
 from mynaemu.issuance.kiosk import trust as kiosk_trust
 from mynaemu.issuance.kiosk.residents import Resident, derive_user_id, synthesize_resident
-from mynaemu.issuance.policy import JST
+from mynaemu.issuance.clock import JST
 
 
 class StoreDirectory:

@@ -36,7 +36,7 @@ from mynaemu.issuance.kiosk.trust import refuse_unless_active
 from mynaemu.issuance.kiosk.wire import (
     METHODS, SERVICE_CLOSES, SERVICE_OPENS, Refusal, within_service_hours,
 )
-from mynaemu.issuance.policy import JST
+from mynaemu.issuance.clock import JST
 
 KIOSK_FEES = {"juminhyo": 200, "inkan": 200, "zei": 200}      # FEE-4 (amounts: decision)
 COUNTER_FEES = {"juminhyo": 300, "inkan": 300, "zei": 300}

@@ -14,7 +14,8 @@ import datetime as _dt
 from typing import Callable
 
 from mynaemu.issuance.kiosk import keyfiles
-from mynaemu.issuance.kiosk.centre import Centre, utc_now
+from mynaemu.issuance.clock import utc_now
+from mynaemu.issuance.kiosk.centre import Centre
 from mynaemu.issuance.kiosk.centre_http import serve_centre
 from mynaemu.issuance.kiosk.directory import StoreDirectory
 from mynaemu.issuance.kiosk.municipality import MunicipalityServer

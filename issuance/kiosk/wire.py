@@ -25,7 +25,7 @@ import enum
 import hashlib
 import hmac
 
-from mynaemu.issuance.policy import JST
+from mynaemu.issuance.clock import JST
 
 METHODS = ("shin", "henkan", "genko")   # 新方式, 変換方式, 現行方式 (CVS-14)
 DEFAULT_KIOSK_ID = "TEST-KIOSK-0001"

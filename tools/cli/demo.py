@@ -14,10 +14,11 @@ from pathlib import Path
 import click
 
 from mynaemu.issuance.kiosk.wire import Refusal, RefusalClass
-from mynaemu.tools.cli.kiosk import (
-    DOCUMENT_CHOICES, JST, KioskExit, exit_code, home_trust_roots, write_output,
-)
-from mynaemu.tools.cli.types import OUTPUT, one_line_usage
+from mynaemu.issuance.clock import JST
+from mynaemu.tools.cli.kiosk import DOCUMENT_CHOICES, KioskExit, exit_code, home_trust_roots, write_output
+from mynaemu.tools.cli.errors import ExitCode
+from mynaemu.tools.cli.groups import one_line_usage
+from mynaemu.tools.cli.types import OUTPUT
 
 
 def _demo_instant(now: _dt.datetime) -> tuple[_dt.datetime, bool]:
@@ -46,7 +47,7 @@ def demo(pcsc, output, document, keep_home):
     loopback, the kiosk runs 新方式, and the PDF is written to the current folder. Then the
     card is suspended by phone and the kiosk refuses it. Exit 0 when all of that happened.
     """
-    from mynaemu.issuance.kiosk.centre import utc_now
+    from mynaemu.issuance.clock import utc_now
 
     output = output or Path.cwd() / f"mynaemu-demo-{document}.pdf"
     # Checked before the demo runs (a missing folder must not surface after the whole story).
@@ -69,7 +70,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
     from mynaemu.card.core import Card
     from mynaemu.issuance.kiosk import documents
     from mynaemu.issuance.kiosk import lgpki
-    from mynaemu.issuance.kiosk.centre import SettableClock
+    from mynaemu.issuance.clock import SettableClock
     from mynaemu.issuance.kiosk.services import services_from_home
     from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
     from mynaemu.issuance.store import Store
@@ -136,7 +137,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
                 server.stop()
             if pcscd is not None:
                 pcscd.stop()
-            raise KioskExit(f"demo --pcsc: {exc}", 1) from None
+            raise KioskExit(f"demo --pcsc: {exc}", ExitCode.REFUSED) from None
         say("card", f"served through vpcd as PC/SC reader {server.reader!r}; ATR {conn.atr.hex().upper()}")
     else:
         conn = InProcessConnection(the_card)

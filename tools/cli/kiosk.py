@@ -13,7 +13,6 @@ CLI's (EXIT_CODES below), listed in `mynaemu kiosk --help`.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import signal
@@ -22,10 +21,12 @@ from pathlib import Path
 
 import click
 
+from mynaemu.issuance.clock import JST
 from mynaemu.issuance.kiosk.wire import Refusal, RefusalClass
-from mynaemu.tools.cli.types import OUTPUT, one_line_group, text_type
+from mynaemu.tools.cli.errors import CliFail, ExitCode
+from mynaemu.tools.cli.groups import one_line_group
+from mynaemu.tools.cli.types import OUTPUT, text_type
 
-JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
 RUNNING_FILE = "centre.json"
 DOCUMENT_CHOICES = ("juminhyo", "inkan", "zei")
 METHOD_CHOICES = ("shin", "henkan", "genko")
@@ -63,17 +64,10 @@ def _exit_table() -> str:
     return " ".join(lines)
 
 
-class KioskExit(click.ClickException):
-    """One line on stderr and the exit code of the refusal's class."""
+class KioskExit(CliFail):
+    """One line on stderr (`mynaemu kiosk: …`) and the exit code (ExitCode, or a refusal class's)."""
 
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.exit_code = code
-
-    def show(self, file=None):
-        from mynaemu.issuance.validate import printable_line
-
-        click.echo(f"mynaemu kiosk: {printable_line(self.format_message())}", err=True)
+    prog = "mynaemu kiosk"
 
 
 def _instant():
@@ -130,7 +124,7 @@ def write_output(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     try:
         write_file_atomic(path, data, mode=mode)
     except OSError as exc:
-        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
+        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, ExitCode.REFUSED) from None
 
 
 def _narrator(stream_json: bool):
@@ -177,7 +171,7 @@ def _services(home: Path, db: str | None, **kwargs):
     try:
         return services_from_home(home, db=db, **kwargs)
     except StoreError as exc:
-        raise KioskExit(str(exc).splitlines()[0], 1) from None
+        raise KioskExit(str(exc).splitlines()[0], ExitCode.REFUSED) from None
 
 
 def _open_card(card_file: Path | None, reader: str | None):
@@ -241,7 +235,7 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, w
     """Issue one certificate at the kiosk from a card; write the PDF to OUTPUT."""
     import re
 
-    from mynaemu.issuance.kiosk.centre import SettableClock, utc_now
+    from mynaemu.issuance.clock import SettableClock, utc_now
     from mynaemu.issuance.validate import InputError
     from mynaemu.tools.terminal.client import CardClient
     from mynaemu.tools.terminal.kiosk import Kiosk
@@ -275,9 +269,9 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, w
             click.echo(json.dumps(refusal.to_json(), ensure_ascii=False))
         raise KioskExit(f"refused [{refusal.reason}]: {refusal.message}", exit_code(refusal)) from None
     except InputError as exc:  # the input rules of validate.py: bad arguments
-        raise KioskExit(str(exc).splitlines()[0], 2) from None
+        raise KioskExit(str(exc).splitlines()[0], ExitCode.USAGE) from None
     except (OSError, ValueError) as exc:
-        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
+        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, ExitCode.REFUSED) from None
     summary = result.summary()
     summary["output"] = str(output)
     if as_json:
@@ -300,19 +294,17 @@ def kiosk_serve(home, db, host, port, at, workers):
 
     Records its URL under <home>/kiosk/ so `kiosk issue` uses it instead of starting its own.
     """
-    from mynaemu.issuance.kiosk.centre import SettableClock, utc_now
+    from mynaemu.issuance.clock import SettableClock, utc_now
     from mynaemu.issuance.http.prefork import default_workers
     from mynaemu.issuance.store import DB_NAME
 
     home_path = _home(home)
     if db is None and not (home_path / DB_NAME).exists():
-        raise KioskExit(f"{home_path}: no issuing store (run `mynaemu issue apply` first, or give --db)", 1)
+        raise KioskExit(f"{home_path}: no issuing store (run `mynaemu issue apply` first, or give --db)", ExitCode.REFUSED)
     clock = SettableClock(at) if at is not None else utc_now
     workers = workers or default_workers()
     if workers > 1:
-        from mynaemu.tools.cli.workers import kiosk_serve_workers
-
-        return kiosk_serve_workers(home_path, db, clock, host, port, workers)
+        return _serve_workers(home_path, db, clock, host, port, workers)
     services = _services(home_path, db, clock=clock, host=host, centre_port=port)
     running = home_path / "kiosk" / RUNNING_FILE
     write_output(running, json.dumps({"url": services.centre_url, "ocsp_url": services.ocsp_url,
@@ -337,6 +329,37 @@ def kiosk_serve(home, db, host, port, at, workers):
         services.stop()
 
 
+def _serve_workers(home_path: Path, db, clock, host: str, port: int, workers: int) -> None:
+    """`kiosk serve` as `workers` processes (issuance/kiosk/workers.py, issuance/http/prefork.py): the
+    parent announces the URLs once every worker listens, supervises them until SIGTERM/SIGINT, then
+    stops them all; the running file names the supervising parent."""
+    from mynaemu.issuance.http.prefork import WorkerStartError, run_until_signal
+    from mynaemu.issuance.kiosk.workers import kiosk_stack_pool
+    from mynaemu.issuance.store import StoreError
+
+    try:
+        stack = kiosk_stack_pool(home_path, db=db, clock=clock, host=host, centre_port=port, workers=workers)
+    except (StoreError, OSError, ValueError) as exc:
+        raise KioskExit(str(exc).splitlines()[0], ExitCode.REFUSED) from None
+    running = home_path / "kiosk" / RUNNING_FILE
+
+    def announce():
+        write_output(running, json.dumps({"url": stack.centre_url, "ocsp_url": stack.ocsp_url,
+                                           "crl_url": stack.crl_url, "pid": os.getpid(),
+                                           "workers": workers}).encode("utf-8"))
+        click.echo(f"証明書交付センター {stack.centre_url}; JPKI validity service {stack.ocsp_url} "
+                   f"(CRL {stack.crl_url}); {workers} worker processes; Ctrl-C stops", err=True)
+
+    try:
+        run_until_signal(stack.pool, announce)
+    except WorkerStartError as exc:
+        raise KioskExit(str(exc), ExitCode.REFUSED) from None
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(running.read_text()).get("pid") == os.getpid():
+                running.unlink()
+
+
 def home_trust_roots(home: Path) -> list:
     """The home's TEST LGPKI root as the kiosk's trust list ([] when none was made yet)."""
     from mynaemu.issuance.kiosk import lgpki
@@ -344,7 +367,7 @@ def home_trust_roots(home: Path) -> list:
     try:
         root = lgpki.trust_root(home)
     except lgpki.LgpkiError as exc:
-        raise KioskExit(str(exc), 1) from None
+        raise KioskExit(str(exc), ExitCode.REFUSED) from None
     return [root] if root is not None else []
 
 
@@ -364,16 +387,16 @@ def kiosk_verify_pdf(file, trust_root, home, as_json):
     try:
         data = file.read_bytes()
     except OSError as exc:
-        raise KioskExit(f"{file}: cannot read: {exc.strerror or exc}", 1) from None
+        raise KioskExit(f"{file}: cannot read: {exc.strerror or exc}", ExitCode.REFUSED) from None
     if trust_root is not None:
         try:
             roots = [lgpki.load_trust_root(trust_root)]
         except (OSError, lgpki.LgpkiError) as exc:
-            raise KioskExit(f"{trust_root}: {getattr(exc, 'strerror', None) or exc}", 1) from None
+            raise KioskExit(f"{trust_root}: {getattr(exc, 'strerror', None) or exc}", ExitCode.REFUSED) from None
     else:
         roots = home_trust_roots(_home(home))
         if not roots:
-            raise KioskExit(f"no TEST LGPKI root under {lgpki.folder(_home(home))}; pass --trust-root", 1)
+            raise KioskExit(f"no TEST LGPKI root under {lgpki.folder(_home(home))}; pass --trust-root", ExitCode.REFUSED)
     try:
         verified = documents.check_pdf(data, roots)
     except documents.TamperError as exc:
@@ -406,7 +429,7 @@ def kiosk_trust_root(home, output):
     try:
         _key, root = lgpki.load_or_create_root(_home(home))
     except (OSError, lgpki.LgpkiError) as exc:
-        raise KioskExit(str(exc), 1) from None
+        raise KioskExit(str(exc), ExitCode.REFUSED) from None
     pem = root.public_bytes(serialization.Encoding.PEM)
     if output is None:
         click.echo(pem.decode("ascii"), nl=False)
@@ -438,7 +461,7 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
 
     from mynaemu.card.apps import jorei
     from mynaemu.card.image import CardImageError, CardSession
-    from mynaemu.issuance.kiosk.centre import utc_now
+    from mynaemu.issuance.clock import utc_now
     from mynaemu.issuance.kiosk.directory import StoreDirectory
     from mynaemu.issuance.kiosk.trust import refuse_unless_active
     from mynaemu.issuance.store import StoreError
@@ -471,7 +494,7 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
     except Refusal as refusal:
         raise KioskExit(f"{card_file}: refused [{refusal.reason}]: {refusal.message}", exit_code(refusal)) from None
     except (CardImageError, StoreError, ValueError, KeyError, OSError) as exc:
-        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
+        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, ExitCode.REFUSED) from None
     finally:
         if session is not None:
             session.close()

@@ -45,6 +45,7 @@ import urllib.request
 from typing import Callable
 
 from mynaemu.card.apps import jorei
+from mynaemu.issuance.clock import JST, utc_now
 from mynaemu.issuance.kiosk import documents
 from mynaemu.issuance.http.keepalive import KeepAliveClient
 from mynaemu.issuance.kiosk.wire import (
@@ -52,7 +53,6 @@ from mynaemu.issuance.kiosk.wire import (
     METHODS, SERVICE_CLOSES, SERVICE_OPENS, SESSION_PATH, Refusal, request_mac, response_mac,
     within_service_hours,
 )
-from mynaemu.issuance.policy import JST
 from mynaemu.tools.terminal.client import (
     CardClient, CardDataError, CardError, JPKI_CERTS, JPKI_KEYS, JPKI_PINS, NotFound, PinBlocked,
     PinIncorrect, TransportError,
@@ -63,10 +63,6 @@ SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 AUTH_PIN_RE = re.compile(r"[0-9]{4}")
 HTTP_TIMEOUT = 10.0
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def utc_now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
 
 
 def digest_info(data: bytes) -> bytes:

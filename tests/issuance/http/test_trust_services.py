@@ -22,7 +22,8 @@ from cryptography.x509 import ocsp
 
 from mynaemu.issuance.kiosk import documents, lgpki
 from mynaemu.issuance.pki.ca import default_test_pki
-from mynaemu.issuance.kiosk.centre import Centre, SettableClock
+from mynaemu.issuance.clock import SettableClock
+from mynaemu.issuance.kiosk.centre import Centre
 from mynaemu.issuance.kiosk.centre_http import CentreHTTPServer
 from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
 from mynaemu.issuance.kiosk.wire import request_mac

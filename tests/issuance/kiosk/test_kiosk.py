@@ -27,7 +27,7 @@ from mynaemu.card.core import Card
 from mynaemu.card.image import CardImage
 from mynaemu.issuance.kiosk import documents
 from mynaemu.issuance.pki.ca import TestCA, default_test_pki
-from mynaemu.issuance.kiosk.centre import SettableClock
+from mynaemu.issuance.clock import SettableClock
 from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
 from mynaemu.issuance.kiosk.municipality import MunicipalityServer
 from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident

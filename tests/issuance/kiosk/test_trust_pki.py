@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from mynaemu.card.core import Card
 from mynaemu.issuance.pki.ca import TestCA, default_test_pki
-from mynaemu.issuance.kiosk.centre import SettableClock
+from mynaemu.issuance.clock import SettableClock
 from mynaemu.issuance.kiosk.keyfiles import load_or_create_kiosk_key
 from mynaemu.issuance.kiosk.services import services_from_home
 from mynaemu.issuance.kiosk.wire import DEFAULT_KIOSK_ID, Refusal

@@ -22,7 +22,7 @@ from mynaemu.card.apps import jorei
 from mynaemu.card.core import Card
 from mynaemu.card.image import CardImage
 from mynaemu.issuance.kiosk import wire
-from mynaemu.issuance.kiosk.centre import SettableClock
+from mynaemu.issuance.clock import SettableClock
 from mynaemu.issuance.kiosk.centre_http import HTTP_STATUS
 from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
 from mynaemu.issuance.kiosk.municipality import MunicipalityServer

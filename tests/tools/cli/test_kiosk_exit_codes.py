@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from mynaemu.issuance.kiosk.wire import REASONS, Refusal, RefusalClass
 from mynaemu.tools.cli import main
+from mynaemu.tools.cli.errors import KIOSK_CODES
 from mynaemu.tools.cli.kiosk import EXIT_CLASSES, EXIT_CODES, exit_code
 from tests.support import REPO
 
@@ -27,6 +28,7 @@ def test_one_code_per_class_none_of_them_taken_by_the_cli_itself():
     codes = [code for code, _meaning in EXIT_CODES.values()]
     assert len(codes) == len(set(codes))
     assert not set(codes) & {0, 1, 2}           # issued, other failure, bad usage
+    assert set(codes) == set(KIOSK_CODES)       # the range the CLI's one table reserves for the kiosk
     assert EXIT_CLASSES == {code: meaning for code, meaning in EXIT_CODES.values()}
 
 
