@@ -133,10 +133,12 @@ def bench(runs: int) -> tuple[dict, dict]:
     from mynaemu.card.ids import JpkiEF
     from mynaemu.card.image import CardImage
     from mynaemu.issuance.pki.ca import default_test_pki
-    from mynaemu.issuance.kiosk.centre import (
-        MemoryResidentDirectory, Refusal, SettableClock, start_services, synthesize_resident,
-    )
-    from mynaemu.issuance.kiosk.municipality import MunicipalityServer, load_or_create_signer
+    from mynaemu.issuance.clock import SettableClock
+    from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
+    from mynaemu.issuance.kiosk.municipality import MunicipalityServer
+    from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
+    from mynaemu.issuance.kiosk.services import start_services
+    from mynaemu.issuance.kiosk.wire import Refusal
     from mynaemu.issuance.personas import build_persona
     from mynaemu.issuance.policy import JST
     from mynaemu.issuance.pki.revocation import MemoryRevocationSource

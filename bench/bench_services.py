@@ -59,8 +59,11 @@ def _serve(service: str, max_workers: int | None = None, processes: int | None =
     from cryptography.x509 import ocsp as x509_ocsp
 
     from mynaemu.issuance.http.prefork import Prefork, default_workers
-    from mynaemu.issuance.kiosk.centre import Centre, MemoryResidentDirectory, request_mac, serve_centre
+    from mynaemu.issuance.kiosk.centre import Centre
+    from mynaemu.issuance.kiosk.centre_http import serve_centre
     from mynaemu.issuance.kiosk.challenges import SharedChallenges
+    from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory
+    from mynaemu.issuance.kiosk.wire import request_mac
     from mynaemu.issuance.pki.ca import default_test_pki
     from mynaemu.issuance.pki.ocsp import OcspResponder, serve_ocsp
     from mynaemu.issuance.pki.revocation import MemoryRevocationSource

@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import secrets
 
-from mynaemu.issuance.kiosk.centre import NONCE_BYTES, Refusal
+from mynaemu.issuance.kiosk.wire import NONCE_BYTES, Refusal
 
 DOMAIN = b"mynaemu-centre-challenge-v1\n"
 _RANDOM, _EXPIRY, _MAC = 10, 6, 16

@@ -61,7 +61,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mynaemu.issuance.kiosk import lgpki, pades
 from mynaemu.issuance.identity import SEX_CODES, era_of
-from mynaemu.issuance.policy import JST
+from mynaemu.issuance.clock import JST
 
 FORMAT = "mynaemu-kiosk-document"
 VERSION = 2

@@ -14,12 +14,12 @@ Rules applied here:
 - NUM-13: the 個人番号 only on a 住民票 and only when asked for; never on a tax certificate.
 - CVS-8: 住民票の写し, 印鑑登録証明書, 税証明 (所得・課税証明書). 戸籍 documents are not modelled.
 - Decisions outside the seeds: a 印鑑登録証明書 needs a seal registration (none under 15,
-  centre.SEAL_MIN_AGE); the tax certificate of fiscal year Y (課税年度, income of Y-1) is
+  residents.SEAL_MIN_AGE); the tax certificate of fiscal year Y (課税年度, income of Y-1) is
   available from 1 June of Y; amounts are synthetic, from a simplified formula.
 
 The municipality signs as its mayor (市区町村長) with a certificate of the installation's TEST
-LGPKI (issuance/kiosk/lgpki.py): `load_or_create_signer(home, code)` keeps one per municipality under
-`<home>/kiosk/lgpki/`, beside the root a relying party trusts to check the PDFs (`pdfsig`,
+LGPKI (issuance/kiosk/lgpki.py): `keyfiles.load_or_create_signer(home, code)` keeps one per
+municipality under `<home>/kiosk/lgpki/`, beside the root a relying party trusts to check the PDFs (`pdfsig`,
 pyHanko, `mynaemu kiosk verify-pdf`; docs/verifying-documents.md).
 """
 from __future__ import annotations
@@ -31,12 +31,13 @@ import threading
 import time
 
 from mynaemu.issuance.kiosk import documents, lgpki
-from mynaemu.issuance.kiosk.centre import METHODS, Refusal, Resident, ResidentDirectory
+from mynaemu.issuance.kiosk.residents import Resident, ResidentDirectory
 from mynaemu.issuance.kiosk.trust import refuse_unless_active
-from mynaemu.issuance.policy import JST
+from mynaemu.issuance.kiosk.wire import (
+    METHODS, SERVICE_CLOSES, SERVICE_OPENS, Refusal, within_service_hours,
+)
+from mynaemu.issuance.clock import JST
 
-SERVICE_OPENS = _dt.time(6, 30)    # CVS-6
-SERVICE_CLOSES = _dt.time(23, 0)   # CVS-6
 KIOSK_FEES = {"juminhyo": 200, "inkan": 200, "zei": 200}      # FEE-4 (amounts: decision)
 COUNTER_FEES = {"juminhyo": 300, "inkan": 300, "zei": 300}
 TAX_AVAILABLE_FROM = (6, 1)        # decision: a fiscal year's certificate from 1 June
@@ -48,15 +49,6 @@ DEFAULT_MAYOR = "見本\u3000一郎"   # synthetic
 
 def municipality_name(code: str) -> str:
     return MUNICIPALITY_NAMES.get(code, f"TEST市{code}")
-
-
-def within_service_hours(at: _dt.datetime, opens: _dt.time = SERVICE_OPENS,
-                         closes: _dt.time = SERVICE_CLOSES) -> bool:
-    """Whether `at` (aware) falls in [opens, closes) in Japan time (CVS-6)."""
-    if at.tzinfo is None:
-        raise ValueError("instants must be timezone-aware")
-    local = at.astimezone(JST).time()
-    return opens <= local < closes
 
 
 def check_hours(opens: _dt.time, closes: _dt.time) -> tuple[_dt.time, _dt.time]:
@@ -248,10 +240,3 @@ class MunicipalityServer:
                                  "serial": serial, "verification_code": rendered.verification_code})
         return IssuedDocument(document, rendered.pdf, rendered.verification_code, rendered.key_id,
                               self.fees[document], issued_at, serial, render_seconds)
-
-
-# -- the signer on disk ----------------------------------------------------------------------
-
-def load_or_create_signer(home, code: str, *, mayor: str = DEFAULT_MAYOR) -> lgpki.Signer:
-    """Municipality `code`'s TEST LGPKI signer (the mayor's key and certificate), made on first use."""
-    return lgpki.load_or_create_signer(home, code, name=municipality_name(code), mayor=mayor)

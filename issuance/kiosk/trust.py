@@ -15,7 +15,7 @@ Two findings of the trust-boundaries issue live here (the centre and the municip
   card is served:
   suspended (一時停止) → ``cert-hold`` (5), abolished / revoked / collected / destroyed →
   ``cert-revoked`` (5), past its expiry day (VAL-12, policy.expired) → ``cert-expired`` (6), no
-  delivered card → ``cert-unknown`` (5). The reasons are the kiosk's existing ones (centre.REASONS)
+  delivered card → ``cert-unknown`` (5). The reasons are the kiosk's existing ones (wire.REASONS)
   so every exit code keeps its meaning.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mynaemu.issuance import policy
+from mynaemu.issuance.kiosk.wire import Refusal
 
 # Delivered cards, newest first decides (STATE-1). applied..awaiting_delivery never reached the holder.
 DELIVERED_STATES = ("active", "suspended", "abolished", "collected", "destroyed", "revoked")
@@ -45,9 +46,7 @@ class CardStatus:
 
 
 def refuse_unless_active(card: CardStatus, at: _dt.datetime, what: str = "the card") -> None:
-    """Refusal (centre.Refusal) unless `card` is active and not past its expiry day at `at`."""
-    from mynaemu.issuance.kiosk.centre import Refusal
-
+    """Refusal (wire.Refusal) unless `card` is active and not past its expiry day at `at`."""
     if card.state is None:
         raise Refusal("cert-unknown", f"{what} was never delivered by this municipality")
     if card.state == "suspended":
@@ -73,8 +72,6 @@ def card_status(store, app_id: str) -> CardStatus:
 def card_of_person_by_serial(store, person_id: int, serial: str) -> CardStatus:
     """The state of the person's card with this serial (the one a 条例利用AP was written on);
     Refusal("resident-unknown") when the person has no such card."""
-    from mynaemu.issuance.kiosk.centre import Refusal
-
     row = store.card_state_by_serial(person_id, serial)
     if row is None:
         raise Refusal("resident-unknown", "this card is not registered for the 利用者ID on it")
@@ -91,8 +88,6 @@ def issued_auth_certificate(store, certificate) -> str | None:
     """The application id of the card the store issued `certificate` to; None when the store
     issued no auth certificate with its serial; Refusal("cert-invalid") when it did, but a
     different one (another key, another issuer, any other byte)."""
-    from mynaemu.issuance.kiosk.centre import Refusal
-
     if not isinstance(certificate, x509.Certificate):
         raise TypeError(f"expected an x509.Certificate, got {type(certificate).__name__}")
     serial = certificate.serial_number

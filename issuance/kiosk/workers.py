@@ -19,10 +19,11 @@ def kiosk_stack_pool(home, *, db: str | None, clock: Callable, host: str, centre
                      workers: int) -> WorkerStack:
     """`workers` processes each serving the centre and the validity service on shared ports
     (not started: call `.pool.start()`, or run_until_signal)."""
-    from mynaemu.issuance.kiosk.centre import (DEFAULT_KIOSK_ID, StoreDirectory, load_or_create_kiosk_key,
-                                               services_from_home)
     from mynaemu.issuance.kiosk.challenges import SharedChallenges
-    from mynaemu.issuance.kiosk.municipality import load_or_create_signer
+    from mynaemu.issuance.kiosk.directory import StoreDirectory
+    from mynaemu.issuance.kiosk.keyfiles import load_or_create_kiosk_key, load_or_create_signer
+    from mynaemu.issuance.kiosk.services import services_from_home
+    from mynaemu.issuance.kiosk.wire import DEFAULT_KIOSK_ID
     from mynaemu.issuance.pki.ocsp import crl_url
     from mynaemu.issuance.store import Store
     from mynaemu.issuance.store import StoreSpentChallenges

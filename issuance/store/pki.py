@@ -23,7 +23,7 @@ Existing stores (decision): a store created before this module has no ``test_pki
 certificates were issued under the built-in PKI, it adopts that PKI (recorded with
 ``origin: legacy-default``) so its cards keep working, and every process warns once that its
 CA keys are public; the kiosk's centre still matches each presented certificate byte for byte
-with the one the store issued (centre.StoreDirectory), which is what keeps such a store's
+with the one the store issued (kiosk directory.StoreDirectory), which is what keeps such a store's
 documents safe. A store with no certificate yet gets fresh random CAs.
 
 Validity: the same window as the built-in PKI (2015-01-01 .. 2049-12-31, ca.DEFAULT_*), so the

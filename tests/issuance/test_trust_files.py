@@ -91,7 +91,7 @@ def test_an_older_wider_store_and_kiosk_folder_are_tightened_when_opened(tmp_pat
     with Store.open(home):
         assert _mode(home / DB_NAME) == 0o600
         assert _mode(home / (DB_NAME + "-wal")) == 0o600
-    from mynaemu.issuance.kiosk.centre import load_or_create_kiosk_key
+    from mynaemu.issuance.kiosk.keyfiles import load_or_create_kiosk_key
 
     load_or_create_kiosk_key(home)
     assert _mode(kiosk) == 0o700
@@ -126,8 +126,8 @@ def test_keys_made_on_first_use_by_racing_processes_are_one_and_private(tmp_path
     import sys
 
     home = tmp_path / "home"
-    code = ("import sys; from mynaemu.issuance.kiosk.municipality import load_or_create_signer; "
-            "from mynaemu.issuance.kiosk.centre import load_or_create_kiosk_key; "
+    code = ("import sys; from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer; "
+            "from mynaemu.issuance.kiosk.keyfiles import load_or_create_kiosk_key; "
             "print(load_or_create_signer(sys.argv[1], '13221').key_id, load_or_create_kiosk_key(sys.argv[1]).hex())")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(home)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]

@@ -48,7 +48,7 @@ def parse_hex_apdu(text: str) -> bytes:
 LAZY_MAIN = {
     "issue": "mynaemu.tools.cli.issue:issue",
     "kiosk": "mynaemu.tools.cli.kiosk:kiosk",
-    "demo": "mynaemu.tools.cli.kiosk:demo",
+    "demo": "mynaemu.tools.cli.demo:demo",
 }
 LAZY_CARD = {
     "sm-read": "mynaemu.tools.cli.sm:card_sm_read",          # §13.2 secure-messaging read

@@ -1,35 +1,61 @@
-"""`mynaemu kiosk …` (the コンビニ交付 kiosk, its centre and the PDF checker) and `mynaemu demo`.
+"""`mynaemu kiosk …`: the コンビニ交付 kiosk, its centre and the PDF checker.
 
 `kiosk issue` runs one kiosk transaction against a card image (in-process) or a card in any
 PC/SC reader. The centre is `--centre URL`, else a centre `kiosk serve` runs for the same home,
 else — when MYNAEMU_HOME holds an issuing store, or --db / MYNAEMU_DB names one on PostgreSQL —
 the command starts the centre and the JPKI validity service on loopback itself and stops them
-afterwards. `demo` does everything on a
-temporary home: issue a card through the back office, serve it, run the kiosk, write the PDF.
+afterwards. (`mynaemu demo`, tools/cli/demo.py, does all of it on a temporary home.)
 
 Refusals print one line (`mynaemu kiosk: refused [reason]: …`) and exit with the code of the
-reason's class (issuance/kiosk/centre.py EXIT_CLASSES), listed in `mynaemu kiosk --help`.
+reason's class: the class is the kiosk's (issuance/kiosk/wire.py RefusalClass), the code is this
+CLI's (EXIT_CODES below), listed in `mynaemu kiosk --help`.
 """
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import signal
-import tempfile
 import threading
 from pathlib import Path
 
 import click
 
-from mynaemu.issuance.kiosk.centre import EXIT_CLASSES, Refusal
-from mynaemu.tools.cli.types import OUTPUT, one_line_group, one_line_usage, text_type
+from mynaemu.issuance.clock import JST
+from mynaemu.issuance.kiosk.wire import Refusal, RefusalClass
+from mynaemu.tools.cli.errors import CliFail, ExitCode
+from mynaemu.tools.cli.groups import one_line_group
+from mynaemu.tools.cli.types import OUTPUT, text_type
 
-JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
 RUNNING_FILE = "centre.json"
 DOCUMENT_CHOICES = ("juminhyo", "inkan", "zei")
 METHOD_CHOICES = ("shin", "henkan", "genko")
+
+# The exit code of each refusal class and what it means (README "Exit codes", `kiosk --help`).
+EXIT_CODES = {
+    RefusalClass.PIN_WRONG: (3, "PIN wrong (tries left shown)"),
+    RefusalClass.PIN_BLOCKED: (4, "PIN blocked, or at its last try without --last-try (the kiosk never sends it)"),
+    RefusalClass.CERT_NOT_GOOD: (5, "certificate revoked, on hold (一時保留) or unknown to the CA; card suspended "
+                                    "(一時停止) or out of service"),
+    RefusalClass.CERT_DATES: (6, "certificate or card expired, or certificate not yet valid"),
+    RefusalClass.CERT_INVALID: (7, "certificate, chain or card signature invalid (other CA, key mismatch, "
+                                   "truncated)"),
+    RefusalClass.VALIDITY_UNAVAILABLE: (8, "validity service unreachable (OCSP and CRL both)"),
+    RefusalClass.CARD: (9, "card removed or card communication failed"),
+    RefusalClass.OUTSIDE_HOURS: (10, "outside service hours (6:30-23:00, CVS-6)"),
+    RefusalClass.RESIDENT_UNKNOWN: (11, "resident unknown to the municipality"),
+    RefusalClass.CHALLENGE: (12, "challenge replayed or expired"),
+    RefusalClass.AUTHENTICATION: (13, "kiosk/centre authentication failed"),
+    RefusalClass.CENTRE: (14, "centre unreachable or protocol error"),
+    RefusalClass.FEE_UNPAID: (15, "fee not paid (nothing printed, FEE-4)"),
+    RefusalClass.NOT_OFFERED: (16, "document or method not offered for this resident"),
+}
+EXIT_CLASSES = {code: meaning for code, meaning in EXIT_CODES.values()}   # exit code -> meaning
+
+
+def exit_code(refusal: Refusal | RefusalClass) -> int:
+    """The exit code of a refusal (or of a refusal class)."""
+    return EXIT_CODES[refusal.refusal_class if isinstance(refusal, Refusal) else RefusalClass(refusal)][0]
 
 
 def _exit_table() -> str:
@@ -38,17 +64,10 @@ def _exit_table() -> str:
     return " ".join(lines)
 
 
-class KioskExit(click.ClickException):
-    """One line on stderr and the exit code of the refusal's class."""
+class KioskExit(CliFail):
+    """One line on stderr (`mynaemu kiosk: …`) and the exit code (ExitCode, or a refusal class's)."""
 
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.exit_code = code
-
-    def show(self, file=None):
-        from mynaemu.issuance.validate import printable_line
-
-        click.echo(f"mynaemu kiosk: {printable_line(self.format_message())}", err=True)
+    prog = "mynaemu kiosk"
 
 
 def _instant():
@@ -81,7 +100,7 @@ _db_option = click.option(
 
 def _running_centre(home: Path):
     """The URL of a centre `kiosk serve` runs for `home`, if it answers; else None."""
-    from mynaemu.issuance.kiosk.centre import load_or_create_kiosk_key
+    from mynaemu.issuance.kiosk.keyfiles import load_or_create_kiosk_key
     from mynaemu.tools.terminal.kiosk import CentreClient
 
     path = home / "kiosk" / RUNNING_FILE
@@ -97,7 +116,7 @@ def _running_centre(home: Path):
     return url
 
 
-def _write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+def write_output(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """The project's one atomic writer (card/safefile.py): 0600 unless published (a kiosk PDF may
     carry 個人番号, NUM-13), never over a device, FIFO or directory; a refusal is one line (exit 1)."""
     from mynaemu.card.safefile import write_file_atomic
@@ -105,7 +124,7 @@ def _write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     try:
         write_file_atomic(path, data, mode=mode)
     except OSError as exc:
-        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
+        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, ExitCode.REFUSED) from None
 
 
 def _narrator(stream_json: bool):
@@ -117,7 +136,7 @@ def _narrator(stream_json: bool):
 @contextlib.contextmanager
 def _centre_for(home: Path, centre_url: str | None, clock, kiosk_id: str, say, db: str | None = None):
     """A CentreClient: the given URL, a running centre, or a stack started here (stopped after)."""
-    from mynaemu.issuance.kiosk.centre import load_or_create_kiosk_key
+    from mynaemu.issuance.kiosk.keyfiles import load_or_create_kiosk_key
     from mynaemu.issuance.store import DB_NAME
     from mynaemu.tools.terminal.kiosk import CentreClient
 
@@ -132,7 +151,7 @@ def _centre_for(home: Path, centre_url: str | None, clock, kiosk_id: str, say, d
         return
     if db is None and not (home / DB_NAME).exists():
         raise KioskExit("no centre: pass --centre URL, run `mynaemu kiosk serve`, or set MYNAEMU_HOME "
-                        "(or --db) to an issuing store", 14)
+                        "(or --db) to an issuing store", exit_code(RefusalClass.CENTRE))
 
     services = _services(home, db, clock=clock)
     try:
@@ -146,13 +165,13 @@ def _centre_for(home: Path, centre_url: str | None, clock, kiosk_id: str, say, d
 
 def _services(home: Path, db: str | None, **kwargs):
     """services_from_home, a store that cannot be opened being a one-line refusal (exit 1)."""
-    from mynaemu.issuance.kiosk.centre import services_from_home
+    from mynaemu.issuance.kiosk.services import services_from_home
     from mynaemu.issuance.store import StoreError
 
     try:
         return services_from_home(home, db=db, **kwargs)
     except StoreError as exc:
-        raise KioskExit(str(exc).splitlines()[0], 1) from None
+        raise KioskExit(str(exc).splitlines()[0], ExitCode.REFUSED) from None
 
 
 def _open_card(card_file: Path | None, reader: str | None):
@@ -166,11 +185,11 @@ def _open_card(card_file: Path | None, reader: str | None):
             # The card is in the kiosk's reader (locked) until the connection is closed.
             return InProcessConnection(Card.from_file(card_file, door="mynaemu kiosk issue --card"))
         except CardImageError as exc:
-            raise KioskExit(str(exc).splitlines()[0], 9) from None
+            raise KioskExit(str(exc).splitlines()[0], exit_code(RefusalClass.CARD)) from None
     try:
         return PcscConnection(reader)
     except TransportError as exc:
-        raise KioskExit(f"refused [card-removed]: {exc}", 9) from None
+        raise KioskExit(f"refused [card-removed]: {exc}", exit_code(RefusalClass.CARD)) from None
 
 
 # -- the group ---------------------------------------------------------------------------------
@@ -216,7 +235,7 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, w
     """Issue one certificate at the kiosk from a card; write the PDF to OUTPUT."""
     import re
 
-    from mynaemu.issuance.kiosk.centre import SettableClock, utc_now
+    from mynaemu.issuance.clock import SettableClock, utc_now
     from mynaemu.issuance.validate import InputError
     from mynaemu.tools.terminal.client import CardClient
     from mynaemu.tools.terminal.kiosk import Kiosk
@@ -239,20 +258,20 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, w
         with _centre_for(home_path, centre_url, clock, kiosk_id, say, db) as centre:
             conn = _open_card(card_file, reader)
             try:
-                machine = Kiosk(centre, clock=clock, trust_roots=_trust_roots(home_path), narrate=say)
+                machine = Kiosk(centre, clock=clock, trust_roots=home_trust_roots(home_path), narrate=say)
                 result = machine.issue(CardClient(conn), pin=pin, document=document, method=method,
                                        with_number=with_number, with_code=with_code, last_try=last_try)
             finally:
                 conn.close()
-            _write_atomic(output, result.pdf)  # CVS-2 step (7): printed only after the fee
+            write_output(output, result.pdf)  # CVS-2 step (7): printed only after the fee
     except Refusal as refusal:
         if as_json:
             click.echo(json.dumps(refusal.to_json(), ensure_ascii=False))
-        raise KioskExit(f"refused [{refusal.reason}]: {refusal.message}", refusal.code) from None
+        raise KioskExit(f"refused [{refusal.reason}]: {refusal.message}", exit_code(refusal)) from None
     except InputError as exc:  # the input rules of validate.py: bad arguments
-        raise KioskExit(str(exc).splitlines()[0], 2) from None
+        raise KioskExit(str(exc).splitlines()[0], ExitCode.USAGE) from None
     except (OSError, ValueError) as exc:
-        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
+        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, ExitCode.REFUSED) from None
     summary = result.summary()
     summary["output"] = str(output)
     if as_json:
@@ -275,22 +294,20 @@ def kiosk_serve(home, db, host, port, at, workers):
 
     Records its URL under <home>/kiosk/ so `kiosk issue` uses it instead of starting its own.
     """
-    from mynaemu.issuance.kiosk.centre import SettableClock, utc_now
+    from mynaemu.issuance.clock import SettableClock, utc_now
     from mynaemu.issuance.http.prefork import default_workers
     from mynaemu.issuance.store import DB_NAME
 
     home_path = _home(home)
     if db is None and not (home_path / DB_NAME).exists():
-        raise KioskExit(f"{home_path}: no issuing store (run `mynaemu issue apply` first, or give --db)", 1)
+        raise KioskExit(f"{home_path}: no issuing store (run `mynaemu issue apply` first, or give --db)", ExitCode.REFUSED)
     clock = SettableClock(at) if at is not None else utc_now
     workers = workers or default_workers()
     if workers > 1:
-        from mynaemu.tools.cli.workers import kiosk_serve_workers
-
-        return kiosk_serve_workers(home_path, db, clock, host, port, workers)
+        return _serve_workers(home_path, db, clock, host, port, workers)
     services = _services(home_path, db, clock=clock, host=host, centre_port=port)
     running = home_path / "kiosk" / RUNNING_FILE
-    _write_atomic(running, json.dumps({"url": services.centre_url, "ocsp_url": services.ocsp_url,
+    write_output(running, json.dumps({"url": services.centre_url, "ocsp_url": services.ocsp_url,
                                        "crl_url": services.crl_url, "pid": os.getpid()}).encode("utf-8"))
     stop = threading.Event()
 
@@ -312,14 +329,45 @@ def kiosk_serve(home, db, host, port, at, workers):
         services.stop()
 
 
-def _trust_roots(home: Path) -> list:
+def _serve_workers(home_path: Path, db, clock, host: str, port: int, workers: int) -> None:
+    """`kiosk serve` as `workers` processes (issuance/kiosk/workers.py, issuance/http/prefork.py): the
+    parent announces the URLs once every worker listens, supervises them until SIGTERM/SIGINT, then
+    stops them all; the running file names the supervising parent."""
+    from mynaemu.issuance.http.prefork import WorkerStartError, run_until_signal
+    from mynaemu.issuance.kiosk.workers import kiosk_stack_pool
+    from mynaemu.issuance.store import StoreError
+
+    try:
+        stack = kiosk_stack_pool(home_path, db=db, clock=clock, host=host, centre_port=port, workers=workers)
+    except (StoreError, OSError, ValueError) as exc:
+        raise KioskExit(str(exc).splitlines()[0], ExitCode.REFUSED) from None
+    running = home_path / "kiosk" / RUNNING_FILE
+
+    def announce():
+        write_output(running, json.dumps({"url": stack.centre_url, "ocsp_url": stack.ocsp_url,
+                                           "crl_url": stack.crl_url, "pid": os.getpid(),
+                                           "workers": workers}).encode("utf-8"))
+        click.echo(f"証明書交付センター {stack.centre_url}; JPKI validity service {stack.ocsp_url} "
+                   f"(CRL {stack.crl_url}); {workers} worker processes; Ctrl-C stops", err=True)
+
+    try:
+        run_until_signal(stack.pool, announce)
+    except WorkerStartError as exc:
+        raise KioskExit(str(exc), ExitCode.REFUSED) from None
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(running.read_text()).get("pid") == os.getpid():
+                running.unlink()
+
+
+def home_trust_roots(home: Path) -> list:
     """The home's TEST LGPKI root as the kiosk's trust list ([] when none was made yet)."""
     from mynaemu.issuance.kiosk import lgpki
 
     try:
         root = lgpki.trust_root(home)
     except lgpki.LgpkiError as exc:
-        raise KioskExit(str(exc), 1) from None
+        raise KioskExit(str(exc), ExitCode.REFUSED) from None
     return [root] if root is not None else []
 
 
@@ -339,22 +387,22 @@ def kiosk_verify_pdf(file, trust_root, home, as_json):
     try:
         data = file.read_bytes()
     except OSError as exc:
-        raise KioskExit(f"{file}: cannot read: {exc.strerror or exc}", 1) from None
+        raise KioskExit(f"{file}: cannot read: {exc.strerror or exc}", ExitCode.REFUSED) from None
     if trust_root is not None:
         try:
             roots = [lgpki.load_trust_root(trust_root)]
         except (OSError, lgpki.LgpkiError) as exc:
-            raise KioskExit(f"{trust_root}: {getattr(exc, 'strerror', None) or exc}", 1) from None
+            raise KioskExit(f"{trust_root}: {getattr(exc, 'strerror', None) or exc}", ExitCode.REFUSED) from None
     else:
-        roots = _trust_roots(_home(home))
+        roots = home_trust_roots(_home(home))
         if not roots:
-            raise KioskExit(f"no TEST LGPKI root under {lgpki.folder(_home(home))}; pass --trust-root", 1)
+            raise KioskExit(f"no TEST LGPKI root under {lgpki.folder(_home(home))}; pass --trust-root", ExitCode.REFUSED)
     try:
         verified = documents.check_pdf(data, roots)
     except documents.TamperError as exc:
         if as_json:
             click.echo(json.dumps({"valid": False, "reason": str(exc)}, ensure_ascii=False))
-        raise KioskExit(f"{file}: NOT VALID: {exc}", 7) from None
+        raise KioskExit(f"{file}: NOT VALID: {exc}", exit_code(RefusalClass.CERT_INVALID)) from None
     content = verified.content
     doc = {"valid": True, "document": content["document"], "title": documents.TITLES[content["document"]],
            "municipality": content["municipality"]["name"],
@@ -381,12 +429,12 @@ def kiosk_trust_root(home, output):
     try:
         _key, root = lgpki.load_or_create_root(_home(home))
     except (OSError, lgpki.LgpkiError) as exc:
-        raise KioskExit(str(exc), 1) from None
+        raise KioskExit(str(exc), ExitCode.REFUSED) from None
     pem = root.public_bytes(serialization.Encoding.PEM)
     if output is None:
         click.echo(pem.decode("ascii"), nl=False)
     else:
-        _write_atomic(output, pem, mode=0o644)      # a CA certificate, published
+        write_output(output, pem, mode=0o644)      # a CA certificate, published
 
 
 @kiosk.command("enrol")
@@ -413,7 +461,8 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
 
     from mynaemu.card.apps import jorei
     from mynaemu.card.image import CardImageError, CardSession
-    from mynaemu.issuance.kiosk.centre import StoreDirectory, utc_now
+    from mynaemu.issuance.clock import utc_now
+    from mynaemu.issuance.kiosk.directory import StoreDirectory
     from mynaemu.issuance.kiosk.trust import refuse_unless_active
     from mynaemu.issuance.store import StoreError
 
@@ -436,15 +485,16 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
             from mynaemu.issuance.store.postgres import redact_url
 
             where = redact_url(db) if db else f"under {_home(home)}"
-            raise KioskExit(f"{card_file}: the store {where} did not issue this card", 11)
+            raise KioskExit(f"{card_file}: the store {where} did not issue this card",
+                            exit_code(RefusalClass.RESIDENT_UNKNOWN))
         refuse_unless_active(resident.card, at or utc_now())  # STATE-1: before anything is written
         jorei.add_to_image(image, user_id=resident.user_id, municipality_code=resident.municipality_code,
                            pins=pins, card_serial=resident.card.serial)  # binds the AP to this card
         session.save(image)
     except Refusal as refusal:
-        raise KioskExit(f"{card_file}: refused [{refusal.reason}]: {refusal.message}", refusal.code) from None
+        raise KioskExit(f"{card_file}: refused [{refusal.reason}]: {refusal.message}", exit_code(refusal)) from None
     except (CardImageError, StoreError, ValueError, KeyError, OSError) as exc:
-        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1) from None
+        raise KioskExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, ExitCode.REFUSED) from None
     finally:
         if session is not None:
             session.close()
@@ -454,193 +504,3 @@ def kiosk_enrol(card_file, pin, pin_juminhyo, pin_inkan, pin_zei, home, db, as_j
         return
     click.echo(f"{card_file}: 条例利用AP written (municipality {resident.municipality_code}; documents "
                f"{', '.join(pins)})")
-
-
-# -- the demo ----------------------------------------------------------------------------------
-
-def _demo_instant(now: _dt.datetime) -> tuple[_dt.datetime, bool]:
-    """Now, or today 10:00 JST when now is outside the kiosk hours (CVS-6) or so close to closing
-    time that the demo's few minutes would cross it."""
-    from mynaemu.issuance.kiosk.municipality import within_service_hours
-
-    if within_service_hours(now) and within_service_hours(now + _dt.timedelta(minutes=10)):
-        return now, False
-    local = now.astimezone(JST)
-    return local.replace(hour=10, minute=0, second=0, microsecond=0), True
-
-
-@click.command("demo", cls=one_line_usage("mynaemu"))
-@click.option("--pcsc", is_flag=True, help="Serve the card through pcscd + vpcd (a real PC/SC reader).")
-@click.option("-o", "--output", type=OUTPUT, default=None,
-              help="Where to write the PDF (default ./mynaemu-demo-juminhyo.pdf); its folder is checked first.")
-@click.option("--document", default="juminhyo", show_default=True, type=click.Choice(DOCUMENT_CHOICES))
-@click.option("--keep-home", is_flag=True, help="Keep the temporary MYNAEMU_HOME and print where it is.")
-def demo(pcsc, output, document, keep_home):
-    """Issue a TEST card, serve it, and get a certificate from the kiosk, narrating each step.
-
-    Everything runs on embedded defaults in a temporary MYNAEMU_HOME: the back office issues
-    a card (申請 → 発行 → 交付), the card is served in-process (or with --pcsc through pcscd
-    and the virtual reader), the JPKI validity service and the 証明書交付センター start on
-    loopback, the kiosk runs 新方式, and the PDF is written to the current folder. Then the
-    card is suspended by phone and the kiosk refuses it. Exit 0 when all of that happened.
-    """
-    from mynaemu.issuance.kiosk.centre import utc_now
-
-    output = output or Path.cwd() / f"mynaemu-demo-{document}.pdf"
-    # Checked before the demo runs (a missing folder must not surface after the whole story).
-    output = OUTPUT.convert(str(output), None, click.get_current_context())
-    home = Path(tempfile.mkdtemp(prefix="mynaemu-demo-"))
-    try:
-        _run_demo(home, pcsc=pcsc, output=output, document=document, now=utc_now())
-    except Refusal as refusal:
-        raise KioskExit(f"demo failed: refused [{refusal.reason}]: {refusal.message}", refusal.code) from None
-    finally:
-        if keep_home:
-            click.echo(f"home kept at {home}")
-        else:
-            import shutil
-
-            shutil.rmtree(home, ignore_errors=True)
-
-
-def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.datetime) -> None:
-    from mynaemu.card.core import Card
-    from mynaemu.issuance.kiosk import documents
-    from mynaemu.issuance.kiosk.centre import SettableClock, services_from_home
-    from mynaemu.issuance.kiosk import lgpki
-    from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
-    from mynaemu.issuance.store import Store
-    from mynaemu.issuance.lifecycle.workflow import Basic4, Workflow
-    from mynaemu.tools.terminal.client import CardClient, InProcessConnection, PcscConnection, TransportError
-    from mynaemu.tools.terminal.kiosk import Kiosk
-
-    step = iter(range(1, 100))
-
-    def head(text: str) -> None:
-        click.echo(f"\n{next(step)}. {text}")
-
-    def say(actor: str, text: str) -> None:
-        click.echo(f"   [{actor}] {text}")
-
-    at, moved = _demo_instant(now)
-    click.echo("mynaemu demo: コンビニ交付 with a TEST Individual Number Card (every name, number and CA is "
-               "synthetic; nothing here is a real document)")
-    if moved:
-        click.echo(f"   (it is {now.astimezone(JST):%H:%M} JST, outside or at the end of the kiosk hours "
-                   f"06:30-23:00 (CVS-6): "
-                   f"the demo's clock is set to {at:%Y-%m-%d %H:%M} JST)")
-    clock = SettableClock(at)
-
-    head(f"Back office (issuance workflow, TEST store in {home})")
-    import random
-
-    identity = synthetic_identity(random.Random(), age=41, on=at.astimezone(JST).date())
-    store = Store.open(home)
-    try:
-        wf = Workflow(store, operator="demo", terminal="demo")
-        app_id = wf.apply(name=identity.name, birth=identity.birth, sex=identity.sex, address=identity.address,
-                          at=at - _dt.timedelta(days=8))
-        say("back office", f"申請 received: application {app_id} for {identity.name} (synthetic), "
-                           f"個人番号 designated (NUM-2)")
-        result = wf.generate(app_id, at=at - _dt.timedelta(days=1))
-        say("back office", "鍵ペア生成 + 証明書発行: user-authentication and signing certificates from the "
-                           f"TEST JPKI CAs; card valid until {result.card_expires.isoformat()}")
-        card_path = home / "card.json"
-        image = wf.deliver(app_id, at=at - _dt.timedelta(hours=23), pins=DEFAULT_PINS,
-                           identity_check="counter photo-ID check (demo)", output=card_path)
-        say("back office", f"交付 at the counter: PINs set by the holder; card image written to {card_path.name}")
-    finally:
-        store.close()
-
-    head("The card")
-    the_card = Card.from_file(card_path)
-    server = pcscd = None
-    if pcsc:
-        from mynaemu.tools.harness import pcscd as pcscd_ctl
-
-        try:
-            pcscd = pcscd_ctl.ensure_pcscd()
-            say("card", f"pcscd {'started (ours)' if pcscd.owned else 'already running'} with the vpcd reader")
-            # Slot 00 00 unless another program's card is in it; then slot 00 01 (pcsc.md).
-            ports = [p for p in (pcscd_ctl.VPCD_PORT, pcscd_ctl.VPCD_PORT + 1)
-                     if not pcscd_ctl.reader_state(pcscd_ctl.reader_for_port(p))[0]]
-            if not ports:
-                raise pcscd_ctl.PcscdError("both vpcd readers already hold a card")
-            server = pcscd_ctl.start_card_server(card_path, card=the_card, port=ports[0])
-            conn = PcscConnection(server.reader)
-        except (pcscd_ctl.PcscdError, TransportError) as exc:
-            if server is not None:
-                server.stop()
-            if pcscd is not None:
-                pcscd.stop()
-            raise KioskExit(f"demo --pcsc: {exc}", 1) from None
-        say("card", f"served through vpcd as PC/SC reader {server.reader!r}; ATR {conn.atr.hex().upper()}")
-    else:
-        conn = InProcessConnection(the_card)
-        say("card", f"served in-process (mynaemu.card.core); ATR {conn.atr.hex().upper()}; "
-                    f"applications: {', '.join(a.name for a in image.applications)}")
-    try:
-        head("Services on loopback")
-        services = services_from_home(home, clock=clock)
-        try:
-            say("JPKI", f"validity service: OCSP at {services.ocsp_url}, CRL at {services.crl_url}")
-            say("centre", f"証明書交付センター at {services.centre_url} (kiosk requests MACed with a TEST key)")
-            from mynaemu.issuance.kiosk.centre import load_or_create_kiosk_key
-            from mynaemu.tools.terminal.kiosk import CentreClient
-
-            centre = CentreClient(services.centre_url, key=load_or_create_kiosk_key(home))
-            machine = Kiosk(centre, clock=clock, trust_roots=_trust_roots(home), narrate=say)
-
-            head(f"At the kiosk: {documents.TITLES[document]} by 新方式 (the holder enters the 4-digit PIN)")
-            result = machine.issue(CardClient(conn), pin=DEFAULT_PINS["auth"], document=document)
-            _write_atomic(output, result.pdf)
-            say("kiosk", f"printed → {output}")
-            root_out = output.with_name(f"{output.stem}.lgpki-root.pem")
-            _write_atomic(root_out, lgpki.root_path(home).read_bytes(), mode=0o644)   # a public root, for anyone
-            roots = [lgpki.load_trust_root(root_out)]
-            ok = documents.verify_pdf(output.read_bytes(), roots)
-            say("anyone", f"PAdES signature {'verified' if ok else 'FAILED'} against the TEST LGPKI root "
-                          f"{root_out.name}: mynaemu kiosk verify-pdf {output.name} --trust-root {root_out.name}"
-                          f" (or pdfsig {output.name})")
-            if not ok:
-                raise KioskExit("demo failed: the PDF's signature does not verify", 7)
-            tampered = bytearray(output.read_bytes())
-            tampered[len(tampered) // 2] ^= 0x01
-            if documents.verify_pdf(bytes(tampered), roots):
-                raise KioskExit("demo failed: a changed byte was not detected", 7)
-            say("anyone", "one byte changed in a copy: the check fails, as it must")
-
-            head("The holder reports the card lost: 一時停止 by phone, then the kiosk again")
-            store = Store.open(home)
-            try:
-                wf = Workflow(store, operator="demo-callcentre", terminal="demo")
-                clock.advance(60)
-                holder = wf.status(app_id, at=clock())["holder"]
-                wf.suspend(app_id, at=clock(), caller=Basic4(holder["name"], _dt.date.fromisoformat(holder["birth"]),
-                                                             holder["sex"], holder["address"]))
-                say("back office", "一時停止 + 一時保留: every certificate of the card on hold (FLOW-SUSP-3)")
-            finally:
-                store.close()
-            clock.advance(60)
-            try:
-                machine.issue(CardClient(conn), pin=DEFAULT_PINS["auth"], document=document)
-            except Refusal as refusal:
-                if refusal.reason != "cert-hold":
-                    raise
-                say("kiosk", f"refused [{refusal.reason}] (exit code {refusal.code}): {refusal.message}")
-            else:
-                raise KioskExit("demo failed: the suspended card was accepted", 5)
-            tries = CardClient(conn)
-            tries.select_ap("jpki")
-            say("card", f"PIN still has {tries.tries_left(0x0018)} tries left: the kiosk never locks a card")
-        finally:
-            services.stop()
-            say("services", "stopped")
-    finally:
-        conn.close()
-        if server is not None:
-            server.stop()
-        the_card.close()                      # out of the reader: its image lock is released
-        if pcscd is not None:
-            pcscd.stop()
-    click.echo(f"\ndone: {output}")

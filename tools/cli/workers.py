@@ -1,47 +1,13 @@
-"""The serve commands' multi-process form (`--workers N` > 1 on `mynaemu kiosk serve` and
-`mynaemu issue ocsp-serve`): the parent announces the URLs once every worker listens, supervises
-them until SIGTERM/SIGINT, then stops them all (issuance/kiosk/workers.py, issuance/pki/workers.py,
-issuance/http/prefork.py).
+"""`mynaemu issue ocsp-serve --workers N` (N > 1): the parent announces the URL once every worker
+listens, supervises them until SIGTERM/SIGINT, then stops them all (issuance/pki/workers.py,
+issuance/http/prefork.py). `kiosk serve --workers` is tools/cli/kiosk.py's _serve_workers.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
-from pathlib import Path
 
 import click
-
-
-def kiosk_serve_workers(home_path: Path, db, clock, host: str, port: int, workers: int) -> None:
-    """`kiosk serve` as `workers` processes; the running file names the supervising parent."""
-    from mynaemu.issuance.http.prefork import WorkerStartError, run_until_signal
-    from mynaemu.issuance.kiosk.workers import kiosk_stack_pool
-    from mynaemu.issuance.store import StoreError
-    from mynaemu.tools.cli.kiosk import RUNNING_FILE, KioskExit, _write_atomic
-
-    try:
-        stack = kiosk_stack_pool(home_path, db=db, clock=clock, host=host, centre_port=port, workers=workers)
-    except (StoreError, OSError, ValueError) as exc:
-        raise KioskExit(str(exc).splitlines()[0], 1) from None
-    running = home_path / "kiosk" / RUNNING_FILE
-
-    def announce():
-        _write_atomic(running, json.dumps({"url": stack.centre_url, "ocsp_url": stack.ocsp_url,
-                                           "crl_url": stack.crl_url, "pid": os.getpid(),
-                                           "workers": workers}).encode("utf-8"))
-        click.echo(f"証明書交付センター {stack.centre_url}; JPKI validity service {stack.ocsp_url} "
-                   f"(CRL {stack.crl_url}); {workers} worker processes; Ctrl-C stops", err=True)
-
-    try:
-        run_until_signal(stack.pool, announce)
-    except WorkerStartError as exc:
-        raise KioskExit(str(exc), 1) from None
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(running.read_text()).get("pid") == os.getpid():
-                running.unlink()
 
 
 def ocsp_serve_workers(location, pki, clock, host: str, port: int, workers: int, as_json: bool) -> None:

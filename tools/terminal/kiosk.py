@@ -25,7 +25,8 @@ The kiosk never locks a card by itself (decision, documented in the CLI help):
 At the end it selects the ISD (spec §2.1: MYNASIGN does so to clear the JPKI security status),
 and the card goes back to the holder (取り忘れ対策, CVS-4).
 
-Every refusal is a `Refusal` (issuance/kiosk/centre.py) with one reason and its exit-code class.
+Every refusal is a `Refusal` with one reason and its class: the kiosk and the centre speak the
+wire contract of issuance/kiosk/wire.py (reasons, MACs, paths, fields), nothing of the centre's own.
 """
 from __future__ import annotations
 
@@ -44,13 +45,14 @@ import urllib.request
 from typing import Callable
 
 from mynaemu.card.apps import jorei
+from mynaemu.issuance.clock import JST, utc_now
 from mynaemu.issuance.kiosk import documents
 from mynaemu.issuance.http.keepalive import KeepAliveClient
-from mynaemu.issuance.kiosk.centre import (
-    DEFAULT_KIOSK_ID, METHODS, REASONS, Refusal, request_mac, response_mac, utc_now,
+from mynaemu.issuance.kiosk.wire import (
+    CENTRE_MAC_HEADER, DEFAULT_KIOSK_ID, HEALTH_PATH, ISSUE_PATH, KIOSK_ID_HEADER, KIOSK_MAC_HEADER,
+    METHODS, SERVICE_CLOSES, SERVICE_OPENS, SESSION_PATH, Refusal, request_mac, response_mac,
+    within_service_hours,
 )
-from mynaemu.issuance.kiosk.municipality import SERVICE_CLOSES, SERVICE_OPENS, within_service_hours
-from mynaemu.issuance.policy import JST
 from mynaemu.tools.terminal.client import (
     CardClient, CardDataError, CardError, JPKI_CERTS, JPKI_KEYS, JPKI_PINS, NotFound, PinBlocked,
     PinIncorrect, TransportError,
@@ -103,7 +105,7 @@ class CentreClient:
     def health(self) -> dict:
         """GET /v1/health (unauthenticated); Refusal('centre-unavailable') when unreachable."""
         try:
-            with _NO_PROXY.open(self.url + "/v1/health", timeout=min(self.timeout, 3)) as answer:
+            with _NO_PROXY.open(self.url + HEALTH_PATH, timeout=min(self.timeout, 3)) as answer:
                 return json.loads(answer.read(65536).decode("utf-8"))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise Refusal("centre-unavailable", f"the centre at {self.url} does not answer: "
@@ -112,13 +114,13 @@ class CentreClient:
     def _post(self, path: str, doc: dict) -> dict:
         body = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
         mac = request_mac(self.key, "POST", path, body)
-        headers = {"Content-Type": "application/json", "X-Kiosk-Id": self.kiosk_id, "X-Kiosk-Mac": mac.hex()}
+        headers = {"Content-Type": "application/json", KIOSK_ID_HEADER: self.kiosk_id, KIOSK_MAC_HEADER: mac.hex()}
         try:
             status, headers, payload = self._http.exchange("POST", path, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             raise Refusal("centre-unavailable", f"the centre at {self.url} cannot be reached: "
                                                 f"{_one_line(exc)}") from None
-        given = headers.get("X-Centre-Mac", "") if headers is not None else ""
+        given = headers.get(CENTRE_MAC_HEADER, "") if headers is not None else ""
         try:
             given_bytes = bytes.fromhex(given)
         except ValueError:
@@ -133,18 +135,17 @@ class CentreClient:
             raise Refusal("bad-request", f"the centre answered HTTP {status} without JSON") from None
         if status == 200:
             return answer_doc
-        reason = answer_doc.get("reason") if isinstance(answer_doc, dict) else None
-        if reason in REASONS:
-            extra = {k: v for k, v in answer_doc.items() if k not in ("status", "reason", "code", "message")}
-            raise Refusal(reason, str(answer_doc.get("message", reason)), **extra)
+        refusal = Refusal.from_json(answer_doc)
+        if refusal is not None:
+            raise refusal
         raise Refusal("bad-request", f"the centre answered HTTP {status}: "
                                      f"{answer_doc.get('message', '?') if isinstance(answer_doc, dict) else '?'}")
 
     def open_session(self, method: str) -> dict:
-        return self._post("/v1/session", {"kiosk_id": self.kiosk_id, "method": method})
+        return self._post(SESSION_PATH, {"kiosk_id": self.kiosk_id, "method": method})
 
     def issue(self, request: dict) -> dict:
-        return self._post("/v1/issue", request)
+        return self._post(ISSUE_PATH, request)
 
 
 def _one_line(exc) -> str:

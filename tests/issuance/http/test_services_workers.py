@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from mynaemu.issuance.kiosk.centre import DEFAULT_NONCE_LIFETIME, Refusal, load_or_create_kiosk_key, request_mac
+from mynaemu.issuance.kiosk.centre import DEFAULT_NONCE_LIFETIME
+from mynaemu.issuance.kiosk.keyfiles import load_or_create_kiosk_key
+from mynaemu.issuance.kiosk.wire import Refusal, request_mac
 from mynaemu.issuance.kiosk.challenges import SharedChallenges
 from mynaemu.issuance.store import Store
 from mynaemu.issuance.store import StoreSpentChallenges

@@ -22,12 +22,15 @@ from cryptography.x509 import ocsp
 
 from mynaemu.issuance.kiosk import documents, lgpki
 from mynaemu.issuance.pki.ca import default_test_pki
-from mynaemu.issuance.kiosk.centre import (
-    Centre, CentreHTTPServer, MemoryResidentDirectory, SettableClock, request_mac, synthesize_resident,
-)
+from mynaemu.issuance.clock import SettableClock
+from mynaemu.issuance.kiosk.centre import Centre
+from mynaemu.issuance.kiosk.centre_http import CentreHTTPServer
+from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
+from mynaemu.issuance.kiosk.wire import request_mac
 from mynaemu.issuance.identity import Identity
 from mynaemu.issuance.http.keepalive import KeepAliveServer
-from mynaemu.issuance.kiosk.municipality import MunicipalityServer, load_or_create_signer
+from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
+from mynaemu.issuance.kiosk.municipality import MunicipalityServer
 from mynaemu.issuance.numbering import individual_number_from_juminhyo_code
 from mynaemu.issuance.pki.ocsp import OcspHTTPServer, OcspResponder
 from mynaemu.issuance.policy import JST

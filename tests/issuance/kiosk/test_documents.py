@@ -15,10 +15,12 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from mynaemu.issuance.kiosk import documents, lgpki
-from mynaemu.issuance.kiosk.centre import MemoryResidentDirectory, Refusal, synthesize_resident
+from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
+from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
+from mynaemu.issuance.kiosk.wire import Refusal
 from mynaemu.issuance.identity import Identity
 from mynaemu.issuance.kiosk.municipality import (
-    MunicipalityServer, fiscal_year_available, load_or_create_signer, tax_record,
+    MunicipalityServer, fiscal_year_available, tax_record,
 )
 from mynaemu.issuance.numbering import individual_number_from_juminhyo_code
 from mynaemu.issuance.policy import JST

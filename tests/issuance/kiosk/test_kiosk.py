@@ -27,15 +27,17 @@ from mynaemu.card.core import Card
 from mynaemu.card.image import CardImage
 from mynaemu.issuance.kiosk import documents
 from mynaemu.issuance.pki.ca import TestCA, default_test_pki
-from mynaemu.issuance.kiosk.centre import (
-    EXIT_CLASSES, REASONS, MemoryResidentDirectory, Refusal, SettableClock, start_services,
-    synthesize_resident,
-)
-from mynaemu.issuance.kiosk.municipality import MunicipalityServer, load_or_create_signer
+from mynaemu.issuance.clock import SettableClock
+from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
+from mynaemu.issuance.kiosk.municipality import MunicipalityServer
+from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
+from mynaemu.issuance.kiosk.services import start_services
+from mynaemu.issuance.kiosk.wire import REASONS, Refusal
 from mynaemu.issuance.personas import build_persona
 from mynaemu.issuance.policy import JST
 from mynaemu.issuance.pki.revocation import MemoryRevocationSource
 from mynaemu.tools.terminal.client import CardClient, InProcessConnection
+from mynaemu.tools.cli.kiosk import EXIT_CLASSES
 from mynaemu.tools.terminal.kiosk import CentreClient, Kiosk, digest_info
 
 ISSUE_AT = _dt.datetime(2026, 3, 2, 9, 0, tzinfo=JST)

@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from mynaemu.card.core import Card
 from mynaemu.issuance.pki.ca import TestCA, default_test_pki
-from mynaemu.issuance.kiosk.centre import (
-    DEFAULT_KIOSK_ID, Refusal, SettableClock, load_or_create_kiosk_key, services_from_home,
-)
+from mynaemu.issuance.clock import SettableClock
+from mynaemu.issuance.kiosk.keyfiles import load_or_create_kiosk_key
+from mynaemu.issuance.kiosk.services import services_from_home
+from mynaemu.issuance.kiosk.wire import DEFAULT_KIOSK_ID, Refusal
 from mynaemu.issuance.pki.keys import generate_rsa_key, load_private_key_pem
 from mynaemu.issuance.personas import DEFAULT_PINS, build_persona, synthetic_identity
 from mynaemu.issuance.policy import JST
@@ -363,7 +364,7 @@ def test_a_damaged_pki_row_is_a_one_line_store_error_not_new_cas(tmp_path):
 
 
 def test_memory_directory_registered_with_certificates_matches_byte_for_byte():
-    from mynaemu.issuance.kiosk.centre import MemoryResidentDirectory, synthesize_resident
+    from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
 
     image, info = build_persona("adult", at=T - _dt.timedelta(days=1))
     genuine = _auth_cert(image)

@@ -65,7 +65,7 @@ def test_the_probe_sees_the_heavy_modules_when_they_are_used():
     """The check above is not vacuous: the kiosk's help does load the kiosk."""
     _, report = probe("kiosk", "--help")
     assert report["code"] == 0
-    assert "mynaemu.tools.cli.kiosk" in report["modules"] and "mynaemu.issuance.kiosk.centre" in report["modules"]
+    assert "mynaemu.tools.cli.kiosk" in report["modules"] and "mynaemu.issuance.kiosk.wire" in report["modules"]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["card", "--help"], ["issue", "--help"]])

@@ -54,7 +54,7 @@ def test_demo_runs_with_no_arguments_and_writes_a_verified_pdf(tmp_path):
 
 
 def test_demo_moves_its_clock_into_the_kiosk_hours():
-    from mynaemu.tools.cli.kiosk import _demo_instant
+    from mynaemu.tools.cli.demo import _demo_instant
 
     noon = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST)
     assert _demo_instant(noon) == (noon, False)
