@@ -146,7 +146,7 @@ def _read_length(data: bytes, pos: int) -> tuple[int, int]:
 def decode_header(data: bytes, offset: int = 0) -> tuple[int, int, int]:
     """(tag, header length, value length) of the TLV at `offset`; the value need not be there.
 
-    A client sizes an EF's object from its first bytes before reading the rest (spec §6.6).
+    A client sizes an EF's object from its first bytes before reading the rest (spec §6 item 6).
     """
     data = bytes(data)
     tag, pos = _read_tag(data, offset)
