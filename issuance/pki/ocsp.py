@@ -57,7 +57,8 @@ from cryptography.x509 import ocsp
 
 from mynaemu.issuance.clock import utc_now   # the wall clock in UTC: the clock to give a live OcspResponder
 from mynaemu.issuance.pki import revocation as rv
-from mynaemu.issuance.http.keepalive import KeepAliveClient, KeepAliveHandler, KeepAliveServer
+from mynaemu.issuance.http.client import KeepAliveClient
+from mynaemu.issuance.http.keepalive import KeepAliveHandler, KeepAliveServer
 from mynaemu.issuance.pki.revocation import CertStatus, CrlError, CrlPublisher, RevocationSource
 
 log = logging.getLogger(__name__)

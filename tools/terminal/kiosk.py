@@ -47,7 +47,7 @@ from typing import Callable
 from mynaemu.card.apps import jorei
 from mynaemu.issuance.clock import JST, utc_now
 from mynaemu.issuance.kiosk import documents
-from mynaemu.issuance.http.keepalive import KeepAliveClient
+from mynaemu.issuance.http.client import KeepAliveClient
 from mynaemu.issuance.kiosk.wire import (
     CENTRE_MAC_HEADER, DEFAULT_KIOSK_ID, HEALTH_PATH, ISSUE_PATH, KIOSK_ID_HEADER, KIOSK_MAC_HEADER,
     METHODS, SERVICE_CLOSES, SERVICE_OPENS, SESSION_PATH, Refusal, request_mac, response_mac,
