@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from mynaemu.issuance import validate
+from mynaemu.issuance import policy, validate
 from mynaemu.issuance.lifecycle.inputs import audit_target, aware, valid, valid_address, valid_text
-from mynaemu.issuance import policy
 from mynaemu.issuance.lifecycle.transitions import LIVE_STATES, STATE_LABELS
 
 # Interim: the refusals still live in workflow.py until they move to the leaf issuance/errors.py.

@@ -1,9 +1,8 @@
 """異動 (move), write-card, 更新 (renew) and 再発行 (reissue): a live card changes or is replaced (MOV-*, VAL-*, FLOW-RENEW-*, FLOW-REISSUE-1)."""
 from __future__ import annotations
 
-import datetime as _dt
-
 import dataclasses
+import datetime as _dt
 
 from mynaemu.card.image import CardImage
 from mynaemu.issuance import policy, validate

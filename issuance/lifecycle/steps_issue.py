@@ -1,9 +1,8 @@
 """発行 (generate: keys, certificates, personalisation, 交付通知書) and 交付 (deliver) (FLOW-1 steps 5-10)."""
 from __future__ import annotations
 
-import datetime as _dt
-
 import dataclasses
+import datetime as _dt
 import json
 import secrets
 from typing import Callable

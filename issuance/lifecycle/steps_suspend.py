@@ -1,9 +1,8 @@
 """一時停止 (suspend) and 解除 (resume) of a card and its certificates (FLOW-SUSP-3, STATE-3 item 3)."""
 from __future__ import annotations
 
-import datetime as _dt
-
 import dataclasses
+import datetime as _dt
 
 from mynaemu.issuance import validate
 from mynaemu.issuance.lifecycle.inputs import audit_target, valid
