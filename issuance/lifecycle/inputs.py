@@ -8,10 +8,7 @@ from mynaemu.card.limits import LimitError, check_address
 
 from mynaemu.issuance import policy, validate
 from mynaemu.issuance.store import check_form_id, parse_iso
-
-# Interim: the refusals still live in workflow.py until they move to the leaf issuance/errors.py
-# (issue 14, the CLI's part); workflow.py imports this module only after defining them.
-from mynaemu.issuance.lifecycle.workflow import BadInput
+from mynaemu.issuance.errors import BadInput
 
 __all__ = ["valid", "valid_text", "valid_address", "aware", "jst_text", "audit_target", "hex_serial"]
 

@@ -7,9 +7,7 @@ import re
 import secrets
 
 from mynaemu.card.image import CardImage, PinEF
-
-# Interim: the refusals still live in workflow.py until they move to the leaf issuance/errors.py.
-from mynaemu.issuance.lifecycle.workflow import BadInput
+from mynaemu.issuance.errors import BadInput
 
 __all__ = ["AUTH_PIN_PATTERN", "FOUR_DIGIT_PIN_PATTERN", "SIGN_PIN_PATTERN", "carry_pins", "transport_pins",
            "check_pin"]

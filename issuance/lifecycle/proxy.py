@@ -5,9 +5,7 @@ import dataclasses
 import datetime as _dt
 
 from mynaemu.issuance import policy, validate
-
-# Interim: the refusals still live in workflow.py until they move to the leaf issuance/errors.py.
-from mynaemu.issuance.lifecycle.workflow import BadInput
+from mynaemu.issuance.errors import BadInput
 
 __all__ = ["BASE_PROXY_DOCS", "PROXY_CONDITIONS", "PROXY_RELATIONS", "PROXY_DOCUMENTS", "ProxyHandover",
            "check_proxy"]

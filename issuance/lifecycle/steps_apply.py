@@ -6,9 +6,7 @@ import datetime as _dt
 from mynaemu.issuance import policy, validate
 from mynaemu.issuance.lifecycle.inputs import audit_target, aware, valid, valid_address, valid_text
 from mynaemu.issuance.lifecycle.transitions import LIVE_STATES, STATE_LABELS
-
-# Interim: the refusals still live in workflow.py until they move to the leaf issuance/errors.py.
-from mynaemu.issuance.lifecycle.workflow import BadInput, Refused
+from mynaemu.issuance.errors import BadInput, Refused
 
 __all__ = ["apply", "new_application", "enter_received", "receive"]
 

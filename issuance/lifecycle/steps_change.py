@@ -13,9 +13,7 @@ from mynaemu.issuance.lifecycle.steps_apply import new_application
 from mynaemu.issuance.lifecycle.transitions import STATE_LABELS, TRANSITIONS
 from mynaemu.issuance.pki.keys import private_key_pem
 from mynaemu.issuance.store import parse_iso
-
-# Interim: the refusals still live in workflow.py until they move to the leaf issuance/errors.py.
-from mynaemu.issuance.lifecycle.workflow import BadInput, IllegalState, Refused
+from mynaemu.issuance.errors import BadInput, IllegalState, Refused
 
 __all__ = ["RenewResult", "REISSUE_REASONS", "move", "write_card", "renew", "reissue"]
 

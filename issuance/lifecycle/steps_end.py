@@ -6,9 +6,7 @@ import datetime as _dt
 from mynaemu.issuance import validate
 from mynaemu.issuance.lifecycle.inputs import audit_target, hex_serial
 from mynaemu.issuance.lifecycle.transitions import TRANSITIONS
-
-# Interim: the refusals still live in workflow.py until they move to the leaf issuance/errors.py.
-from mynaemu.issuance.lifecycle.workflow import BadInput
+from mynaemu.issuance.errors import BadInput
 
 __all__ = ["REVOKE_REASONS", "ABOLISH_REASONS", "abolish", "collect", "destroy", "revoke"]
 

@@ -18,9 +18,7 @@ from mynaemu.issuance.lifecycle.transitions import TRANSITIONS
 from mynaemu.issuance.personalise import CardKeys
 from mynaemu.issuance.pki.keys import private_key_pem
 from mynaemu.issuance.store import parse_iso
-
-# Interim: the refusals still live in workflow.py until they move to the leaf issuance/errors.py.
-from mynaemu.issuance.lifecycle.workflow import BadInput, Refused
+from mynaemu.issuance.errors import BadInput, Refused
 
 __all__ = ["GenerateResult", "KEY_ROLES", "generate", "deliver"]
 

@@ -6,9 +6,7 @@ import datetime as _dt
 
 from mynaemu.issuance import validate
 from mynaemu.issuance.lifecycle.inputs import audit_target, valid
-
-# Interim: the refusals still live in workflow.py until they move to the leaf issuance/errors.py.
-from mynaemu.issuance.lifecycle.workflow import BadInput, Refused
+from mynaemu.issuance.errors import BadInput, Refused
 
 __all__ = ["Basic4", "suspend", "resume"]
 

@@ -80,8 +80,7 @@ _CONFLICT_RETRIES = 5
 from mynaemu.issuance.errors import BadInput, IllegalState, NotFound, Refused, WorkflowError  # noqa: E402,F401
 
 
-# The step modules import the refusals above (interim, until they live in issuance/errors.py),
-# so they are imported after them; the names they define stay importable from here.
+# The step modules; the names they define stay importable from here.
 from mynaemu.issuance.lifecycle import (  # noqa: E402
     steps_apply, steps_change, steps_end, steps_issue, steps_suspend,
 )
