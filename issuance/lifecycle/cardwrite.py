@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from mynaemu.card.apps import common, jpki, kenhojo, kenkaku
 from mynaemu.card.image import CardImage, CardImageError, KeyEF, PinEF
 
+from mynaemu.issuance.errors import Refused  # the leaf module: no cycle with workflow.py
 from mynaemu.issuance.store.custody import BINDING_ROLE, migrate_custody, public_hex  # noqa: F401  (re-exported)
 
 __all__ = ["BINDING_ROLE", "CARD_KEY_SLOTS", "ISSUER_ROLES", "KILL_ENV", "Staged", "record_binding",
@@ -83,8 +84,6 @@ def fault(point: str) -> None:
 
 
 def _refused(message: str):
-    from mynaemu.issuance.errors import Refused      # the leaf module: no cycle with workflow.py
-
     return Refused(message)
 
 
