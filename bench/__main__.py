@@ -12,7 +12,7 @@
       same run), 1 and 2 worker processes: each ≥ 0.9, and 2 workers ≥ 1.7 × 1 worker.
 - P4  kiosk decision time (PDF rendering apart) / its floor (the RSA operations it needs plus
       one loopback HTTP round trip, sampled interleaved with the transactions). Target ≤ 2.5.
-- S1  the centre and the OCSP responder, each as worker processes sharing its port (one per CPU,
+- S1  the centre and the OCSP responder, each as worker processes sharing its port (two per CPU,
       as the serve commands run them), under 1, 8, 32, 64 and 200 concurrent kept-alive clients on loopback (bench/bench_services.py): requests/s at 200
       clients / at 1 client, same run. Target ≥ 1.5 each, and 0 errors at 200 clients.
 

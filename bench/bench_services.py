@@ -2,7 +2,7 @@
 
 Each service runs in its own server process (`python -m bench.bench_services serve SERVICE
 MAX_WORKERS PROCESSES`, started and stopped here; it prints its port and a ready request body),
-as `--workers` worker processes sharing the port (issuance/http/prefork.py; default one per CPU, as
+as `--workers` worker processes sharing the port (issuance/http/prefork.py; default two per CPU, as
 the serve commands; the centre's challenges shared through a store as `kiosk serve` shares them); the clients run in this process, each a thread with its own kept-alive connection
 (HTTP/1.1, Nagle off, requests prepared in advance), and only ever connect to 127.0.0.1.
 
@@ -47,7 +47,7 @@ KIOSK_ID = "TEST-KIOSK-BENCH"
 
 def _serve(service: str, max_workers: int | None = None, processes: int | None = None) -> None:
     """Run one service on loopback until stdin closes; print {"port", "request"} first.
-    `processes`: worker processes sharing the port (issuance/http/prefork.py; default one per CPU, as
+    `processes`: worker processes sharing the port (issuance/http/prefork.py; default two per CPU, as
     the serve commands)."""
     import datetime as _dt
     import logging
@@ -294,7 +294,7 @@ def measure(service: str, *, seconds: float = 2.0, rounds: int = 3, levels=LEVEL
             max_workers: int | None = None, processes: int | None = None) -> dict:
     """Every level for `rounds` rounds against one server process: per-level summary + ratio.
     `max_workers`: each worker process's thread pool (default: the services' default);
-    `processes`: worker processes (default: one per CPU, as the serve commands)."""
+    `processes`: worker processes (default: two per CPU, as the serve commands)."""
     server = ServerProcess(service, max_workers, processes)
     try:
         run_level(server.port, server.request, 1, min(0.3, seconds))      # warm-up

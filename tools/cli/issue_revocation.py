@@ -71,7 +71,7 @@ def _crl_reason(entry) -> str | None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Listen address (loopback by default).")
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Worker processes sharing the port (default: one per CPU; 1: a single process).")
+              help="Worker processes sharing the port (default: two per CPU; 1: a single process).")
 @common(reads=True)
 @click.pass_obj
 @guarded

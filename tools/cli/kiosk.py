@@ -288,7 +288,7 @@ def kiosk_issue(card_file, reader, pin, document, output, method, with_number, w
 @click.option("--port", default=0, type=click.IntRange(0, 65535), help="Centre port (0: any free port).")
 @click.option("--at", "at", type=_instant(), default=None, help="Start the services' clock here.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Worker processes sharing the ports (default: one per CPU; 1: a single process).")
+              help="Worker processes sharing the ports (default: two per CPU; 1: a single process).")
 def kiosk_serve(home, db, host, port, at, workers):
     """Run the 証明書交付センター and the JPKI validity service until Ctrl-C / SIGTERM.
 
