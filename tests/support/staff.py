@@ -1,7 +1,8 @@
 """Staff accounts for tests that drive `mynaemu issue` (issue 13): every command authenticates.
 
-``staff_account(home=None, db=None, staff_id=…)`` puts one account holding every role and the
-``number`` right into the store, through the real accounts API, and returns (ID, password):
+``staff_account(home=None, db=None, staff_id=…, rights=None)`` puts one account holding every
+role and the ``number`` right (or just `rights`; the first account of a store is always an
+officer, as `issue init` makes it) into the store, through the real accounts API, and returns (ID, password):
 
 - it starts at 1950-01-01 (the earliest --at the CLI takes), so its rights hold at every instant
   a test drives (a grant counts only for steps dated at or after it);
@@ -28,7 +29,7 @@ CHEAP = PasswordHasher.from_parameters(profiles.CHEAPEST)
 def staff_account(home=None, *, db=None, staff_id: str = "op-cli", rights=None) -> tuple[str, str]:
     """An all-rights account `staff_id` in the store at `home` (or `db`); (ID, password)."""
     from mynaemu.issuance.staff.accounts import Accounts
-    from mynaemu.issuance.staff.rights import RIGHTS
+    from mynaemu.issuance.staff.rights import RIGHTS, ROLES
     from mynaemu.issuance.store import Store, iso
 
     with Store.open(home, db=db) as store:
@@ -37,7 +38,8 @@ def staff_account(home=None, *, db=None, staff_id: str = "op-cli", rights=None) 
         if not accounts.has_staff():
             accounts.init_officer(staff_id, at=START, password=FIRST_PASSWORD)
         else:
-            accounts.add(staff_id, staff_id, "viewer", at=START)
+            wanted = list(rights if rights is not None else RIGHTS)
+            accounts.add(staff_id, staff_id, next(r for r in wanted if r in ROLES), at=START)
         held = accounts.table.rights_at(staff_id, iso(START))
         for right in rights if rights is not None else RIGHTS:
             if right not in held:
