@@ -107,7 +107,7 @@ def _read_new_password() -> str:
     """The new password twice: hidden prompts on a terminal, else two lines of stdin."""
     if sys.stdin is not None and sys.stdin.isatty():
         return click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True)
-    stream = click.get_text_stream("stdin")
+    stream = sys.stdin
     first, second = stream.readline().rstrip("\r\n"), stream.readline().rstrip("\r\n")
     if not first:
         raise fail("staff passwd: give --new-password or the new password twice on stdin", ExitCode.USAGE)
