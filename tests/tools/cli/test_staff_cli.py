@@ -282,3 +282,15 @@ def test_an_aged_password_through_the_cli_at_the_exact_boundary_then_passwd(tmp_
 
 def test_help_names_exit_5():
     assert "5  authentication or authorisation refused" in CliRunner().invoke(main, ["issue", "--help"]).stdout
+
+
+def test_the_myna_office_fixture_gives_issue_commands_credentials(myna_office):
+    """The pytest plugin's office (tools/harness/pytest_plugin.py): its .env logs in."""
+    path = myna_office.issue_card()
+    from mynaemu.card.image import CardImage
+
+    app_id = CardImage.load(path).meta["application_id"]
+    result = CliRunner().invoke(main, ["issue", "status", app_id, "--json"], env=myna_office.env)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "active"
+    assert myna_office.env["MYNAEMU_OPERATOR"] == "myna-office"
