@@ -200,6 +200,11 @@ def issue(ctx, home, db):
     """The TEST issuance back office: 申請 → 受付 → 鍵ペア生成/証明書発行 → 交付 → 一時停止/解除,
     異動, 更新, 再発行, 廃止/回収/廃棄, 失効, with CRLs and an OCSP responder from the store.
 
+    Every command is run by a member of staff: the ID from --operator or $MYNAEMU_OPERATOR, the
+    password from $MYNAEMU_PASSWORD or a no-echo prompt on a terminal. `issue init --officer ID`
+    makes a store's first security officer (also for a store made before accounts); `issue staff`
+    manages accounts, and `issue staff rights` prints which role may run which command.
+
     \b
     Exit codes:
       0  success
