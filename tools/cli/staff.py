@@ -117,7 +117,9 @@ def _read_new_password() -> str:
 
 
 @staff.command("passwd")
-@click.option("--new-password", default=None, help="The new password (else read twice from stdin).")
+@click.option("--new-password", default=None,
+              help="The new password (else read twice from stdin, or hidden prompts on a terminal; an option "
+                   "is visible to other users in `ps` and stays in the shell history).")
 @common
 @click.pass_obj
 @guarded
