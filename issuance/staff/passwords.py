@@ -33,7 +33,7 @@ PASSWORD_MIN = 12      # characters
 PASSWORD_MAX = 128     # characters: argon2 takes any length, a bound keeps the input sane
 AGE_MONTHS = 3         # SEC-5
 
-# RFC 9106 §4 second recommended option (Argon2id, t=3, 64 MiB, p=4): argon2-cffi's default.
+# RFC 9106 section 4, the second recommended option (Argon2id, t=3, 64 MiB, p=4): argon2-cffi's default.
 _HASHER = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=4, hash_len=32, salt_len=16, type=Type.ID)
 # A hash of a random secret nobody knows, made with the same parameters, so that an unknown ID
 # costs the same verification as a known one (constant-time refusals, SEC-4).
