@@ -53,14 +53,18 @@ PLANNED = {"pin-reset", "search"}
 
 
 def commands_of_issue() -> set[str]:
+    import click
+
     from mynaemu.tools.cli.issue import issue
 
     names = set()
-    for name, command in issue.commands.items():
-        if hasattr(command, "commands"):
-            names |= {f"{name} {sub}" for sub in command.commands}
-        else:
-            names.add(name)
+    with click.Context(issue) as ctx:
+        for name in issue.list_commands(ctx):       # the lazy subcommands too (groups.py)
+            command = issue.get_command(ctx, name)
+            if isinstance(command, click.Group):
+                names |= {f"{name} {sub}" for sub in command.list_commands(ctx)}
+            else:
+                names.add(name)
     return names
 
 
