@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from mynaemu.issuance.clock import JST
 from mynaemu.issuance.staff import audit, passwords
 from mynaemu.issuance.staff.accounts import STAFF_ID_PATTERN
 from mynaemu.issuance.staff.rights import NUMBER, decide, roles_for
@@ -33,7 +34,6 @@ __all__ = ["AuthRefused", "authorise", "WRONG_CREDENTIALS"]
 
 WRONG_CREDENTIALS = "authentication failed: unknown staff ID or wrong password (SEC-4)"
 
-JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
 
 
 class AuthRefused(Exception):

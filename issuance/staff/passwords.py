@@ -23,11 +23,11 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from mynaemu.issuance import policy
+from mynaemu.issuance.clock import JST
 
 __all__ = ["PASSWORD_MIN", "PASSWORD_MAX", "AGE_MONTHS", "hash_password", "verify_password", "dummy_verify",
            "new_initial_password", "check_new_password", "expires_at", "is_aged", "PasswordRuleError"]
 
-JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
 
 PASSWORD_MIN = 12      # characters
 PASSWORD_MAX = 128     # characters: argon2 takes any length, a bound keeps the input sane

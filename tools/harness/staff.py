@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from mynaemu.issuance.clock import JST
+
 __all__ = ["all_rights_account", "START", "PASSWORD_SET"]
 
-JST = _dt.timezone(_dt.timedelta(hours=9), "JST")
 START = _dt.datetime(1950, 1, 1, tzinfo=JST)
 PASSWORD_SET = _dt.datetime(2049, 12, 31, 23, 0, tzinfo=JST)
 _FIRST = "Office-first-passw0rd"
