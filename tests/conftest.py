@@ -4,4 +4,4 @@ Tests import shared helpers from tests/support/ as a package (`from tests.suppor
 every test folder is a package, so pytest puts the repository root on the path and nothing edits
 sys.path by hand.
 """
-pytest_plugins = ["tests.fixtures.pcsc", "tests.fixtures.home"]
+pytest_plugins = ["tests.fixtures.pcsc", "tests.fixtures.staff", "tests.fixtures.home"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from mynaemu.issuance.store.custody import migrate_custody
+from mynaemu.issuance.store.staff import V4 as STAFF_V4
 from mynaemu.issuance.store.values import CARD_STATES, CERT_EVENTS
 
 
@@ -184,6 +185,7 @@ MIGRATIONS: list[tuple[int, str, list]] = [
     (1, "initial schema: persons, numbers, applications, cards, certificates, keys, audit", _V1),
     (2, "scale: card order, batch claims, lookup indexes", _V2),
     (3, "custody: card key bindings, pending card writes, no holder key after delivery", _V3),
+    (4, "staff: accounts, password hashes, rights (SEC-4..SEC-7)", STAFF_V4),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -40,8 +40,9 @@ def umask(request):
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022], indirect=True)
-def test_home_store_keys_card_and_pdf_are_private_whatever_the_umask(tmp_path, umask):
+def test_home_store_keys_card_and_pdf_are_private_whatever_the_umask(tmp_path, umask, issue_staff):
     home = tmp_path / "office" / "home"          # the home and a missing parent, both made here
+    issue_staff(home, staff_id="op")             # every issue command authenticates (issue 13)
     app_id = json.loads(_cli(home, "issue", "apply", *PERSON, "--at", "2026-05-01", "--json").stdout)["id"]
     _cli(home, "issue", "generate", app_id, "--at", "2026-05-02T10:00")
     card = home / "cards" / "taro.json"          # a card image the back office writes into the home

@@ -101,17 +101,27 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
     identity = synthetic_identity(random.Random(), age=41, on=at.astimezone(JST).date())
     store = Store.open(home)
     try:
-        wf = Workflow(store, operator="demo", terminal="demo")
-        app_id = wf.apply(name=identity.name, birth=identity.birth, sex=identity.sex, address=identity.address,
-                          at=at - _dt.timedelta(days=8))
+        from mynaemu.issuance.staff.demo import DemoStaff
+
+        staff = DemoStaff(store, at=at - _dt.timedelta(days=9))   # issue 13: every step by a member of staff
+        say("back office", "staff: security officer demo-officer made demo-counter, demo-issuer and "
+                           "demo-callcentre (SEC-4, SEC-6)")
+
+        def wf(step, when):
+            return Workflow(store, operator=staff.login(store, step, when), terminal="demo")
+
+        app_id = wf("apply", at - _dt.timedelta(days=8)).apply(
+            name=identity.name, birth=identity.birth, sex=identity.sex, address=identity.address,
+            at=at - _dt.timedelta(days=8))
         say("back office", f"申請 received: application {app_id} for {identity.name} (synthetic), "
                            f"個人番号 designated (NUM-2)")
-        result = wf.generate(app_id, at=at - _dt.timedelta(days=1))
+        result = wf("generate", at - _dt.timedelta(days=1)).generate(app_id, at=at - _dt.timedelta(days=1))
         say("back office", "鍵ペア生成 + 証明書発行: user-authentication and signing certificates from the "
                            f"TEST JPKI CAs; card valid until {result.card_expires.isoformat()}")
         card_path = home / "card.json"
-        image = wf.deliver(app_id, at=at - _dt.timedelta(hours=23), pins=DEFAULT_PINS,
-                           identity_check="counter photo-ID check (demo)", output=card_path)
+        handed = at - _dt.timedelta(hours=23)
+        image = wf("deliver", handed).deliver(app_id, at=handed, pins=DEFAULT_PINS,
+                                              identity_check="counter photo-ID check (demo)", output=card_path)
         say("back office", f"交付 at the counter: PINs set by the holder; card image written to {card_path.name}")
     finally:
         store.close()
@@ -177,8 +187,8 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
             head("The holder reports the card lost: 一時停止 by phone, then the kiosk again")
             store = Store.open(home)
             try:
-                wf = Workflow(store, operator="demo-callcentre", terminal="demo")
                 clock.advance(60)
+                wf = Workflow(store, operator=staff.login(store, "suspend", clock()), terminal="demo")
                 holder = wf.status(app_id, at=clock())["holder"]
                 wf.suspend(app_id, at=clock(), caller=Basic4(holder["name"], _dt.date.fromisoformat(holder["birth"]),
                                                              holder["sex"], holder["address"]))

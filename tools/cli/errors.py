@@ -14,6 +14,7 @@ and the exit code. Shaped after the CliFail of Yubico's ykman (exit status only 
                    read; nothing was sent to any card)
     3     issue    unknown application id
     4     issue    the store stayed locked by another process beyond the busy timeout
+    5     issue    authentication or authorisation refused (staff accounts, issue 13); audited
     3-16  kiosk    one code per refusal class (the kiosk's EXIT_CLASSES; `mynaemu kiosk --help`)
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     NOT_FOUND = 3       # `issue` only
     BUSY = 4            # `issue` only
+    DENIED = 5          # `issue` only: authentication or authorisation refused (issue 13)
 
 
 # What each code means, and which commands give it (the README's "Exit codes" table as data).
@@ -45,6 +47,8 @@ EXIT_MEANINGS = {
                             "read; nothing was sent)"),
     ExitCode.NOT_FOUND: ("issue", "unknown id"),
     ExitCode.BUSY: ("issue", "store busy"),
+    ExitCode.DENIED: ("issue", "authentication or authorisation refused (no or wrong credentials, a role or "
+                               "right missing, a password unchanged for 3 months, a revoked ID); audited"),
 }
 
 # `mynaemu kiosk`: one code per refusal class, listed by the kiosk (its EXIT_CLASSES) in its help.

@@ -2,8 +2,8 @@
 
 Every command works on the store under --home / MYNAEMU_HOME (default: the user's data
 directory), or on PostgreSQL with --db URL / MYNAEMU_DB (postgresql://…; the same schema), takes --at (the settable clock; ISO 8601 date or datetime, naive = JST, default now),
---operator / --terminal for the audit (SEC-8; defaults MYNAEMU_OPERATOR / MYNAEMU_TERMINAL or
-"cli") and --json. Errors are one line on stderr; exit codes are in the group's help.
+--operator (the staff ID; MYNAEMU_OPERATOR) with the password from MYNAEMU_PASSWORD or a prompt
+(credentials.py, SEC-4), --terminal for the audit (SEC-8; MYNAEMU_TERMINAL or "cli") and --json. Errors are one line on stderr; exit codes are in the group's help.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from mynaemu.tools.cli.groups import one_line_group
 # InstantType / DateType and the other checked types live in tools/cli/types.py
 # (docs/input-limits.md); INSTANT is imported from here by tools/cli/kiosk.py.
 from mynaemu.tools.cli.types import BIRTH, DATE, FLAGS, FORM_ID, INSTANT, OUTPUT, text_type  # noqa: F401
+from mynaemu.tools.cli.credentials import authenticated  # SEC-4..SEC-7 (issue 13)
 
 PROG = "mynaemu issue"
 # Bad arguments of the group and of every subcommand are one line with exit 2 (click prints three).
@@ -34,6 +35,8 @@ LAZY_ISSUE = {
     "persona": "mynaemu.tools.cli.issue_reads:cmd_persona",
     "crl": "mynaemu.tools.cli.issue_revocation:cmd_crl",
     "ocsp-serve": "mynaemu.tools.cli.issue_revocation:cmd_ocsp_serve",
+    "init": "mynaemu.tools.cli.staff:cmd_init",       # staff accounts (issue 13)
+    "staff": "mynaemu.tools.cli.staff:staff",
 }
 
 
@@ -82,12 +85,13 @@ def common(func=None, *, reads: bool = False):
         func = click.option("--allow-future", "allow_future", is_flag=True,
                             help="Allow --at more than one day after this machine's clock "
                                  "(a state-changing step dated in the future).")(func)
+    func = authenticated(func)   # SEC-4..SEC-7: staff ID + password, rights at --at (credentials.py)
     func = click.option("--terminal", envvar="MYNAEMU_TERMINAL", default="cli", show_default=True,
                         type=text_type("terminal"),
                         help="Terminal id for the audit (DATA-3 操作端末ID).")(func)
-    func = click.option("--operator", envvar="MYNAEMU_OPERATOR", default="cli", show_default=True,
-                        type=text_type("operator"),
-                        help="Operator id for the audit (SEC-4, DATA-3 操作者ID).")(func)
+    func = click.option("--operator", envvar="MYNAEMU_OPERATOR", default=None, type=text_type("operator"),
+                        help="Your staff ID (default $MYNAEMU_OPERATOR); the password comes from "
+                             "$MYNAEMU_PASSWORD or a no-echo prompt (SEC-4; the audit's 操作者ID, DATA-3).")(func)
     func = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(func)
     func = click.option("--at", "at", type=INSTANT, default=None,
                         help="The instant of the operation (ISO 8601; naive = JST; default now).")(func)
@@ -196,6 +200,11 @@ def issue(ctx, home, db):
     """The TEST issuance back office: 申請 → 受付 → 鍵ペア生成/証明書発行 → 交付 → 一時停止/解除,
     異動, 更新, 再発行, 廃止/回収/廃棄, 失効, with CRLs and an OCSP responder from the store.
 
+    Every command is run by a member of staff: the ID from --operator or $MYNAEMU_OPERATOR, the
+    password from $MYNAEMU_PASSWORD or a no-echo prompt on a terminal. `issue init --officer ID`
+    makes a store's first security officer (also for a store made before accounts); `issue staff`
+    manages accounts, and `issue staff rights` prints which role may run which command.
+
     \b
     Exit codes:
       0  success
@@ -206,6 +215,8 @@ def issue(ctx, home, db):
          outside docs/input-limits.md)
       3  unknown application id
       4  the store stayed locked by another process beyond the busy timeout; try again
+      5  authentication or authorisation refused (no or wrong credentials, a role or right
+         missing, a password unchanged for 3 months, a revoked ID); audited, nothing changed
     """
     from mynaemu.issuance.store.postgres import is_url
 

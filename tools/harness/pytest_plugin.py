@@ -15,7 +15,8 @@ asks for one of these fixtures (this module imports only pytest), so unused it c
   (that is the daemon serving your real readers; it is never stopped or restarted).
 - `myna_office` — a TEST back office in a temporary home: `.home`, `.workflow`, `.store`,
   `.issue_card(**identity) -> Path` (申請 → 発行 → 交付 with the test PINs), `.env` (the
-  environment for `mynaemu issue/kiosk` subprocesses).
+  environment for `mynaemu issue/kiosk` subprocesses, with the credentials of an all-rights
+  staff account `myna-office` that `mynaemu issue` commands need).
 
 Fixture names all start with `myna_` so they never shadow a project's own.
 """
@@ -138,6 +139,7 @@ class MynaOffice:
         self.home = home
         self._store = None
         self._workflow = None
+        self._password = None
         self.cards = 0
 
     @property
@@ -156,8 +158,17 @@ class MynaOffice:
 
     @property
     def env(self) -> dict:
+        """MYNAEMU_HOME and the credentials of the office's all-rights account (issue 13)."""
         import os
-        return {**os.environ, "MYNAEMU_HOME": str(self.home)}
+        import secrets
+
+        if self._password is None:
+            from mynaemu.tools.harness.staff import all_rights_account
+
+            self._password = "Myna-" + secrets.token_urlsafe(18)
+            all_rights_account(self.store, "myna-office", self._password, terminal="myna_office")
+        return {**os.environ, "MYNAEMU_HOME": str(self.home), "MYNAEMU_OPERATOR": "myna-office",
+                "MYNAEMU_PASSWORD": self._password}
 
     def issue_card(self, *, name: str = "試験　花子", birth=None, sex: str = "2",
                    address: str = "東京都清瀬市試験町１丁目２番３号", at=None, pins=None):

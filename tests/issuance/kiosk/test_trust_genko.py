@@ -231,7 +231,7 @@ def test_jorei_card_serial_layout():
         jorei.parse_user_id(tlv.encode(jorei.T_USER_ID, tlv.expect(ef, jorei.T_USER_ID).value[:-15] + b"01234567890123X"))
 
 
-def test_genko_and_enrol_honour_the_card_state_on_postgresql(tmp_path, monkeypatch):
+def test_genko_and_enrol_honour_the_card_state_on_postgresql(tmp_path, monkeypatch, issue_staff):
     pytest.importorskip("psycopg")
     from mynaemu.tools.harness import pgserver
 
@@ -242,6 +242,7 @@ def test_genko_and_enrol_honour_the_card_state_on_postgresql(tmp_path, monkeypat
     url = pgserver.fresh_schema_url(server.url)
     home = tmp_path / "home"
     monkeypatch.delenv("MYNAEMU_DB", raising=False)
+    issue_staff(db=url)  # every issue command authenticates (issue 13)
 
     def run(*args, code=0):
         result = CliRunner().invoke(main, list(args), env={"MYNAEMU_HOME": str(home)})

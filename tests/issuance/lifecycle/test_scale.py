@@ -109,10 +109,11 @@ def _poll(location):
 
 
 @pytest.mark.parametrize("location", ["postgresql", "sqlite"], indirect=True)
-def test_kill_9_during_a_two_worker_batch_then_resume_gives_no_duplicates(location, tmp_path):
+def test_kill_9_during_a_two_worker_batch_then_resume_gives_no_duplicates(location, tmp_path, issue_staff):
     cards = 10
     home = tmp_path / "home" if isinstance(location, str) else location.parent   # SQLite: the store's own home
     ids = scale.prepare_applications(location, cards)
+    issue_staff(db=location) if isinstance(location, str) else issue_staff(home)  # issue 13: staff log in
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("MYNAEMU_DB", None)
     batch = subprocess.Popen(_cli(location, home, "generate", "--workers", "2", "--at", "2026-04-10T10:00",

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from mynaemu.card.image import CardImage, KeyEF
 from mynaemu.issuance.lifecycle import cardwrite
-from mynaemu.issuance.store import DB_NAME, MIGRATIONS, Store
+from mynaemu.issuance.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Store
 from mynaemu.issuance.lifecycle.workflow import Workflow
 from tests.support.cli import run_issue as run
 
@@ -171,7 +171,7 @@ def test_write_card_rekeys_a_certificate_whose_key_is_gone(home, tmp_path):
     assert cert_key(home, app_id, "sign") == cardwrite.public_hex(keys["jpki/001A"].public_key())
 
 
-def test_migration_binds_old_cards_and_deletes_the_keys_of_delivered_ones(home, tmp_path):
+def test_migration_binds_old_cards_and_deletes_the_keys_of_delivered_ones(home, tmp_path, issue_staff):
     card = tmp_path / "card.json"
     delivered = apply_generate()
     deliver(delivered, card)
@@ -187,13 +187,16 @@ def test_migration_binds_old_cards_and_deletes_the_keys_of_delivered_ones(home, 
                           dt.datetime(2016, 5, 2, tzinfo=JST))
         conn.execute("DROP TABLE card_bindings")
         conn.execute("DROP TABLE card_writes")
-        conn.execute("DELETE FROM schema_version WHERE version = ?", (CUSTODY,))
-    with Store.open(home) as store:                         # migrates to v3
-        assert store.schema_version() == CUSTODY
+        for table in ("staff_rights", "staff"):   # v4 (staff, issue 13) came after v3: a v2 store has neither
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("DELETE FROM schema_version WHERE version >= ?", (CUSTODY,))
+    with Store.open(home) as store:                         # migrates through v3 to the current version
+        assert store.schema_version() == SCHEMA_VERSION > CUSTODY
         assert store.keys(delivered) == {}
         assert set(store.keys(waiting)) >= {"auth", "common"}          # not handed over yet: kept
         assert store.conn.execute("SELECT count(*) FROM card_bindings").fetchone()[0] == 2
     assert logical_hits(home, keys.values(), generic=False) == []   # the waiting card's keys stay
+    issue_staff(home)   # the staff tables came back empty with the migration
     run("write-card", delivered, "--card", str(card), "--at", "2016-06-02")   # the binding works
 
 

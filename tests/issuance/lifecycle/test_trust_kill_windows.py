@@ -41,7 +41,8 @@ def pool():
 
 
 @pytest.fixture
-def home(tmp_path):
+def home(tmp_path, issue_staff):
+    issue_staff(tmp_path / "home")  # every issue command authenticates (issue 13)
     return tmp_path / "home"
 
 

@@ -308,7 +308,7 @@ def test_a_v1_sqlite_store_is_migrated_in_place(tmp_path):
         assert s.claim_next("h/1/x", lease_s=5, batch_started=st.lease_stamp()) == "B" * 16
 
 
-def test_the_issue_cli_runs_on_postgresql_with_db(pg_url, tmp_path, monkeypatch):
+def test_the_issue_cli_runs_on_postgresql_with_db(pg_url, tmp_path, monkeypatch, issue_staff):
     import json
 
     from click.testing import CliRunner
@@ -319,6 +319,7 @@ def test_the_issue_cli_runs_on_postgresql_with_db(pg_url, tmp_path, monkeypatch)
     monkeypatch.setenv("MYNAEMU_HOME", str(tmp_path / "home"))    # --db wins over the home's SQLite file
     monkeypatch.delenv("MYNAEMU_DB", raising=False)
     default_test_pki()
+    issue_staff(db=pg_url)  # every issue command authenticates (issue 13)
 
     def run(*args, code=0):
         result = CliRunner().invoke(main, ["issue", "--db", pg_url, *args], catch_exceptions=False)
@@ -344,7 +345,7 @@ def test_the_issue_cli_runs_on_postgresql_with_db(pg_url, tmp_path, monkeypatch)
         main, ["issue", "--db", "postgresql://u:secret@127.0.0.1:1/x", "audit"]).stderr
 
 
-def test_the_kiosk_answers_from_a_postgresql_store(pg_url, tmp_path, monkeypatch):
+def test_the_kiosk_answers_from_a_postgresql_store(pg_url, tmp_path, monkeypatch, issue_staff):
     """kiosk issue / enrol with --db: the centre, the OCSP responder and the municipality read
     the PostgreSQL store; the home folder keeps only the kiosk's keys."""
     import json
@@ -360,6 +361,7 @@ def test_the_kiosk_answers_from_a_postgresql_store(pg_url, tmp_path, monkeypatch
     monkeypatch.delenv("MYNAEMU_DB", raising=False)
     default_test_pki()
     card = tmp_path / "card.json"
+    issue_staff(db=pg_url)  # every issue command authenticates (issue 13)
 
     def run(*args, code=0):
         result = CliRunner().invoke(main, list(args), catch_exceptions=False)

@@ -39,7 +39,7 @@ def test_each_kind_has_its_exit_code(kind, code):
 def test_every_kind_is_mapped_and_every_code_has_a_meaning():
     assert set(EXIT_FOR_KIND) == set(domain.ErrorKind)
     assert set(EXIT_MEANINGS) == set(ExitCode)
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5]   # 5: staff accounts refused (issue 13)
     assert {scope for scope, _ in EXIT_MEANINGS.values()} == {"all", "issue"}
     assert list(cli_errors.KIOSK_CODES) == list(range(3, 17))
 
@@ -123,10 +123,11 @@ def test_issue_help_lists_the_codes_of_its_scope():
     assert listed == [int(c) for c, (scope, _) in EXIT_MEANINGS.items() if scope in ("all", "issue")]
 
 
-def test_batch_failures_keep_their_exit_code_field(tmp_path):
+def test_batch_failures_keep_their_exit_code_field(tmp_path, issue_staff):
     """`issue generate --workers` prints batch.py's failures with an exit_code the CLI computed
     from their kind (the JSON is as before)."""
     env = {"MYNAEMU_HOME": str(tmp_path / "home"), "MYNAEMU_OPERATOR": "op", "MYNAEMU_TERMINAL": "t"}
+    issue_staff(tmp_path / "home", staff_id="op")   # every issue command authenticates (issue 13)
     runner = CliRunner()
     applied = runner.invoke(main, ["issue", "apply", "--name", "番号\u3000花子", "--birth", "1990-04-02",
                                    "--sex", "2", "--address", "東京都清瀬市試験町１丁目", "--alt-unconfirmed",

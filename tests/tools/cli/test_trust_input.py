@@ -57,12 +57,13 @@ def template(tmp_path_factory):
 
 
 @pytest.fixture
-def office(template, tmp_path, monkeypatch):
+def office(template, tmp_path, monkeypatch, issue_staff):
     src, ids = template
     home = tmp_path / "home"
     shutil.copytree(src, home)
     monkeypatch.setenv("MYNAEMU_HOME", str(home))
     monkeypatch.delenv("MYNAEMU_OPERATOR", raising=False)
+    issue_staff(home)  # every issue command authenticates (issue 13): op-cli, MYNAEMU_OPERATOR/_PASSWORD
     monkeypatch.delenv("MYNAEMU_TERMINAL", raising=False)
     monkeypatch.delenv("MYNAEMU_DB", raising=False)
     monkeypatch.delenv("MYNAEMU_DEBUG", raising=False)
