@@ -450,6 +450,14 @@ class Workflow:
         """失効 (M10, NUM-7; steps_end.revoke)."""
         return steps_end.revoke(self, app_id, at=at, reason=reason)
 
+    # --- search (SEC-15) -------------------------------------------------------------------------
+    def search(self, *, at: _dt.datetime, name: str | None = None, birth: _dt.date | None = None,
+               address: str | None = None, sex: str | None = None) -> list[dict]:
+        """Residents by their 基本4情報 (search.search: two items at least, no 個人番号, audited)."""
+        from mynaemu.issuance.lifecycle import search
+
+        return search.search(self, at=at, name=name, birth=birth, address=address, sex=sex)
+
     # --- status ---------------------------------------------------------------------------------
     def status(self, app_id: str, *, at: _dt.datetime, reveal: bool = False) -> dict:
         """The card and its certificates as of `at` (read only, not audited unless revealing)."""

@@ -100,3 +100,16 @@ class PersonsTable:
 
     def municipality_codes(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT municipality_code FROM persons ORDER BY 1")]
+
+    def search_persons(self, *, name: str | None = None, birth: _dt.date | None = None,
+                       address: str | None = None, sex: str | None = None) -> list:
+        """Persons whose 基本4情報 equal every item given. SEC-15: at least two of name, birth and
+        address (sex alone narrows nothing worth the name); ValueError otherwise."""
+        given = {"name": name, "birth": birth.isoformat() if birth is not None else None, "address": address}
+        if sum(v is not None for v in given.values()) < 2:
+            raise ValueError("a search needs at least two of name, birth, address (SEC-15)")
+        if sex is not None:
+            given["sex"] = sex
+        where = " AND ".join(f"{column} = ?" for column, value in given.items() if value is not None)
+        return self.conn.execute(f"SELECT * FROM persons WHERE {where} ORDER BY id",
+                                 tuple(v for v in given.values() if v is not None)).fetchall()

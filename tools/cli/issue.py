@@ -32,6 +32,7 @@ LAZY_ISSUE = {
     "generate": "mynaemu.tools.cli.issue_generate:cmd_generate",
     "status": "mynaemu.tools.cli.issue_reads:cmd_status",
     "audit": "mynaemu.tools.cli.issue_reads:cmd_audit",
+    "search": "mynaemu.tools.cli.issue_reads:cmd_search",
     "persona": "mynaemu.tools.cli.issue_reads:cmd_persona",
     "crl": "mynaemu.tools.cli.issue_revocation:cmd_crl",
     "ocsp-serve": "mynaemu.tools.cli.issue_revocation:cmd_ocsp_serve",

@@ -9,7 +9,7 @@ import click
 from mynaemu.issuance import clock
 from mynaemu.tools.cli.errors import ExitCode
 from mynaemu.tools.cli.issue import ISSUE_COMMAND, common, emit, fail, guarded
-from mynaemu.tools.cli.types import FORM_ID, OUTPUT
+from mynaemu.tools.cli.types import BIRTH, FORM_ID, OUTPUT, text_type
 
 
 @click.command("status", cls=ISSUE_COMMAND)
@@ -91,3 +91,30 @@ def cmd_persona(obj, name, output, force, at, as_json, operator, terminal):
                "card_expires": doc["card_expires"], "auth_cert": doc["auth_cert"], "sign_cert": doc["sign_cert"],
                "pins": result.pins, "description": result.description}
     emit(as_json, summary, f"{output}: {name} card {result.id} ({doc['state']}); {result.description}")
+
+
+@click.command("search", cls=ISSUE_COMMAND)
+@click.option("--name", default=None, type=text_type("name"), help="氏名, as on the applicant's document.")
+@click.option("--birth", default=None, type=BIRTH, help="生年月日, YYYY-MM-DD.")
+@click.option("--address", default=None, type=text_type("address"), help="住所.")
+@click.option("--sex", default=None, type=click.Choice(["1", "2", "9"]), help="1 male, 2 female, 9 n/a (narrows only).")
+@common(reads=True)
+@click.pass_obj
+@guarded
+def cmd_search(obj, name, birth, address, sex, at, as_json, operator, terminal):
+    """Residents by their 基本4情報: at least two of --name, --birth, --address (SEC-15).
+
+    Exact matches, each with its cards; never a 個人番号. Every search is audited (who, which
+    items, how many matched). Fewer than two items: exit 2, nothing searched."""
+    store, wf = obj.workflow(operator, terminal)
+    with store:
+        found = wf.search(at=at or clock.now(), name=name, birth=birth, address=address, sex=sex)
+    if as_json:
+        emit(True, found)
+        return
+    if not found:
+        click.echo("no resident matches")
+    for person in found:
+        cards = ", ".join(f"{c['id']} {c['state']}" for c in person["cards"]) or "no card"
+        click.echo(f"{person['name']} {person['birth']} sex {person['sex']} {person['address']} "
+                   f"({person['resident_status']}): {cards}")
