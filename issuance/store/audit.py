@@ -4,7 +4,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 
+from mynaemu.issuance.store import audit_chain
 from mynaemu.issuance.store.values import iso, scrub
+
+
+# what `issue audit` shows of a record (the chain columns are for `issue audit --verify`)
+_SHOWN = ", ".join(audit_chain.FIELDS)
 
 
 class AuditTable:
@@ -32,9 +37,9 @@ class AuditTable:
 
     def audit_rows(self, target: str | None = None) -> list[dict]:
         if target is None:
-            rows = self.conn.execute("SELECT * FROM audit ORDER BY id").fetchall()
+            rows = self.conn.execute(f"SELECT {_SHOWN} FROM audit ORDER BY id").fetchall()
         else:
-            rows = self.conn.execute("SELECT * FROM audit WHERE target = ? ORDER BY id", (target,)).fetchall()
+            rows = self.conn.execute(f"SELECT {_SHOWN} FROM audit WHERE target = ? ORDER BY id", (target,)).fetchall()
         return [dict(r) for r in rows]
 
     def set_audit_detail(self, audit_id: int, detail: dict) -> None:
@@ -45,3 +50,14 @@ class AuditTable:
     def set_audit_target(self, audit_id: int, target: str) -> None:
         """Name the card a step turned out to act on (a new application's id is known only inside it)."""
         self.conn.execute("UPDATE audit SET target = ? WHERE id = ?", (target, audit_id))
+
+    # --- the chain (audit_chain.py) -----------------------------------------------------------
+    def _before_commit(self) -> None:
+        # a store whose schema predates the chain (inside its own migration) has nothing to seal yet
+        if self.schema_version() >= audit_chain.SCHEMA:
+            audit_chain.seal(self.conn, lambda: self.lock_name(audit_chain.CHAIN_LOCK))
+        super()._before_commit()
+
+    def verify_audit_chain(self) -> tuple[int, str | None]:
+        """(records checked, None) when the trail is intact, else the first record that is not."""
+        return audit_chain.verify_chain(self.conn)

@@ -135,9 +135,13 @@ class Connection:
                 self.conflicts += 1
             raise
         else:
+            self._before_commit()
             self.conn.execute("COMMIT")
         finally:
             self._in_tx = False
+
+    def _before_commit(self) -> None:
+        """Runs inside every write transaction just before COMMIT (the audit chain seals here)."""
 
     @property
     def in_transaction(self) -> bool:

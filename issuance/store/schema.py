@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from mynaemu.issuance.store.custody import migrate_custody
+from mynaemu.issuance.store.audit_chain import V5 as AUDIT_CHAIN_V5
 from mynaemu.issuance.store.staff import V4 as STAFF_V4
 from mynaemu.issuance.store.values import CARD_STATES, CERT_EVENTS
 
@@ -186,6 +187,7 @@ MIGRATIONS: list[tuple[int, str, list]] = [
     (2, "scale: card order, batch claims, lookup indexes", _V2),
     (3, "custody: card key bindings, pending card writes, no holder key after delivery", _V3),
     (4, "staff: accounts, password hashes, rights (SEC-4..SEC-7)", STAFF_V4),
+    (5, "audit chain: every audit record sealed into one hash chain (SEC-8)", AUDIT_CHAIN_V5),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

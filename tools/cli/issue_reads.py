@@ -36,14 +36,27 @@ def cmd_status(obj, app_id, reveal, at, as_json, operator, terminal):
 
 @click.command("audit", cls=ISSUE_COMMAND)
 @click.argument("app_id", metavar="[ID]", required=False, type=FORM_ID)
+@click.option("--verify", is_flag=True,
+              help="Check the trail's hash chain: exit 0 when intact, else 1 naming the first record that "
+                   "does not match (an edit, deletion or reordering in the database).")
 @common(reads=True)
 @click.pass_obj
 @guarded
-def cmd_audit(obj, app_id, at, as_json, operator, terminal):
-    """The audit trail (SEC-8), all of it or for one card."""
+def cmd_audit(obj, app_id, verify, at, as_json, operator, terminal):
+    """The audit trail (SEC-8), all of it or for one card; --verify checks its hash chain."""
     from mynaemu.issuance.store import check_form_id
 
     store, _ = obj.workflow(operator, terminal)
+    if verify:
+        with store:
+            checked, problem = store.verify_audit_chain()
+        if as_json:
+            emit(True, {"intact": problem is None, "records": checked, "problem": problem})
+        if problem is not None:
+            raise fail(f"audit trail broken after {checked} intact records: {problem}", ExitCode.REFUSED)
+        if not as_json:
+            click.echo(f"audit trail intact: {checked} records in one chain")
+        return
     with store:
         target = None
         if app_id:

@@ -189,6 +189,10 @@ def test_migration_binds_old_cards_and_deletes_the_keys_of_delivered_ones(home, 
         conn.execute("DROP TABLE card_writes")
         for table in ("staff_rights", "staff"):   # v4 (staff, issue 13) came after v3: a v2 store has neither
             conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP INDEX audit_chain")      # nor v5's audit chain (issue 13)
+        conn.execute("DROP TABLE audit_head")
+        for column in ("chain_seq", "prev_hash", "row_hash"):
+            conn.execute(f"ALTER TABLE audit DROP COLUMN {column}")
         conn.execute("DELETE FROM schema_version WHERE version >= ?", (CUSTODY,))
     with Store.open(home) as store:                         # migrates through v3 to the current version
         assert store.schema_version() == SCHEMA_VERSION > CUSTODY

@@ -90,9 +90,9 @@ def read_jpki_ef(image, fid, pin=None):
 
 
 def domain_dump(store):
-    """Every table except the audit, to prove a refused step changed nothing."""
+    """Every table except the audit trail (audit, audit_head), to prove a refused step changed nothing."""
     out = {}
-    for (table,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'audit'"):
+    for (table,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'audit%'"):
         out[table] = [tuple(r) for r in store.conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
     return out
 

@@ -58,7 +58,7 @@ def pg_domain_dump(store):
     out = {}
     tables = [r[0] for r in store.conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
-        "AND table_name <> 'audit'")]
+        "AND table_name NOT LIKE 'audit%'")]
     for table in sorted(tables):
         out[table] = sorted((tuple(r) for r in store.conn.execute(f"SELECT * FROM {table}")), key=repr)
     return out
