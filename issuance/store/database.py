@@ -27,6 +27,16 @@ class Store(AuditTable, PersonsTable, CardsTable, ClaimsTable, CustodyTable, Cer
     holds the SQL of its tables; nothing outside this package runs SQL."""
 
 
+def with_short_store(location, busy_timeout: float, fn):
+    """fn(store) on a connection of its own, closed after: how the services' threads and worker
+    processes read and write the store (a connection never crosses a thread or a fork)."""
+    store = Store(location, busy_timeout=busy_timeout, migrate=False)
+    try:
+        return fn(store)
+    finally:
+        store.close()
+
+
 class StoreRevocationSource:
     """A thread-safe RevocationSource over the store file or PostgreSQL URL, for the OCSP/CRL
     server threads: each question opens its own short read connection (connections are per
@@ -42,11 +52,7 @@ class StoreRevocationSource:
             raise StoreError(f"{self.path}: no store here")
 
     def _with_store(self, fn):
-        store = Store(self.path, busy_timeout=self.busy_timeout, migrate=False)
-        try:
-            return fn(store)
-        finally:
-            store.close()
+        return with_short_store(self.path, self.busy_timeout, fn)
 
     def certificate_status(self, ca_kind: str, serial: int, at: _dt.datetime):
         return self._with_store(lambda s: s.certificate_status(ca_kind, serial, at))
@@ -64,12 +70,8 @@ class StoreSpentChallenges:
         self.busy_timeout = busy_timeout
 
     def _with_store(self, fn):
-        store = Store(self.location, migrate=False,
-                      busy_timeout=self.busy_timeout if self.busy_timeout is not None else BUSY_TIMEOUT_S)
-        try:
-            return fn(store)
-        finally:
-            store.close()
+        return with_short_store(self.location, self.busy_timeout if self.busy_timeout is not None else BUSY_TIMEOUT_S,
+                                fn)
 
     def prepare(self) -> None:
         self._with_store(lambda store: store.prepare_challenge_table())

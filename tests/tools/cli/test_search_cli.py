@@ -9,6 +9,7 @@ import pytest
 
 from mynaemu.issuance.store import DB_NAME
 from tests.support.cli import run_issue
+from tests.support.store_rows import last_audit
 
 NAME, BIRTH, ADDRESS = "見本　検索", "1988-08-08", "東京都清瀬市検索町１丁目"
 
@@ -31,25 +32,16 @@ def _numbers(home) -> list[str]:
         conn.close()
 
 
-def _last_audit(home) -> dict:
-    conn = sqlite3.connect(home / DB_NAME)
-    conn.row_factory = sqlite3.Row
-    try:
-        return dict(conn.execute("SELECT * FROM audit ORDER BY id DESC LIMIT 1").fetchone())
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize("items", [
     [], ["--name", NAME], ["--birth", BIRTH], ["--address", ADDRESS], ["--name", NAME, "--sex", "2"],
 ])
 def test_fewer_than_two_items_is_exit_2_and_searches_nothing(office, items):
     home, _ = office
-    before = _last_audit(home)
+    before = last_audit(home)
     result = run_issue("search", *items, "--at", "2026-11-02", code=2)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "SEC-15" in lines[0] and "at least two" in lines[0]
-    after = _last_audit(home)
+    after = last_audit(home)
     assert after["operation"] != "search" or after["outcome"] != "ok"
     assert after["id"] >= before["id"]
 
@@ -83,7 +75,7 @@ def test_every_search_is_audited_with_its_items_not_their_values(office):
     home, _ = office
     result = run_issue("search", "--birth", BIRTH, "--address", ADDRESS, "--at", "2026-11-02")
     assert result.exit_code == 0, result.output
-    record = _last_audit(home)
+    record = last_audit(home)
     assert (record["operation"], record["outcome"]) == ("search", "ok")
     detail = json.loads(record["detail"])
     assert detail == {"items": ["birth", "address"], "matches": 1}

@@ -7,18 +7,17 @@ nothing else in the store; an allowed cell is not refused for rights (the step t
 succeeds on its own terms: the arguments name an unknown card where that keeps it cheap)."""
 from __future__ import annotations
 
-import csv
 import json
-import sqlite3
 
 import pytest
 from click.testing import CliRunner
 
 from mynaemu.issuance.staff.rights import NUMBER, ROLES, TABLE
-from mynaemu.issuance.store import DB_NAME, make_form_id
+from mynaemu.issuance.store import make_form_id
 from mynaemu.tools.cli import main
 from tests.issuance.staff.test_rights_table import ROWS
 from tests.support.staff import PASSWORD, staff_account
+from tests.support.store_rows import dump, last_audit
 
 UNKNOWN = make_form_id()
 PERSON = ["--name", "見本\u3000花子", "--birth", "1990-04-01", "--sex", "2", "--address", "東京都清瀬市試験町１丁目"]
@@ -85,24 +84,6 @@ def run(home, who, args, password=PASSWORD, input=None):
     env = {"MYNAEMU_HOME": str(home), "MYNAEMU_OPERATOR": who, "MYNAEMU_PASSWORD": password,
            "MYNAEMU_DB": None, "MYNAEMU_TERMINAL": None}
     return CliRunner().invoke(main, ["issue", *args], env=env, input=input, catch_exceptions=False)
-
-
-def dump(home) -> dict:
-    conn = sqlite3.connect(home / DB_NAME)
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        return {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in tables}
-    finally:
-        conn.close()
-
-
-def last_audit(home):
-    conn = sqlite3.connect(home / DB_NAME)
-    conn.row_factory = sqlite3.Row
-    try:
-        return dict(conn.execute("SELECT * FROM audit ORDER BY id DESC LIMIT 1").fetchone())
-    finally:
-        conn.close()
 
 
 def test_every_issue_command_has_a_row_and_every_row_a_command():
