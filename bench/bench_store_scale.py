@@ -189,8 +189,8 @@ def writer(location, index: int, ops: int, seed: int, persons: list[int], key_po
                 attempt("move", lambda: wf.move(app_id, at=OPS_AT, address=address))
                 done += 1
             elif r < 0.98:
-                wf.status(app_id, at=OPS_AT)        # a read: not audited, not counted as a write
-                counts[("status", "read")] += 1
+                wf.status(app_id, at=OPS_AT)        # a read: audited (SEC-8), changes no card
+                counts[("status", "ok")] += 1
                 done += 1
             else:
                 new_id = attempt("reissue", lambda: wf.reissue(app_id, at=OPS_AT, reason="lost"))

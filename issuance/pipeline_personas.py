@@ -103,7 +103,7 @@ def build_pipeline_persona(wf: Workflow, name: str, *, at: _dt.datetime, seed: i
     elif name == "suspended":
         at_issue = now - _dt.timedelta(days=30)
         app_id, image, identity, with_sign = _apply_generate_deliver(wf, rng, age=41, at_issue=at_issue)
-        person = wf.status(app_id, at=now)["holder"]
+        person = wf.status(app_id, at=now, audited=False)["holder"]
         wf.suspend(app_id, at=now - _dt.timedelta(hours=1),
                    caller=Basic4(person["name"], _dt.date.fromisoformat(person["birth"]), person["sex"],
                                  person["address"]))

@@ -84,7 +84,7 @@ from mynaemu.issuance.errors import BadInput, IllegalState, NotFound, Refused, W
 from mynaemu.issuance.lifecycle import (  # noqa: E402
     steps_apply, steps_change, steps_end, steps_issue, steps_suspend,
 )
-from mynaemu.issuance.lifecycle.inputs import aware, jst_text, valid  # noqa: E402
+from mynaemu.issuance.lifecycle.inputs import audit_target, aware, jst_text, valid  # noqa: E402
 from mynaemu.issuance.lifecycle.pins import (  # noqa: E402,F401
     AUTH_PIN_PATTERN, FOUR_DIGIT_PIN_PATTERN, SIGN_PIN_PATTERN, carry_pins, transport_pins,
 )
@@ -459,17 +459,32 @@ class Workflow:
         return search.search(self, at=at, name=name, birth=birth, address=address, sex=sex)
 
     # --- status ---------------------------------------------------------------------------------
-    def status(self, app_id: str, *, at: _dt.datetime, reveal: bool = False) -> dict:
-        """The card and its certificates as of `at` (read only, not audited unless revealing)."""
+    def status(self, app_id: str, *, at: _dt.datetime, reveal: bool = False, audited: bool = True) -> dict:
+        """The card and its certificates as of `at`, read only.
+
+        SEC-8 logs "everything done after identifying" a person, so a read of a card is an audit
+        record too (operation ``status``, or ``status --reveal`` when the 個人番号 is shown in
+        full, SEC-20), and so is a read of an ID the store does not know (refused: someone
+        probing for cards). `audited=False` only for the summary a step's own command prints
+        right after the step, which that step's audit record already covers."""
         from mynaemu.card.redact import mask_number
 
         at = aware(at)
         cardwrite.complete_pending(self.store)  # `issue status` finishes a card write a kill interrupted
-        app_id_, application, card, person = self._load(app_id)
+        operation = "status --reveal" if reveal else "status"
+        audited = audited or reveal   # a reveal is always on record (SEC-20)
+        try:
+            app_id_, application, card, person = self._load(app_id)
+        except (NotFound, BadInput) as exc:
+            if audited:
+                self.store.audit(at=at, operator=self.operator, terminal=self.terminal, operation=operation,
+                                 target=audit_target(app_id), outcome="refused", reason=str(exc))
+            raise
         number = self.store.individual_number(person["id"])
-        if reveal:
-            # SEC-8: showing a 個人番号 is an access to identify a person; it is logged (without it).
-            self.store.audit(at=at, operator=self.operator, terminal=self.terminal, operation="status --reveal",
+        if audited:
+            # SEC-8: showing a card is an access to an identified person; it is logged (without
+            # the number itself, whether shown in full or masked).
+            self.store.audit(at=at, operator=self.operator, terminal=self.terminal, operation=operation,
                              target=app_id_, outcome="ok")
         # The state as of `at` (the settable clock can look back, or ahead of a persona's future)
         past = [e for e in self.store.card_events(app_id_) if e["at"] <= iso(at)]

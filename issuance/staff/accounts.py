@@ -197,7 +197,8 @@ class Accounts:
             self._audit(actor, "staff passwd", actor, at, "password changed")
 
     # --- reads -------------------------------------------------------------------------------
-    def list(self, at: _dt.datetime) -> list[StaffView]:
+    def list(self, at: _dt.datetime, *, actor: str | None = None) -> list[StaffView]:
+        """Every account as of `at`; with `actor`, the read is an audit record (SEC-8)."""
         out = []
         for row in self.table.all():
             set_at = parse_iso(row["password_set_at"])
@@ -205,5 +206,7 @@ class Accounts:
                 id=row["id"], rights=tuple(r for r in RIGHTS if r in self.table.rights_at(row["id"], iso(at))),
                 created_at=row["created_at"], created_by=row["created_by"], password_set_at=row["password_set_at"],
                 password_expires_at=iso(passwords.expires_at(set_at)), revoked_at=row["revoked_at"]))
+        if actor is not None:
+            self._audit(actor, "staff list", None, at, f"{len(out)} accounts")
         return out
 

@@ -189,7 +189,7 @@ def _run_demo(home: Path, *, pcsc: bool, output: Path, document: str, now: _dt.d
             try:
                 clock.advance(60)
                 wf = Workflow(store, operator=staff.login(store, "suspend", clock()), terminal="demo")
-                holder = wf.status(app_id, at=clock())["holder"]
+                holder = wf.status(app_id, at=clock(), audited=False)["holder"]
                 wf.suspend(app_id, at=clock(), caller=Basic4(holder["name"], _dt.date.fromisoformat(holder["birth"]),
                                                              holder["sex"], holder["address"]))
                 say("back office", "一時停止 + 一時保留: every certificate of the card on hold (FLOW-SUSP-3)")

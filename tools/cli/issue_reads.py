@@ -47,9 +47,13 @@ def cmd_audit(obj, app_id, verify, at, as_json, operator, terminal):
     from mynaemu.issuance.store import check_form_id
 
     store, _ = obj.workflow(operator, terminal)
+    when = at or clock.now()
     if verify:
         with store:
             checked, problem = store.verify_audit_chain()
+            # SEC-8: reading the trail is on record too (after the check, so it checks what was there)
+            store.audit(at=when, operator=operator, terminal=terminal, operation="audit", target=None, outcome="ok",
+                        detail={"verify": True, "records": checked, "intact": problem is None})
         if as_json:
             emit(True, {"intact": problem is None, "records": checked, "problem": problem})
         if problem is not None:
@@ -65,6 +69,8 @@ def cmd_audit(obj, app_id, verify, at, as_json, operator, terminal):
             except ValueError as exc:
                 raise fail(str(exc), ExitCode.USAGE) from None
         rows = store.audit_rows(target)
+        store.audit(at=when, operator=operator, terminal=terminal, operation="audit", target=target, outcome="ok",
+                    detail={"records": len(rows)})
     if as_json:
         emit(True, rows)
         return
@@ -99,7 +105,7 @@ def cmd_persona(obj, name, output, force, at, as_json, operator, terminal):
     with store:
         result = build_pipeline_persona(wf, name, at=at or clock.now())
         result.image.save(output)
-        doc = wf.status(result.id, at=at or clock.now())
+        doc = wf.status(result.id, at=at or clock.now(), audited=False)
     summary = {"persona": name, "id": result.id, "file": str(output), "state": doc["state"],
                "card_expires": doc["card_expires"], "auth_cert": doc["auth_cert"], "sign_cert": doc["sign_cert"],
                "pins": result.pins, "description": result.description}

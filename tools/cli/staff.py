@@ -177,7 +177,7 @@ def cmd_list(obj, at, as_json, operator, terminal):
     """The accounts, the rights each holds at --at, password set/expiry, revocation (officer)."""
     store, accounts = _accounts(obj, terminal)
     with store:
-        views = accounts.list(at or clock.now())
+        views = accounts.list(at or clock.now(), actor=operator)
     if as_json:
         emit(True, [v.as_dict() for v in views])
         return

@@ -87,7 +87,7 @@ def test_apply_generate_deliver_status_forms(home, tmp_path):
     assert is_valid_individual_number(revealed) and revealed.endswith(status["individual_number"][-4:])
     # the audit names the operator (env) and terminal (default) and never the number (SEC-8)
     rows = jrun("audit", app_id)
-    assert [r["operation"] for r in rows] == ["apply", "generate", "deliver", "status --reveal"]
+    assert [r["operation"] for r in rows] == ["apply", "generate", "deliver", "status", "status --reveal"]
     assert {(r["operator"], r["terminal"]) for r in rows} == {("op-cli", "cli")}
     assert revealed not in json.dumps(rows, ensure_ascii=False)
     # naive --at is JST
