@@ -54,7 +54,7 @@ _SPEC = {
     "staff passwd": _ALL,
     "staff rights": _ALL,
     # the security officer
-    "audit": "officer", "staff add": "officer", "staff grant": "officer", "staff revoke": "officer",
+    "audit": "officer", "audit-purge": "officer", "staff add": "officer", "staff grant": "officer", "staff revoke": "officer",
     "staff list": "officer",
 }
 # operations that also need the number right (SEC-1): the 個人番号 in full

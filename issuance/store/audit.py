@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 
+from mynaemu.issuance import clock
 from mynaemu.issuance.store import audit_chain
 from mynaemu.issuance.store.values import iso, scrub
 
@@ -25,7 +26,7 @@ class AuditTable:
         for what, value in (("operator", operator), ("terminal", terminal)):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"the audit needs a non-empty {what} id (SEC-4, SEC-8)")
-        row = (iso(at), iso(_dt.datetime.now(_dt.timezone.utc)), scrub(operator), scrub(terminal),
+        row = (iso(at), iso(clock.utc_now()), scrub(operator), scrub(terminal),
                operation, scrub(target), scrub(reason), outcome,
                scrub(json.dumps(detail, ensure_ascii=False, sort_keys=True)) if detail else None)
         sql = ("INSERT INTO audit (at, recorded_at, operator, terminal, operation, target, reason,"
@@ -57,6 +58,30 @@ class AuditTable:
         if self.schema_version() >= audit_chain.SCHEMA:
             audit_chain.seal(self.conn, lambda: self.lock_name(audit_chain.CHAIN_LOCK))
         super()._before_commit()
+
+    # --- retention (audit_chain.purge_prefix; the rule is issuance/staff/retention.py) ----------
+    def purge_audit_prefix(self, *, at: _dt.datetime, operator: str, terminal: str, before: _dt.datetime,
+                           recorded_before: _dt.datetime, dry_run: bool = False) -> dict:
+        """Delete the longest prefix of the chain whose records all have `at` < before and
+        `recorded_at` < recorded_before, in one transaction with the purge's own audit record
+        (operation ``audit-purge``, naming the span and the new anchor); returns the span
+        (audit_chain.purgeable). dry_run: nothing is deleted, the read is recorded."""
+        with self.transaction() as conn:
+            audit_chain.lock(conn, lambda: self.lock_name(audit_chain.CHAIN_LOCK))
+            span = audit_chain.purgeable(conn, before=iso(before), recorded_before=iso(recorded_before))
+            detail = {k: span[k] for k in ("first_seq", "last_seq", "records", "oldest_at", "newest_at", "last_hash")}
+            detail["last_hash"] = audit_chain.hash_text(span["last_hash"])
+            detail.update(before=iso(before), recorded_before=iso(recorded_before), dry_run=dry_run)
+            audit_id = self.audit(at=at, operator=operator, terminal=terminal, operation="audit-purge", target=None,
+                                  outcome="ok", detail=detail)
+            if span["records"] and not dry_run:
+                audit_chain.purge_prefix(conn, span, at=iso(at), recorded_at=iso(clock.utc_now()),
+                                         operator=operator, before=iso(before), audit_id=audit_id)
+        return span
+
+    def audit_purges(self) -> list[dict]:
+        """The deletion history of the trail (SEC-12), oldest first."""
+        return audit_chain.purges(self.conn)
 
     def verify_audit_chain(self) -> tuple[int, str | None]:
         """(records checked, None) when the trail is intact, else the first record that is not."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from mynaemu.issuance.store.custody import migrate_custody
-from mynaemu.issuance.store.audit_chain import V5 as AUDIT_CHAIN_V5
+from mynaemu.issuance.store.audit_chain import V5 as AUDIT_CHAIN_V5, V6 as AUDIT_RETENTION_V6
 from mynaemu.issuance.store.staff import V4 as STAFF_V4
 from mynaemu.issuance.store.values import CARD_STATES, CERT_EVENTS
 
@@ -188,6 +188,8 @@ MIGRATIONS: list[tuple[int, str, list]] = [
     (3, "custody: card key bindings, pending card writes, no holder key after delivery", _V3),
     (4, "staff: accounts, password hashes, rights (SEC-4..SEC-7)", STAFF_V4),
     (5, "audit chain: every audit record sealed into one hash chain (SEC-8)", AUDIT_CHAIN_V5),
+    (6, "audit retention: the deletion history, the chain's anchor after a purge (SEC-8, SEC-12)",
+     AUDIT_RETENTION_V6),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

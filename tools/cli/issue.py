@@ -34,6 +34,7 @@ LAZY_ISSUE = {
     "audit": "mynaemu.tools.cli.issue_reads:cmd_audit",
     "search": "mynaemu.tools.cli.issue_reads:cmd_search",
     "persona": "mynaemu.tools.cli.issue_reads:cmd_persona",
+    "audit-purge": "mynaemu.tools.cli.issue_retention:cmd_audit_purge",   # SEC-8, SEC-12
     "crl": "mynaemu.tools.cli.issue_revocation:cmd_crl",
     "ocsp-serve": "mynaemu.tools.cli.issue_revocation:cmd_ocsp_serve",
     "init": "mynaemu.tools.cli.staff:cmd_init",       # staff accounts (issue 13)
