@@ -91,17 +91,24 @@ def cmd_ocsp_serve(obj, host, port, workers, at, as_json, operator, terminal):
     finally:
         store.close()
     # the settable clock: --at, then running on in real time (issuance/clock.py)
+    service_clock = clock.SettableClock(at) if at is not None else clock.utc_now
+
+    def on_record(event: str, **detail) -> None:
+        # the service under its own identity in the trail (SEC-8, SEC-19: log-in and log-out)
+        _service_record(obj, operator, terminal, service_clock(), event, detail)
+
     from mynaemu.issuance.http.prefork import default_workers
 
     workers = workers or default_workers()
     if workers > 1:
         from mynaemu.tools.cli.workers import ocsp_serve_workers
 
-        return ocsp_serve_workers(obj.location(), pki, clock.SettableClock(at) if at is not None else clock.utc_now,
-                                  host, port, workers, as_json)
+        return ocsp_serve_workers(obj.location(), pki, service_clock, host, port, workers, as_json,
+                                  on_record=on_record)
     responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, StoreRevocationSource(obj.location()),
-                              clock=clock.SettableClock(at) if at is not None else clock.utc_now)
+                              clock=service_clock)
     server, thread, url = serve_ocsp(responder, host, port)
+    on_record("start", url=url, workers=1)
     # one line either way, so a script can read it from a pipe
     doc = {"url": url, "crl": {k: crl_url(url, k) for k in ("auth", "sign")}}
     click.echo(json.dumps(doc) if as_json else url)
@@ -115,3 +122,14 @@ def cmd_ocsp_serve(obj, host, port, workers, at, as_json, operator, terminal):
     finally:
         server.shutdown()
         server.server_close()
+        on_record("stop", url=url)
+
+
+def _service_record(obj, operator: str, terminal: str, at, event: str, detail: dict) -> None:
+    """One audit record `ocsp-serve` (start or stop) under the service's identity."""
+    store = obj.open_store()
+    try:
+        store.audit(at=at, operator=operator, terminal=terminal, operation="ocsp-serve", target=None, outcome="ok",
+                    reason=event, detail=detail)
+    finally:
+        store.close()

@@ -10,8 +10,10 @@ import sys
 import click
 
 
-def ocsp_serve_workers(location, pki, clock, host: str, port: int, workers: int, as_json: bool) -> None:
-    """`issue ocsp-serve` as `workers` processes; the first stdout line is the URL, as with one."""
+def ocsp_serve_workers(location, pki, clock, host: str, port: int, workers: int, as_json: bool,
+                       on_record=None) -> None:
+    """`issue ocsp-serve` as `workers` processes; the first stdout line is the URL, as with one.
+    `on_record(event, **detail)`: the start (once every worker listens) and the stop, for the audit."""
     from mynaemu.issuance.http.prefork import WorkerStartError, run_until_signal
     from mynaemu.issuance.pki.ocsp import crl_url
     from mynaemu.issuance.pki.workers import ocsp_pool
@@ -23,8 +25,13 @@ def ocsp_serve_workers(location, pki, clock, host: str, port: int, workers: int,
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", ExitCode.REFUSED) from None
 
+    started = []
+
     def announce():
         url = stack.ocsp_url
+        if on_record is not None:
+            on_record("start", url=url, workers=workers)
+            started.append(url)
         doc = {"url": url, "crl": {k: crl_url(url, k) for k in ("auth", "sign")}, "workers": workers}
         click.echo(json.dumps(doc) if as_json else url)
         sys.stdout.flush()
@@ -33,3 +40,6 @@ def ocsp_serve_workers(location, pki, clock, host: str, port: int, workers: int,
         run_until_signal(stack.pool, announce)
     except WorkerStartError as exc:
         raise fail(str(exc), ExitCode.REFUSED) from None
+    finally:
+        if started:
+            on_record("stop", url=started[0])
