@@ -77,12 +77,23 @@ def _pyscard():
     return System, CardConnection, Exceptions, scard
 
 
+def _listing_errors(exceptions) -> tuple:
+    """What listing the readers raises when pcscd is not there: pyscard's SmartcardException, and
+    its PC/SC layer's own BaseSCardException (SCardEstablishContext failing: "Service not
+    available"), which does not derive from it."""
+    try:
+        from smartcard.pcsc.PCSCExceptions import BaseSCardException
+    except ImportError:  # an older pyscard without the module
+        return exceptions.SmartcardException, OSError
+    return exceptions.SmartcardException, BaseSCardException, OSError
+
+
 def list_readers() -> list[str]:
     """Names of the PC/SC readers; TransportError when pyscard or pcscd is missing."""
     system, _, exceptions, _ = _pyscard()
     try:
         return [str(r) for r in system.readers()]
-    except (exceptions.SmartcardException, OSError) as exc:
+    except _listing_errors(exceptions) as exc:
         raise TransportError(f"cannot list PC/SC readers (is pcscd running?): {_one_line(exc)}") from None
 
 
@@ -103,7 +114,7 @@ class PcscConnection:
         self._scard = scard
         try:
             readers = system.readers()
-        except (exceptions.SmartcardException, OSError) as exc:
+        except _listing_errors(exceptions) as exc:
             raise TransportError(f"cannot list PC/SC readers (is pcscd running?): {_one_line(exc)}") from None
         if not readers:
             raise TransportError("no PC/SC reader found")
