@@ -15,7 +15,7 @@ import click
 
 from mynaemu.card.image import ATR_PROFILES, CardImageError
 from mynaemu.tools.cli.errors import CliFail, one_line
-from mynaemu.tools.cli.types import OUTPUT, one_line_group
+from mynaemu.tools.cli.types import INSTANT, OUTPUT, one_line_group
 
 
 def one_line_errors(func):
@@ -97,11 +97,13 @@ def card_personas(as_json):
 @click.option("-o", "--output", "output", required=True, type=OUTPUT)
 @click.option("--seed", type=int, default=None, help="Reproducible identity and keys.")
 @click.option("--atr", type=click.Choice(sorted(ATR_PROFILES)), default=None, help="ATR profile.")
+@click.option("--at", "at", type=INSTANT, default=None,
+              help="The issue instant (ISO 8601; naive = JST; default now): with --seed the same file every time.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @one_line_errors
-def card_create(persona, output, seed, atr, force, as_json):
-    """Build a persona's card image into FILE."""
+def card_create(persona, output, seed, atr, at, force, as_json):
+    """Build a persona's card image into FILE (issued at --at, default now)."""
     from mynaemu.issuance.personas import PERSONAS, build_persona
 
     if persona not in PERSONAS:
@@ -109,7 +111,10 @@ def card_create(persona, output, seed, atr, force, as_json):
                                  param_hint="--persona")
     if output.exists() and not force:
         raise CliFail(f"{output}: exists (use --force to overwrite)")
-    image, info = build_persona(persona, seed=seed)
+    try:
+        image, info = build_persona(persona, seed=seed, at=at)
+    except ValueError as exc:   # e.g. an instant outside the TEST CAs' validity
+        raise click.BadParameter(one_line(exc), param_hint="--at") from None
     if atr:
         from mynaemu.card.atr import apply_profile
         apply_profile(image, atr)       # the ATR, and GET DATA 5F51 of that chip (§1.2)
