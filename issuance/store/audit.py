@@ -36,12 +36,25 @@ class AuditTable:
         with self.transaction() as conn:
             return conn.execute(sql, row).lastrowid
 
-    def audit_rows(self, target: str | None = None) -> list[dict]:
-        if target is None:
-            rows = self.conn.execute(f"SELECT {_SHOWN} FROM audit ORDER BY id").fetchall()
-        else:
-            rows = self.conn.execute(f"SELECT {_SHOWN} FROM audit WHERE target = ? ORDER BY id", (target,)).fetchall()
-        return [dict(r) for r in rows]
+    def audit_rows(self, target: str | None = None, *, since: _dt.datetime | None = None,
+                   until: _dt.datetime | None = None, operator: str | None = None, outcome: str | None = None,
+                   operation: str | None = None) -> list[dict]:
+        """The records, oldest first: all, or those matching every filter given (the officer's
+        monthly review, SEC-8): target, step instant in [since, until), operator, outcome, operation."""
+        where, params = [], []
+        for column, value in (("target", target), ("operator", operator), ("outcome", outcome),
+                              ("operation", operation)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(iso(since))
+        if until is not None:
+            where.append("at < ?")
+            params.append(iso(until))
+        sql = f"SELECT {_SHOWN} FROM audit" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
 
     def set_audit_detail(self, audit_id: int, detail: dict) -> None:
         """Attach the step's details to its audit record (inside the step's transaction)."""

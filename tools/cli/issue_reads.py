@@ -9,7 +9,7 @@ import click
 from mynaemu.issuance import clock
 from mynaemu.tools.cli.errors import ExitCode
 from mynaemu.tools.cli.issue import ISSUE_COMMAND, common, emit, fail, guarded
-from mynaemu.tools.cli.types import BIRTH, FORM_ID, OUTPUT, text_type
+from mynaemu.tools.cli.types import BIRTH, FORM_ID, INSTANT, OUTPUT, text_type
 
 
 @click.command("status", cls=ISSUE_COMMAND)
@@ -39,12 +39,27 @@ def cmd_status(obj, app_id, reveal, at, as_json, operator, terminal):
 @click.option("--verify", is_flag=True,
               help="Check the trail's hash chain: exit 0 when intact, else 1 naming the first record that "
                    "does not match (an edit, deletion or reordering in the database).")
+@click.option("--since", type=INSTANT, default=None, help="Only records of steps at or after this instant.")
+@click.option("--until", type=INSTANT, default=None, help="Only records of steps before this instant.")
+@click.option("--by", "by", default=None, type=text_type("operator"),
+              help="Only records of this staff ID or service identity (e.g. service:ocsp).")
+@click.option("--outcome", type=click.Choice(["ok", "refused", "error"]), default=None, help="Only this outcome.")
+@click.option("--operation", default=None, type=text_type("operation"),
+              help="Only this operation (e.g. status --reveal, suspend).")
 @common(reads=True)
 @click.pass_obj
 @guarded
-def cmd_audit(obj, app_id, verify, at, as_json, operator, terminal):
-    """The audit trail (SEC-8), all of it or for one card; --verify checks its hash chain."""
+def cmd_audit(obj, app_id, verify, since, until, by, outcome, operation, at, as_json, operator, terminal):
+    """The audit trail (SEC-8), all of it, for one card, or filtered for the security officer's
+    review (--since/--until/--by/--outcome/--operation); --verify checks its hash chain."""
     from mynaemu.issuance.store import check_form_id
+
+    filters = {"since": since, "until": until, "operator": by.lower() if by else None, "outcome": outcome,
+               "operation": operation}
+    if verify and (app_id or any(v is not None for v in filters.values())):
+        raise fail("--verify checks the whole trail; it takes no ID or filter", ExitCode.USAGE)
+    if since is not None and until is not None and until <= since:
+        raise fail("--until must be after --since", ExitCode.USAGE)
 
     store, _ = obj.workflow(operator, terminal)
     when = at or clock.now()
@@ -68,9 +83,10 @@ def cmd_audit(obj, app_id, verify, at, as_json, operator, terminal):
                 target = check_form_id(app_id)
             except ValueError as exc:
                 raise fail(str(exc), ExitCode.USAGE) from None
-        rows = store.audit_rows(target)
+        rows = store.audit_rows(target, **filters)
+        shown = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in filters.items() if v is not None}
         store.audit(at=when, operator=operator, terminal=terminal, operation="audit", target=target, outcome="ok",
-                    detail={"records": len(rows)})
+                    detail={"records": len(rows), **({"filters": shown} if shown else {})})
     if as_json:
         emit(True, rows)
         return

@@ -93,3 +93,39 @@ def test_the_summary_a_step_prints_is_not_a_second_record(home):
     before = len(dump(home)["audit"])
     run_issue("receive", app_id, "--at", "2026-05-02")
     assert len(dump(home)["audit"]) == before + 1 and last_audit(home)["operation"] == "receive"
+
+
+def test_the_officers_review_filters(home, issue_staff, monkeypatch):
+    """SEC-8: the security officer reviews the trail monthly: by period, member of staff, outcome
+    and operation; the filters used are in the review's own record."""
+    app_id = _card(home)
+    run_issue("receive", app_id, "--at", "2026-05-03")
+    issue_staff(home, staff_id="viewer-1", rights=["viewer"])
+    run_issue("apply", "--name", "見本\u3000断子", "--birth", "1985-03-03", "--sex", "2", "--address", "東京都",
+              "--at", "2026-06-01", code=5)                                  # viewer-1 refused
+    monkeypatch.setenv("MYNAEMU_OPERATOR", "op-cli")                    # same test password
+
+    def review(*args):
+        return json.loads(run_issue("audit", "--json", *args).stdout)
+
+    may = review("--since", "2026-05-01", "--until", "2026-06-01")
+    assert [r["operation"] for r in may] == ["apply", "receive"]
+    later = review("--since", "2026-05-03")
+    assert {"receive", "apply"} <= {r["operation"] for r in later}
+    assert all(r["at"] >= "2026-05-02T15:00:00+00:00" for r in later) and len(later) < len(review())
+    refused = review("--outcome", "refused")
+    assert [(r["operator"], r["operation"]) for r in refused] == [("viewer-1", "apply")]
+    by_viewer = review("--by", "VIEWER-1")
+    assert {r["operator"] for r in by_viewer} == {"viewer-1"} and ("apply", "refused") in \
+        {(r["operation"], r["outcome"]) for r in by_viewer}
+    assert {r["operation"] for r in review("--operation", "receive")} == {"receive"}
+    assert review("--by", "nobody") == []
+    record = last_audit(home)
+    assert json.loads(record["detail"]) == {"records": 0, "filters": {"operator": "nobody"}}
+
+
+def test_review_filters_refuse_nonsense(home):
+    run_issue("audit", "--since", "2026-06-01", "--until", "2026-05-01", code=2)
+    run_issue("audit", "--verify", "--outcome", "refused", code=2)
+    run_issue("audit", "--outcome", "maybe", code=2)
+    run_issue("audit", "--since", "2026-02-30", code=2)
