@@ -107,15 +107,16 @@ def cmd_ocsp_serve(obj, host, port, workers, at, as_json, operator, terminal):
                                   on_record=on_record)
     responder = OcspResponder({"auth": pki.auth_ca, "sign": pki.sign_ca}, StoreRevocationSource(obj.location()),
                               clock=service_clock)
+    # the stop handlers before the URL is out: a SIGTERM right after reading it stops cleanly
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     server, thread, url = serve_ocsp(responder, host, port)
     on_record("start", url=url, workers=1)
     # one line either way, so a script can read it from a pipe
     doc = {"url": url, "crl": {k: crl_url(url, k) for k in ("auth", "sign")}}
     click.echo(json.dumps(doc) if as_json else url)
     sys.stdout.flush()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
             pass
