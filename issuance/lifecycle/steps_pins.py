@@ -22,6 +22,7 @@ PINs are registered at the counter (FLOW-1 step 10). What this step does is ther
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as _dt
 
@@ -108,7 +109,7 @@ def pin_reset(wf, app_id: str, *, at: _dt.datetime, card_image: CardImage, pin: 
             raise Refused(f"the presented card belongs to {validate.shown(card_image.meta.get('application_id'))}, "
                           f"not {app_id_}; not written")
         cardwrite.check_binding(wf.store, app_id_, card_image)
-        image = CardImage.from_json(card_image.to_json())   # the presented image stays as it was
+        image = copy.deepcopy(card_image)   # the presented image stays as it was (to_json shares meta)
         efs = _pin_efs(image, pin)
         if pin == "sign" and any(ef.change == "none" for ef in efs):
             raise Refused(f"card {app_id_} has no signing certificate, so it has no signing password to "
