@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as _dt
+import secrets
 
 from mynaemu.card.apps import common, jpki, juki, kenhojo
 from mynaemu.card.ids import CommonPin, JpkiPin, JukiPin, KenhojoPin
@@ -121,8 +122,12 @@ def pin_reset(wf, app_id: str, *, at: _dt.datetime, card_image: CardImage, pin: 
                 raise BadInput(f"the new PIN does not match the card's format for PIN {ef.fid:04X} ({ef.pattern})")
             ef.value = value
             ef.remaining = ef.max_tries
-        secrets = image.meta.setdefault("secrets", {})
-        secrets["pins"] = {**secrets.get("pins", {}), pin: new_pin}
+        held = image.meta.setdefault("secrets", {})
+        held["pins"] = {**held.get("pins", {}), pin: new_pin}
+        # which EFs this reset set (no value): should the publish have to merge in the holder's
+        # use of the old file (a kill after COMMIT), cardwrite keeps these as the reset left them
+        image.meta[cardwrite.PIN_RESET_META] = {
+            "pin": pin, "efs": [f"{app}/{int(fid):04X}" for app, fid in kind.efs], "id": secrets.token_hex(8)}
         if card_path is not None:
             wf._publish(app_id_, "pin-reset", image, card_path, at)
         wf._note(pin=pin, identity_check=identity_check, retries_before=min(before), retries=efs[0].max_tries,

@@ -89,6 +89,7 @@ def _without(doc, kind):
     for app in doc["applications"]:
         app["efs"] = [ef for ef in app["efs"] if (app["name"], ef["fid"]) not in fids]
     doc["meta"].get("secrets", {}).get("pins", {}).pop(kind, None)
+    doc["meta"].pop("pin_reset", None)
     return doc
 
 
@@ -118,6 +119,9 @@ def test_a_blocked_pin_is_usable_after_the_reset_and_nothing_else_changed(wf, st
     # nothing else in the image: the whole JSON but those EFs and that meta secret is the same
     assert _without(after.to_json(), kind) == _without(before_doc, kind)
     assert after.meta["secrets"]["pins"][kind] == NEW[kind]
+    marker = after.meta["pin_reset"]        # which EFs were set (for a merge after a kill), no value
+    assert (marker["pin"], marker["efs"]) == (kind, [f"{a}/{int(f):04X}" for a, f in PIN_KINDS[kind].efs])
+    assert NEW[kind] not in json.dumps(marker)
     for aid_fid in PIN_KINDS[kind].efs:
         ef = after.pin(*aid_fid)
         assert (ef.value, ef.remaining) == (NEW[kind].encode(), ef.max_tries)

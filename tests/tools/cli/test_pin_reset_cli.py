@@ -190,3 +190,30 @@ def test_the_help_says_what_it_does_and_the_default_identity_check_is_the_steps(
     assert r.exit_code == 0
     assert "暗証番号の初期化" in r.stdout and "retry counter" in r.stdout
     assert "pin-reset" in CliRunner().invoke(main, ["issue", "--help"]).stdout
+
+
+def test_killed_after_commit_the_next_command_publishes_the_reset_over_the_holders_use(home, tmp_path):
+    """kill -9 right after COMMIT (cardwrite.py fault injection), then the holder uses the old file
+    (a wrong 入力補助 PIN try), then `issue status` finishes the write: the reset PIN is the new
+    one with its full counter (the old file's blocked value is not merged back), and the try the
+    holder spent on the other PIN stays spent."""
+    app_id, path = new_card(tmp_path)
+    assert [verify_auth(path, "0000") for _ in range(3)][-1] == "63C0"
+    env = {**os.environ, "MYNAEMU_TEST_KILL_AT": "after-commit"}
+    done = subprocess.run([sys.executable, "-m", "mynaemu.tools.cli", "issue", "pin-reset", app_id, "--card",
+                           str(path), "--pin", "auth", "--new-pin", "8642", "--at", AT],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 137, done.stderr
+    assert len(staged(path)) == 1 and CardImage.load(path).pin("jpki", 0x0018).remaining == 0
+    image = CardImage.load(path)                 # the holder's software uses the old file meanwhile
+    card = Card(image)
+    card.power_on()
+    assert sw(card, bytes.fromhex("00A4040C0AD3921000310001010408")) == "9000"
+    assert sw(card, bytes.fromhex("00A4020C020011")) == "9000"
+    assert sw(card, bytes.fromhex("0020008004") + b"0000") == "63C2"
+    image.save(path)
+    run("status", app_id, "--at", AT)            # any command finishes the committed write
+    assert staged(path) == []
+    after = CardImage.load(path)
+    assert (after.pin("jpki", 0x0018).remaining, after.pin("kenhojo", 0x0011).remaining) == (3, 2)
+    assert verify_auth(path, "8642") == "9000"
