@@ -32,7 +32,7 @@ that card); killed after COMMIT, the row tells the next command (any workflow st
 status`) to finish the rename, so the holder's file never keeps a revoked certificate while the
 store says the new one is on the card without the store knowing. If the holder used the old file
 in between, its PIN values and retry counters are carried into the staged image first (a counter
-never goes back up).
+never goes back up), except on the PIN EFs a PIN reset set anew (meta "pin_reset", steps_pins.py).
 
 Fault injection for the kill tests: MYNAEMU_TEST_KILL_AT=before-commit|after-commit|after-rename
 makes the process os._exit(137) (no clean-up, like kill -9) at that exact point.
@@ -57,9 +57,9 @@ from mynaemu.card.image import CardImage, CardImageError, KeyEF, PinEF
 from mynaemu.issuance.errors import Refused  # the leaf module: no cycle with workflow.py
 from mynaemu.issuance.store.custody import BINDING_ROLE, migrate_custody, public_hex  # noqa: F401  (re-exported)
 
-__all__ = ["BINDING_ROLE", "CARD_KEY_SLOTS", "ISSUER_ROLES", "KILL_ENV", "Staged", "record_binding",
-           "check_binding", "image_keys", "public_hex", "stage", "publish", "discard", "complete_pending",
-           "fault", "migrate_custody"]
+__all__ = ["BINDING_ROLE", "CARD_KEY_SLOTS", "ISSUER_ROLES", "KILL_ENV", "PIN_RESET_META", "Staged",
+           "record_binding", "check_binding", "image_keys", "public_hex", "stage", "publish", "discard",
+           "complete_pending", "fault", "migrate_custody"]
 
 # Where each holder key lives on the card: role (personalise.CardKeys field) -> (AP, key EF).
 CARD_KEY_SLOTS = {
@@ -243,15 +243,24 @@ def complete_pending(store) -> list[dict]:
     return [_complete(store, row) for row in rows]
 
 
+# meta key of a card a PIN reset rewrote (steps_pins.py): {"pin", "efs": ["app/FID", …], "id"}
+PIN_RESET_META = "pin_reset"
+
+
 def _carry_counters(current: CardImage, new: CardImage) -> None:
     # The holder may have used the old file since the staging: keep what they set and never
-    # hand back a try they spent (the counter only goes down).
+    # hand back a try they spent (the counter only goes down) — except on the PIN EFs a reset
+    # staged in `new` set anew, which the old file must not bring back (value nor blocked counter).
+    reset = new.meta.get(PIN_RESET_META) or {}
+    fresh = set(reset.get("efs", ())) if reset != current.meta.get(PIN_RESET_META) else set()
     for app in new.applications:
         try:
             old_app = current.application(app.name)
         except KeyError:
             continue
         for fid, ef in app.efs.items():
+            if f"{app.name}/{fid:04X}" in fresh:
+                continue
             before = old_app.efs.get(fid)
             if not isinstance(ef, PinEF) or not isinstance(before, PinEF):
                 continue

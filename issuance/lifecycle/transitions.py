@@ -121,6 +121,9 @@ TRANSITIONS: Mapping[str, Transition] = _table(
                                  "ending with the user-authentication certificate"),
     Transition("write-card", ("active",), None, ("MOV-2",),
                certificates_note="re-keys on the card a live certificate whose key is not on it"),
+    # 暗証番号の初期化 at the counter (steps_pins.py; the seeds give no procedure, rules.md §19 gaps 2, 4)
+    Transition("pin-reset", ("active",), None, ("AP-3", "AP-4", "AP-5", "AP-6"),
+               advice={"suspended": "release it at the counter first (FLOW-SUSP-3)"}),
     Transition("renew", ("active",), None, ("VAL-7", "STATE-3(4)", "FLOW-RENEW-1", "VAL-4"),
                certificates_note="card in its window: none (a renewal application); else certificates in "
                                  "their window: all revoked as superseded and issued anew",

@@ -30,10 +30,10 @@ Decisions on points the seeds leave open ([U], rules.md §19) are marked "Decisi
 
 The house: transitions.py holds the state machine as one table (TRANSITIONS); the steps live one
 module per group — steps_apply (申請, 受付), steps_issue (発行, 交付), steps_suspend (一時停止, 解除),
-steps_change (異動, write-card, 更新, 再発行), steps_end (廃止, 回収, 廃棄, 失効) — with proxy.py
-(FLOW-PROXY), pins.py (PIN formats and carry-over) and inputs.py (input checks). This module keeps
-the Workflow facade, the step runner (`_run` / `_run_once`: transaction, audit, card publishing)
-and what every step shares (loading, the state check and transition, certificates, images).
+steps_change (異動, write-card, 更新, 再発行), steps_pins (暗証番号の初期化), steps_end (廃止, 回収,
+廃棄, 失効) — with proxy.py (FLOW-PROXY), pins.py (PIN formats and carry-over) and inputs.py (input
+checks). This module keeps the Workflow facade, the step runner (`_run` / `_run_once`:
+transaction, audit, card publishing) and what every step shares (loading, the state check and transition, certificates, images).
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ from mynaemu.issuance.errors import BadInput, IllegalState, NotFound, Refused, W
 
 # The step modules; the names they define stay importable from here.
 from mynaemu.issuance.lifecycle import (  # noqa: E402
-    steps_apply, steps_change, steps_end, steps_issue, steps_suspend,
+    steps_apply, steps_change, steps_end, steps_issue, steps_pins, steps_suspend,
 )
 from mynaemu.issuance.lifecycle.inputs import audit_target, aware, jst_text, valid  # noqa: E402
 from mynaemu.issuance.lifecycle.pins import (  # noqa: E402,F401
@@ -423,6 +423,12 @@ class Workflow:
         """Rewrite the presented card from the store (MOV-2; steps_change.write_card)."""
         return steps_change.write_card(self, app_id, at=at, card_image=card_image, sign_pin=sign_pin,
                                        card_path=card_path)
+
+    def pin_reset(self, app_id: str, *, at: _dt.datetime, card_image: CardImage, pin: str, new_pin: str,
+                  identity_check: str = steps_pins.DEFAULT_IDENTITY_CHECK, card_path=None) -> steps_pins.PinReset:
+        """暗証番号の初期化 at the counter: one PIN of the presented card set anew and unblocked (steps_pins)."""
+        return steps_pins.pin_reset(self, app_id, at=at, card_image=card_image, pin=pin, new_pin=new_pin,
+                                    identity_check=identity_check, card_path=card_path)
 
     def renew(self, app_id: str, *, at: _dt.datetime, card_image: CardImage | None = None,
               sign_pin: str | None = None, decline_sign: bool | None = None, card_path=None) -> RenewResult:

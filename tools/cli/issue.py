@@ -30,6 +30,7 @@ ISSUE_COMMAND = ISSUE_GROUP.command_class
 # Subcommands kept in modules of their own, imported when they run (groups.py).
 LAZY_ISSUE = {
     "generate": "mynaemu.tools.cli.issue_generate:cmd_generate",
+    "pin-reset": "mynaemu.tools.cli.issue_pins:cmd_pin_reset",     # 暗証番号の初期化 (issue 13)
     "status": "mynaemu.tools.cli.issue_reads:cmd_status",
     "audit": "mynaemu.tools.cli.issue_reads:cmd_audit",
     "search": "mynaemu.tools.cli.issue_reads:cmd_search",

@@ -77,7 +77,7 @@ def test_the_csv_and_the_table_have_the_same_rows():
     assert [row.operation for row in ROWS] == list(TRANSITIONS)
     assert [row.operation for row in ROWS if row.kind == "step"] == list(STEPS)
     assert {row.kind for row in ROWS} == {"step", "within"}
-    assert len(CELLS) == len(TRANSITIONS) * len(CARD_STATES) == 176
+    assert len(CELLS) == len(TRANSITIONS) * len(CARD_STATES) == 187
 
 
 @pytest.mark.parametrize("operation", list(BY_OP))
@@ -166,6 +166,8 @@ def _call(wf, operation, app_id, at, active_image):
         "resume": lambda: wf.resume(app_id, at=at),
         "move": lambda: wf.move(app_id, at=at, address="東京都清瀬市新町２丁目３番"),
         "write-card": lambda: wf.write_card(app_id, at=at, card_image=CardImage.from_json(active_image)),
+        "pin-reset": lambda: wf.pin_reset(app_id, at=at, card_image=CardImage.from_json(active_image), pin="auth",
+                                          new_pin="4321"),
         "renew": lambda: wf.renew(app_id, at=at),
         "reissue": lambda: wf.reissue(app_id, at=at, reason="lost"),
         "abolish": lambda: wf.abolish(app_id, at=at),
@@ -179,8 +181,8 @@ def _call(wf, operation, app_id, at, active_image):
 
 def _illegal_message(operation, app_id, state):
     """The IllegalState text, built from the CSV row: the allowed states in column order."""
-    if (operation, state) == ("renew", "suspended"):
-        return (f"renew refused: card {app_id} is suspended (一時停止); "
+    if (operation, state) in (("renew", "suspended"), ("pin-reset", "suspended")):
+        return (f"{operation} refused: card {app_id} is suspended (一時停止); "
                 "release it at the counter first (FLOW-SUSP-3)")
     allowed = [s for s in CARD_STATES if BY_OP[operation].cells[s] not in ("-",)
                and not BY_OP[operation].cells[s].startswith("refused ")]
