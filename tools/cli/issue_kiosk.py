@@ -6,7 +6,8 @@ What it prints holds no personal data (issuance/store/kiosk_history.py): the ins
 municipality, the document and method, the document's serial and 検証コード, the fee, whether the
 個人番号 was printed, the card (application id) it was issued against and the kiosk. Rights:
 the officer and the counter (issuance/staff/rights.py), the municipal staff who answer for the
-documents issued. Reading it is not audited: it names no person, and the login is.
+documents issued. Reading it is on record like every read (SEC-8): one audit record naming who,
+the terminal, the filters and how many documents were shown.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import datetime as _dt
 
 import click
 
+from mynaemu.issuance import clock
 from mynaemu.issuance.clock import JST
 from mynaemu.tools.cli.errors import ExitCode
 from mynaemu.tools.cli.issue import ISSUE_COMMAND, common, emit, fail, guarded
@@ -51,6 +53,11 @@ def cmd_kiosk_history(obj, municipality, date_from, date_to, at, as_json, operat
     store = obj.open_store()
     with store:
         rows = store.kiosk_history(municipality=municipality, since=since, until=until)
+        store.audit(at=at or clock.now(), operator=operator, terminal=terminal, operation="kiosk-history",
+                    target=None, outcome="ok",
+                    detail={"municipality": municipality, "records": len(rows),
+                            "from": date_from.isoformat() if date_from else None,
+                            "to": date_to.isoformat() if date_to else None})
     for row in rows:
         row["at"] = _dt.datetime.fromisoformat(row["at"]).astimezone(JST).isoformat()
     if as_json:

@@ -43,6 +43,12 @@ def test_prints_one_line_per_document_in_jst(kiosk_home):
     assert out[0] == ("2026-03-01T09:00:00+09:00 13221 juminhyo shin serial 000000000000000A 検証コード "
                       "VC000000000000000A ¥200 card ABCDEFGH23456789 kiosk TEST-KIOSK-0001")
     assert "個人番号あり" in out[1] and "card -" in out[1] and "個人番号あり" not in out[2]
+    run_issue("kiosk-history", "--municipality", "13222", "--from", "2026-03-02", "--at", AT, "--terminal", "desk-3")
+    with Store.open(kiosk_home) as store:   # every print is on record (SEC-8)
+        last = store.audit_rows()[-1]
+    assert (last["operator"], last["terminal"], last["operation"], last["target"], last["outcome"]) == \
+        ("op-cli", "desk-3", "kiosk-history", None, "ok")
+    assert json.loads(last["detail"]) == {"municipality": "13222", "from": "2026-03-02", "to": None, "records": 1}
 
 
 def test_json_and_filters(kiosk_home):
