@@ -24,8 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from mynaemu.issuance.clock import JST
+
 RESULTS = Path(__file__).resolve().parent / "results" / "kiosk_history.md"
-AT = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+AT = dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST)
 SERIAL = 1001
 
 

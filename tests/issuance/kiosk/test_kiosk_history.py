@@ -16,7 +16,7 @@ import pytest
 
 from mynaemu.card.core import Card
 from mynaemu.card.image import CardImage
-from mynaemu.issuance.clock import SettableClock
+from mynaemu.issuance.clock import JST, SettableClock
 from mynaemu.issuance.kiosk.keyfiles import load_or_create_kiosk_key
 from mynaemu.issuance.kiosk.records import MemoryKioskHistory
 from mynaemu.issuance.kiosk.services import services_from_home
@@ -230,7 +230,7 @@ def test_in_memory_history_has_the_stores_interface():
     from mynaemu.issuance.store import KioskIssue
 
     history = MemoryKioskHistory()
-    at = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=_dt.timezone(_dt.timedelta(hours=9)))
+    at = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST)
     for i, code in enumerate(("13221", "13222", "13221")):
         history.record(KioskIssue(at=at + _dt.timedelta(days=i), municipality_code=code, document="zei",
                                   method="genko", serial=f"S{i}", verification_code="V", fee=200,

@@ -9,13 +9,14 @@ import multiprocessing
 
 import pytest
 
+from mynaemu.issuance.clock import JST
 from mynaemu.issuance.store import (
     CENTRE_OPERATOR, DB_NAME, KioskIssue, Store, StoreCentreTrail, StoreKioskHistory, municipality_operator,
 )
 from mynaemu.issuance.store.kiosk_history import COLUMNS
 
 UTC = dt.timezone.utc
-JST = dt.timezone(dt.timedelta(hours=9))
+
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST)
 
 

@@ -9,13 +9,14 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from mynaemu.issuance.clock import JST
 from mynaemu.issuance.store import KioskIssue, Store
 from mynaemu.tools.cli import main
 from tests.support.cli import run_issue
 from tests.support.staff import PASSWORD, staff_account
 
-JST = dt.timezone(dt.timedelta(hours=9))
-# (instant JST, municipality, serial): the second is late on 2 March JST (already 3 March nowhere in Japan)
+
+# (instant JST, municipality, serial): the second is late on 2 March JST (14:30 UTC), the third just after midnight
 ROWS = [(dt.datetime(2026, 3, 1, 9, 0, tzinfo=JST), "13221", "000000000000000A"),
         (dt.datetime(2026, 3, 2, 23, 30, tzinfo=JST), "13222", "000000000000000B"),
         (dt.datetime(2026, 3, 3, 0, 10, tzinfo=JST), "13221", "000000000000000C")]
