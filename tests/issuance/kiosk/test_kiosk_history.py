@@ -223,6 +223,13 @@ def test_worker_processes_write_one_history_and_the_audit_verifies(holder, issue
     assert trail[-1]["operator"] == CENTRE_OPERATOR and trail[-1]["reason"] == "signature-invalid"
     verified = _verify(home, issue_staff, monkeypatch)
     assert verified.stdout.startswith("audit trail intact:")
+    # the security officer's review finds each service by its identity (issue audit --by)
+    when = (T + _dt.timedelta(hours=1)).isoformat()
+    by_centre = json.loads(run_issue("audit", "--by", CENTRE_OPERATOR, "--json", "--at", when).stdout)
+    assert by_centre and {r["operator"] for r in by_centre} == {CENTRE_OPERATOR}
+    assert by_centre[-1]["reason"] == "signature-invalid"
+    by_muni = json.loads(run_issue("audit", "--by", MUNI_OPERATOR, "--json", "--at", when).stdout)
+    assert {r["id"] for r in issued} <= {r["id"] for r in by_muni}
 
 
 def test_in_memory_history_has_the_stores_interface():
@@ -264,3 +271,47 @@ def test_a_document_serial_never_reads_as_an_individual_number(monkeypatch):
     assert municipality.document_serial() == "0123ABCDEF456789"
     monkeypatch.undo()
     assert all(scrub(s) == s for s in (municipality.document_serial() for _ in range(3000)))
+
+
+def test_a_postgresql_backed_stack_keeps_the_history_there(tmp_path):
+    """--db: the history and the services' records go into PostgreSQL, in one verified chain."""
+    pytest.importorskip("psycopg")
+    import itertools
+    import random
+
+    from mynaemu.issuance.lifecycle.workflow import Workflow
+    from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
+    from mynaemu.issuance.pki.keys import generate_rsa_key
+    from mynaemu.tools.harness import pgserver
+
+    try:
+        server = pgserver.shared_server()
+    except pgserver.PgServerError as exc:
+        pytest.fail(f"PostgreSQL for the tests: {exc}")
+    url = pgserver.fresh_schema_url(server.url)
+    try:
+        card = tmp_path / "pg-card.json"
+        pool = itertools.cycle([generate_rsa_key(2048) for _ in range(3)])
+        with Store(url) as store:
+            wf = Workflow(store, operator="test", terminal="test", key_factory=lambda: next(pool))
+            ident = synthetic_identity(random.Random(23), age=35, on=T.date())
+            app_id = wf.apply(name=ident.name, birth=ident.birth, sex=ident.sex, address=ident.address,
+                              at=T - _dt.timedelta(days=8))
+            wf.generate(app_id, at=T - _dt.timedelta(days=1))
+            wf.deliver(app_id, at=T - _dt.timedelta(hours=20), pins=dict(DEFAULT_PINS), identity_check="test",
+                       write=lambda img: img.save(card))
+        clock = SettableClock(T)
+        services = services_from_home(tmp_path / "home", db=url, clock=clock)
+        try:
+            assert isinstance(services.centre.municipalities["13221"].history, StoreKioskHistory)
+            result = _issue(_kiosk(services.centre_url, tmp_path / "home", clock), card, document="zei")
+        finally:
+            services.stop()
+        with Store(url) as store:
+            rows = store.kiosk_history()
+            record = [r for r in store.audit_rows() if r["operator"] == MUNI_OPERATOR]
+            assert store.verify_audit_chain()[1] is None
+        assert [(r["serial"], r["application_id"], r["document"]) for r in rows] == [(result.serial, app_id, "zei")]
+        assert [(r["target"], r["operation"]) for r in record] == [(app_id, "kiosk issue")]
+    finally:
+        pgserver.drop_schema(url)
