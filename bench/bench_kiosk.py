@@ -136,6 +136,7 @@ def bench(runs: int) -> tuple[dict, dict]:
     from mynaemu.issuance.clock import SettableClock
     from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
     from mynaemu.issuance.kiosk.municipality import MunicipalityServer
+    from mynaemu.issuance.kiosk.records import MemoryCentreTrail, MemoryKioskHistory
     from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
     from mynaemu.issuance.kiosk.services import start_services
     from mynaemu.issuance.kiosk.wire import Refusal
@@ -163,8 +164,10 @@ def bench(runs: int) -> tuple[dict, dict]:
     muni_key = load_or_create_signer(muni_home.name, "13221")
     kiosk_key = secrets.token_bytes(32)
     services = start_services(pki=default_test_pki(), source=source, directory=directory,
-                              municipalities={"13221": MunicipalityServer("13221", muni_key, directory)},
-                              kiosk_keys={"TEST-KIOSK-BENCH": kiosk_key}, clock=clock)
+                              municipalities={"13221": MunicipalityServer("13221", muni_key, directory,
+                                                                             history=MemoryKioskHistory())},
+                              kiosk_keys={"TEST-KIOSK-BENCH": kiosk_key}, clock=clock,
+                              trail=MemoryCentreTrail())
     kiosk = Kiosk(CentreClient(services.centre_url, "TEST-KIOSK-BENCH", kiosk_key), clock=clock,
                   trust_roots=[muni_key.root])
     floor = Floor()

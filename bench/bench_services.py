@@ -61,6 +61,7 @@ def _serve(service: str, max_workers: int | None = None, processes: int | None =
     from mynaemu.issuance.http.prefork import Prefork, default_workers
     from mynaemu.issuance.kiosk.centre import Centre
     from mynaemu.issuance.kiosk.centre_http import serve_centre
+    from mynaemu.issuance.kiosk.records import MemoryCentreTrail
     from mynaemu.issuance.kiosk.challenges import SharedChallenges
     from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory
     from mynaemu.issuance.kiosk.wire import request_mac
@@ -86,7 +87,7 @@ def _serve(service: str, max_workers: int | None = None, processes: int | None =
 
         def worker(listeners, index):
             centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=MemoryResidentDirectory(),
-                            municipalities={}, kiosk_keys={KIOSK_ID: key},
+                            municipalities={}, kiosk_keys={KIOSK_ID: key}, trail=MemoryCentreTrail(),
                             challenges=SharedChallenges(secret, spent) if processes > 1 else None)
             server, _, _ = serve_centre(centre, HOST, listener=listeners[0], **options)
             return server.shutdown

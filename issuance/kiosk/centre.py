@@ -34,6 +34,18 @@ The centre's clock is injectable (every service of a TEST stack shares one, so `
 whole stack). Logs name the kiosk, method, document and outcome; never a PIN (none reaches the
 centre), a 個人番号, a name, or the certificate serial (JPKI-3).
 
+The audit trail (SEC-8: failed access attempts are logged, naming who acted). The centre acts
+as `service:centre`: every refusal of a well-formed request, from the challenge on (signature,
+chain, dates, validity, the card's state, the routing, and what the municipality refused), is a
+`refused` record with the kiosk as terminal, the reason code as reason and, when the presented
+certificate is one the store issued (every byte), that card's application id as target. A
+document issued is recorded by its municipality (municipality.py). Decision: a request that is
+malformed (`bad-request`: a field missing or of the wrong type, bad base64) is not audited: it
+names no person and proves no attempt on anyone's card, and auditing it would let any kiosk
+grow the trail at will; nor is a request whose kiosk fails authentication (centre_http.py logs
+it): its kiosk id is unproven. `trail` is the store's (store.StoreCentreTrail) over a home or a
+--db, records.MemoryCentreTrail for an in-process stack.
+
 Refusals carry a reason from REASONS; each reason belongs to one class (issuance/kiosk/wire.py,
 the contract the kiosk terminal shares). This module is the centre as a service, apart from its
 doors: the HTTP door is centre_http.py, the residents it asks about are residents.py, its keys
@@ -56,6 +68,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from mynaemu.issuance import validate
 from mynaemu.issuance.clock import JST, utc_now
 from mynaemu.issuance.kiosk.documents import DOCUMENTS
 from mynaemu.issuance.kiosk.residents import ResidentDirectory
@@ -103,13 +116,17 @@ class Centre:
                  municipalities: dict, kiosk_keys: dict, clock: Callable[[], _dt.datetime] = utc_now,
                  ocsp_url: str | None = None, crl_url: str | None = None,
                  nonce_lifetime: _dt.timedelta = DEFAULT_NONCE_LIFETIME,
-                 validity_timeout: float = DEFAULT_VALIDITY_TIMEOUT, challenges=None):
+                 validity_timeout: float = DEFAULT_VALIDITY_TIMEOUT, challenges=None, trail):
         if not isinstance(trust_anchor, x509.Certificate):
             raise TypeError("trust_anchor must be an x509.Certificate")
         if not isinstance(directory, ResidentDirectory):
             raise TypeError("directory must implement ResidentDirectory")
+        if not callable(getattr(trail, "refused", None)):
+            raise TypeError("trail must record the centre's refusals (store.StoreCentreTrail or "
+                            "records.MemoryCentreTrail)")
         self.trust_anchor = trust_anchor
         self.directory = directory
+        self.trail = trail   # SEC-8: the refusals, under service:centre
         self.municipalities = dict(municipalities)
         self.kiosk_keys = {str(k): check_kiosk_key(v) for k, v in kiosk_keys.items()}
         self.clock = clock
@@ -247,7 +264,40 @@ class Centre:
 
     # -- the transaction ----------------------------------------------------------------------
     def issue(self, kiosk_id: str, request: dict) -> dict:
-        """Verify and route one request; the answer dict, or Refusal."""
+        """Verify and route one request; the answer dict, or Refusal (audited unless the request
+        is malformed, see the module's docstring)."""
+        try:
+            # the kiosk id becomes the audit's terminal: one line, printable ASCII (SEC-8)
+            validate.ascii_token(kiosk_id, "terminal")
+        except validate.InputError as exc:
+            raise Refusal("bad-request", f"kiosk id: {exc}") from None
+        try:
+            return self._issue(kiosk_id, request)
+        except Refusal as refusal:
+            if refusal.reason != "bad-request":
+                self._audit_refusal(kiosk_id, request, refusal)
+            raise
+
+    def _audit_refusal(self, kiosk_id: str, request: dict, refusal: Refusal) -> None:
+        detail = {"method": request.get("method"), "document": request.get("document")}
+        serial = der = None
+        if request.get("method") in ("shin", "henkan"):
+            try:
+                der = base64.b64decode(request.get("certificate"), validate=True)
+                serial = x509.load_der_x509_certificate(der).serial_number
+            except (binascii.Error, ValueError, TypeError):
+                serial = der = None   # not a certificate: no card to name
+        else:
+            code = request.get("municipality_code")
+            if isinstance(code, str) and len(code) == 5 and code.isascii() and code.isdigit():
+                detail["municipality"] = code
+        try:
+            self.trail.refused(at=self.now(), kiosk_id=kiosk_id, reason=refusal.reason, detail=detail,
+                               auth_serial=serial, auth_der=der)
+        except Exception:  # noqa: BLE001 — the refusal stands whether or not the trail took it
+            log.exception("could not audit the refusal kiosk=%s reason=%s", kiosk_id, refusal.reason)
+
+    def _issue(self, kiosk_id: str, request: dict) -> dict:
         t0 = time.perf_counter()
         if not isinstance(request, dict):
             raise Refusal("bad-request", "the request must be a JSON object")
@@ -279,14 +329,14 @@ class Centre:
             if method == "shin":
                 checks.append({"check": "route", "result": f"municipality {muni.code} by certificate"})
                 produced = muni.produce_for_certificate(cert, document, with_number=with_number, with_code=with_code,
-                                                        at=self.now(), method=method)
+                                                        at=self.now(), method=method, kiosk_id=kiosk_id)
             else:
                 if not resident.user_id:
                     raise Refusal("resident-unknown", "the resident has no 利用者ID for 変換方式")
                 checks.append({"check": "convert", "result": "certificate converted to the 利用者ID"})
                 checks.append({"check": "route", "result": f"municipality {muni.code} by 利用者ID"})
                 produced = muni.produce_for_user_id(resident.user_id, document, with_number=with_number, with_code=with_code,
-                                                    at=self.now(), method=method)
+                                                    at=self.now(), method=method, kiosk_id=kiosk_id)
         else:
             user_id = request.get("user_id")
             code = request.get("municipality_code")
@@ -300,7 +350,8 @@ class Centre:
             muni = self._municipality(code)
             checks.append({"check": "route", "result": f"municipality {muni.code} by 利用者ID"})
             produced = muni.produce_for_user_id(user_id, document, with_number=with_number, with_code=with_code,
-                                                at=self.now(), method=method, card_serial=card_serial)
+                                                at=self.now(), method=method, card_serial=card_serial,
+                                                kiosk_id=kiosk_id)
         log.info("issued kiosk=%s method=%s document=%s municipality=%s", kiosk_id, method, document, muni.code)
         return {
             "status": "issued",

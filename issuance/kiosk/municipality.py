@@ -5,7 +5,10 @@ user-authentication certificate's serial (新方式) or by its own 利用者ID (
 CVS-18: "利用者ID又は利用者証明用電子証明書シリアル番号"), edits that person's document from the
 resident, seal and tax records (CVS-15: 既存住基システム, 税システム …) and creates it as a signed PDF
 (CVS-15; issuance/kiosk/documents.py). It keeps an issuance history (CVS-18 item 3) without personal
-data: instant, document, method, document serial and 検証コード.
+data: instant, document, method, document serial, 検証コード, fee, the card and the kiosk. The
+history is an object given to the server (`history=`): the store's (store.StoreKioskHistory,
+which writes each row with its audit record under `service:municipality:<code>` in one
+transaction, SEC-8), or, for an in-process stack without a store, records.MemoryKioskHistory.
 
 Rules applied here:
 - CVS-6: service from 6:30 to 23:00 (JST); a municipality may set narrower hours within that.
@@ -27,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import secrets
-import threading
 import time
 
 from mynaemu.issuance.kiosk import documents, lgpki
@@ -37,6 +39,8 @@ from mynaemu.issuance.kiosk.wire import (
     METHODS, SERVICE_CLOSES, SERVICE_OPENS, Refusal, within_service_hours,
 )
 from mynaemu.issuance.clock import JST
+from mynaemu.issuance.store.kiosk_history import KioskIssue
+from mynaemu.issuance.store.values import scrub
 
 KIOSK_FEES = {"juminhyo": 200, "inkan": 200, "zei": 200}      # FEE-4 (amounts: decision)
 COUNTER_FEES = {"juminhyo": 300, "inkan": 300, "zei": 300}
@@ -45,6 +49,20 @@ TAX_AVAILABLE_FROM = (6, 1)        # decision: a fiscal year's certificate from 
 # Municipalities known by name (全国地方公共団体コード -> name); others get a TEST name.
 MUNICIPALITY_NAMES = {"13221": "東京都清瀬市"}
 DEFAULT_MAYOR = "見本\u3000一郎"   # synthetic
+# The terminal of a request made to the municipality directly, not relayed from a kiosk by the
+# centre (the centre always names its kiosk).
+DIRECT = "municipality-direct"
+
+
+def document_serial() -> str:
+    """A document's serial: 16 random hex digits, never with a run of exactly 12 decimal digits.
+    Such a run reads as a 個人番号 to the scrubbers of the audit trail and the logs (store.scrub),
+    which would mask it in the document's audit record and lose the link between the record and
+    the history row (about 1 serial in 250 would be hit)."""
+    while True:
+        serial = secrets.token_hex(8).upper()
+        if scrub(serial) == serial:
+            return serial
 
 
 def municipality_name(code: str) -> str:
@@ -147,7 +165,7 @@ class IssuedDocument:
 class MunicipalityServer:
     """One municipality's 証明発行サーバ: finds the resident, edits and signs the document."""
 
-    def __init__(self, code: str, signer: lgpki.Signer, directory: ResidentDirectory, *,
+    def __init__(self, code: str, signer: lgpki.Signer, directory: ResidentDirectory, *, history,
                  name: str | None = None, mayor: str = DEFAULT_MAYOR,
                  hours: tuple[_dt.time, _dt.time] = (SERVICE_OPENS, SERVICE_CLOSES),
                  fees: dict | None = None, methods=METHODS):
@@ -173,8 +191,10 @@ class MunicipalityServer:
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}")
         self.methods = tuple(methods)
-        self._lock = threading.Lock()
-        self.history: list[dict] = []
+        if not (callable(getattr(history, "record", None)) and callable(getattr(history, "entries", None))):
+            raise TypeError("history must be a kiosk history (store.StoreKioskHistory or "
+                            "records.MemoryKioskHistory)")
+        self.history = history   # CVS-18 item 3
 
     @property
     def trust_root(self):
@@ -186,23 +206,25 @@ class MunicipalityServer:
 
     def produce_for_certificate(self, certificate, document: str, *, with_number: bool,
                                 at: _dt.datetime, method: str = "shin",
-                                with_code: bool = False) -> IssuedDocument:
+                                with_code: bool = False, kiosk_id: str = DIRECT) -> IssuedDocument:
         """新方式: the holder of this user-authentication certificate (CVS-18: found by its
         serial, then matched byte for byte where the directory keeps certificates)."""
         self._admit(method, at)
         return self._produce(self.directory.resident_for_certificate(certificate), document,
-                             with_number=with_number, at=at, method=method, with_code=with_code)
+                             with_number=with_number, at=at, method=method, with_code=with_code,
+                             kiosk_id=kiosk_id)
 
     def produce_for_user_id(self, user_id: str, document: str, *, with_number: bool,
                             at: _dt.datetime, method: str = "genko",
-                            with_code: bool = False, card_serial: str | None = None) -> IssuedDocument:
+                            with_code: bool = False, card_serial: str | None = None,
+                            kiosk_id: str = DIRECT) -> IssuedDocument:
         """変換方式 / 現行方式: the person with this municipality's 利用者ID (CVS-14); with
         card_serial (現行方式, from the 条例利用AP) that card's state is the one checked."""
         self._admit(method, at)
         found = (self.directory.resident_for_user_id(user_id) if card_serial is None
                  else self.directory.resident_for_user_id(user_id, card_serial=card_serial))
-        return self._produce(found, document,
-                             with_number=with_number, at=at, method=method, with_code=with_code)
+        return self._produce(found, document, with_number=with_number, at=at, method=method,
+                             with_code=with_code, kiosk_id=kiosk_id)
 
     def _admit(self, method: str, at: _dt.datetime) -> None:
         if method not in self.methods:
@@ -213,7 +235,8 @@ class MunicipalityServer:
                                            f"{at.astimezone(JST):%H:%M} JST")
 
     def _produce(self, resident: Resident | None, document: str, *, with_number: bool,
-                 at: _dt.datetime, method: str, with_code: bool = False) -> IssuedDocument:
+                 at: _dt.datetime, method: str, with_code: bool = False,
+                 kiosk_id: str = DIRECT) -> IssuedDocument:
         if resident is None or resident.municipality_code != self.code:
             raise Refusal("resident-unknown", f"{self.name} has no resident for this request")
         if resident.status != "resident":
@@ -226,7 +249,7 @@ class MunicipalityServer:
             raise Refusal("bad-request", f"unknown document {document!r}")
         fields = document_fields(resident, document, with_number=with_number, at=at,
                                  with_code=with_code)
-        serial = secrets.token_hex(8).upper()
+        serial = document_serial()
         issued_at = at.astimezone(JST).replace(microsecond=0).isoformat()
         content = {"format": documents.FORMAT, "version": documents.VERSION, "document": document,
                    "serial": serial, "issued_at": issued_at, "method": method,
@@ -235,8 +258,12 @@ class MunicipalityServer:
         t0 = time.perf_counter()
         rendered = documents.render_pdf(content, self.signer)
         render_seconds = time.perf_counter() - t0
-        with self._lock:  # CVS-18 item 3: issuance history, no personal data
-            self.history.append({"at": issued_at, "document": document, "method": method,
-                                 "serial": serial, "verification_code": rendered.verification_code})
+        # CVS-18 item 3: the issuance history, no personal data; with its audit record (SEC-8).
+        # Written before the document leaves: a document the history cannot record is not issued.
+        self.history.record(KioskIssue(
+            at=_dt.datetime.fromisoformat(issued_at), municipality_code=self.code, document=document,
+            method=method, serial=serial, verification_code=rendered.verification_code,
+            fee=self.fees[document], with_number=bool(with_number), kiosk_id=kiosk_id,
+            application_id=resident.card.application_id if resident.card is not None else None))
         return IssuedDocument(document, rendered.pdf, rendered.verification_code, rendered.key_id,
                               self.fees[document], issued_at, serial, render_seconds)

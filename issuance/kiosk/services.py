@@ -62,7 +62,7 @@ def start_validity_service(pki, source: rv.RevocationSource, clock: Callable[[],
 
 
 def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirectory,
-                   municipalities: dict, kiosk_keys: dict, clock: Callable[[], _dt.datetime] = utc_now,
+                   municipalities: dict, kiosk_keys: dict, trail, clock: Callable[[], _dt.datetime] = utc_now,
                    host: str = "127.0.0.1", ocsp_url: str | None = None, crl_url: str | None = None,
                    validity: bool = True, centre_port: int = 0, listeners: dict | None = None,
                    **centre_kwargs) -> Services:
@@ -71,6 +71,8 @@ def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirec
     ocsp_url / crl_url override where the centre looks (tests point one at a dead port).
     listeners: {"centre": socket, "validity": socket} already listening (a worker process of
     issuance/http/prefork.py) instead of binding host and port.
+    trail: where the centre records its refusals (SEC-8): store.StoreCentreTrail over a store,
+    records.MemoryCentreTrail for a stack without one (chosen by the caller, never defaulted).
     """
     listeners = listeners or {}
     servers, threads = [], []
@@ -84,7 +86,7 @@ def start_services(*, pki, source: rv.RevocationSource, directory: ResidentDirec
         o_url = ocsp_url if ocsp_url is not None else own_url
         c_url = crl_url if crl_url is not None else (_ocsp.crl_url(own_url, "auth") if own_url else None)
         centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=directory,
-                        municipalities=municipalities, kiosk_keys=kiosk_keys, clock=clock,
+                        municipalities=municipalities, kiosk_keys=kiosk_keys, clock=clock, trail=trail,
                         ocsp_url=o_url, crl_url=c_url, **centre_kwargs)
         server, thread, url = serve_centre(
             centre, host, centre_port, **({"listener": listeners["centre"]} if "centre" in listeners else {}))
@@ -102,8 +104,11 @@ def services_from_home(home, *, db: str | None = None, clock: Callable[[], _dt.d
     """The whole TEST stack over the issuing store under `home` (or the PostgreSQL store at
     `db`): the JPKI validity service answering from the store, and the centre with one
     証明発行サーバ per municipality of the store (each signing as its mayor with a TEST LGPKI
-    certificate under `<home>/kiosk/lgpki/`), trusting the home's kiosk key."""
-    from mynaemu.issuance.store import Store, StoreRevocationSource
+    certificate under `<home>/kiosk/lgpki/`), trusting the home's kiosk key. The issuance
+    history (CVS-18 item 3) and the centre's refusals (SEC-8) go into that store, each write on
+    a connection of its own (store/service_records.py), so they survive a restart and every
+    worker process (workers.py) writes the same table and the same audit chain."""
+    from mynaemu.issuance.store import Store, StoreCentreTrail, StoreKioskHistory, StoreRevocationSource
     from mynaemu.issuance.store.pki import store_pki
 
     directory = StoreDirectory(home, db=db)
@@ -112,9 +117,11 @@ def services_from_home(home, *, db: str | None = None, clock: Callable[[], _dt.d
             pki = store_pki(store)  # the store's own CAs, never the built-in seeded ones
     source = StoreRevocationSource(directory.path)
     codes = directory.municipality_codes() or ["13221"]
-    municipalities = {code: MunicipalityServer(code, keyfiles.load_or_create_signer(home, code), directory)
+    history = StoreKioskHistory(directory.path)
+    municipalities = {code: MunicipalityServer(code, keyfiles.load_or_create_signer(home, code), directory,
+                                               history=history)
                       for code in codes}
     return start_services(pki=pki, source=source, directory=directory,
-                          municipalities=municipalities,
+                          municipalities=municipalities, trail=StoreCentreTrail(directory.path),
                           kiosk_keys={DEFAULT_KIOSK_ID: keyfiles.load_or_create_kiosk_key(home)}, clock=clock,
                           host=host, **kwargs)

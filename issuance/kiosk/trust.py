@@ -43,6 +43,7 @@ class CardStatus:
     state: str | None
     expires: _dt.date | None = None
     serial: str | None = None   # the store's 15-digit card serial (cards.serial)
+    application_id: str | None = None   # the card's application id (its id in the store)
 
 
 def refuse_unless_active(card: CardStatus, at: _dt.datetime, what: str = "the card") -> None:
@@ -61,7 +62,7 @@ def refuse_unless_active(card: CardStatus, at: _dt.datetime, what: str = "the ca
 
 def _status(row) -> CardStatus:
     expires = _dt.date.fromisoformat(row["expires"]) if row["expires"] else None
-    return CardStatus(row["state"], expires, row["serial"])
+    return CardStatus(row["state"], expires, row["serial"], row["application_id"])
 
 
 def card_status(store, app_id: str) -> CardStatus:

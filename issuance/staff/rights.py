@@ -21,7 +21,8 @@ what any of them may. Every role may run ``status`` and ``staff passwd`` (one's 
 and read the table (``staff rights``). Decisions outside the issue's list, written down here:
 ``revoke`` (失効 on death, 消除 or a change of number, M10: the resident-record events the counter
 handles) is the counter's; ``persona`` (a TEST persona made end to end by the workflow) needs the
-issuer, who makes cards. ``init`` needs no account (it makes the first one, on a store without
+issuer, who makes cards. ``kiosk-history`` (the kiosk's issuance history, CVS-18 item 3) is the
+officer's and the counter's: the municipal staff who answer for the documents issued. ``init`` needs no account (it makes the first one, on a store without
 staff); ``ocsp-serve`` is a service and runs under its service identity, not a staff password.
 """
 from __future__ import annotations
@@ -45,6 +46,8 @@ _SPEC = {
     "apply": "counter", "receive": "counter", "deliver": "counter", "resume": "counter", "move": "counter",
     "renew": "counter", "reissue": "counter", "abolish": "counter", "collect": "counter",
     "destroy": "counter", "revoke": "counter", "pin-reset": "counter", "search": "counter",
+    # the kiosk's issuance history (CVS-18 item 3): the staff who answer for issued documents
+    "kiosk-history": "officer counter",
     # the issuer (発行)
     "generate": "issuer", "write-card": "issuer", "crl": "issuer", "persona": "issuer",
     # the call centre
@@ -68,6 +71,9 @@ for _op, _roles in _WITH_NUMBER.items():
 
 # `issue` commands that run under a service identity, not a member of staff.
 SERVICE_OPERATIONS = {"ocsp-serve": "service:ocsp"}
+# The kiosk's services write the trail under their own identities too, with no command of their
+# own: the centre as ``service:centre`` (its refusals), each municipality's 証明発行サーバ as
+# ``service:municipality:<code>`` (the documents it issued); issuance/store/service_records.py.
 # `issue` commands that need no account at all.
 UNAUTHENTICATED = frozenset({"init"})
 

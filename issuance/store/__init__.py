@@ -63,8 +63,9 @@ refuses any state but 申請/受付.
 
 Where things are: errors.py (the errors), values.py (instants, scrub, state names), forms.py (form
 ids), schema.py (MIGRATIONS), connection.py + sqlite.py + postgres.py (the backends), one module per
-table group (audit, persons, cards, claims, custody, certificates) composed into ``Store`` by
-database.py, pki.py (each store's own TEST CAs). Import from this package; its names below are the
+table group (audit, persons, cards, claims, custody, certificates, kiosk_history) composed into ``Store`` by
+database.py, pki.py (each store's own TEST CAs), service_records.py (the kiosk services'
+history and refusals, a short connection per write). Import from this package; its names below are the
 public surface.
 """
 from __future__ import annotations
@@ -73,6 +74,8 @@ from mynaemu.issuance.store.claims import claim_owner_id, lease_stamp
 from mynaemu.issuance.store.connection import BUSY_TIMEOUT_S, DB_NAME, store_location
 from mynaemu.issuance.store.database import Store, StoreRevocationSource, StoreSpentChallenges
 from mynaemu.issuance.store.errors import StoreBusy, StoreConflict, StoreError
+from mynaemu.issuance.store.kiosk_history import KioskIssue, municipality_operator
+from mynaemu.issuance.store.service_records import CENTRE_OPERATOR, StoreCentreTrail, StoreKioskHistory
 from mynaemu.issuance.store.forms import FORM_ALPHABET, FORM_ID_LENGTH, check_form_id, make_form_id, normalise_form_id
 from mynaemu.issuance.store.schema import MIGRATIONS, SCHEMA_VERSION
 from mynaemu.issuance.store.values import (
@@ -84,5 +87,6 @@ __all__ = [
     "default_home", "scrub", "iso", "parse_iso", "make_form_id", "check_form_id", "normalise_form_id",
     "CARD_STATES", "CERT_EVENTS", "REVOCATION_REASONS", "StoreRevocationSource", "StoreConflict",
     "QUEUE_STATES", "claim_owner_id", "lease_stamp", "store_location", "BUSY_TIMEOUT_S", "FORM_ALPHABET",
-    "FORM_ID_LENGTH", "StoreSpentChallenges",
+    "FORM_ID_LENGTH", "StoreSpentChallenges", "KioskIssue", "municipality_operator", "CENTRE_OPERATOR",
+    "StoreKioskHistory", "StoreCentreTrail",
 ]

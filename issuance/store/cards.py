@@ -120,16 +120,16 @@ class CardsTable:
 
     # --- what the kiosk's checks read (kiosk/trust.py) -----------------------------------------
     def card_state_row(self, app_id: str):
-        return self.conn.execute("SELECT state, expires, serial FROM cards WHERE application_id = ?",
+        return self.conn.execute("SELECT state, expires, serial, application_id FROM cards WHERE application_id = ?",
                                  (app_id,)).fetchone()
 
     def card_state_by_serial(self, person_id: int, serial: str):
-        return self.conn.execute("SELECT state, expires, serial FROM cards WHERE person_id = ? AND serial = ?",
+        return self.conn.execute("SELECT state, expires, serial, application_id FROM cards WHERE person_id = ? AND serial = ?",
                                  (person_id, str(serial))).fetchone()
 
     def newest_card_state(self, person_id: int, states) -> object:
         """The newest (by creation) of the person's cards in one of `states`."""
         marks = ", ".join("?" for _ in states)
         return self.conn.execute(
-            f"SELECT state, expires, serial FROM cards WHERE person_id = ? AND state IN ({marks}) "
+            f"SELECT state, expires, serial, application_id FROM cards WHERE person_id = ? AND state IN ({marks}) "
             "ORDER BY seq DESC LIMIT 1", (person_id, *states)).fetchone()

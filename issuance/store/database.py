@@ -14,16 +14,18 @@ from mynaemu.issuance.store.claims import ClaimsTable
 from mynaemu.issuance.store.connection import BUSY_TIMEOUT_S, Connection
 from mynaemu.issuance.store.custody import CustodyTable
 from mynaemu.issuance.store.errors import StoreError
+from mynaemu.issuance.store.kiosk_history import KioskHistoryTable
 from mynaemu.issuance.store.persons import PersonsTable
 
 
 class Store(AuditTable, PersonsTable, CardsTable, ClaimsTable, CustodyTable, CertificatesTable, ChallengesTable,
-            Connection):
+            KioskHistoryTable, Connection):
     """The store over SQLite or PostgreSQL (Connection) with its table groups: one object per thread.
 
     Use as a context manager or call close(). ``Store(location)``: a file path (SQLite) or a
     ``postgresql://`` URL; ``Store.open(home)`` creates ``home`` and the database when missing.
-    Each table group (audit.py, persons.py, cards.py, claims.py, custody.py, certificates.py)
+    Each table group (audit.py, persons.py, cards.py, claims.py, custody.py, certificates.py,
+    kiosk_history.py)
     holds the SQL of its tables; nothing outside this package runs SQL."""
 
 

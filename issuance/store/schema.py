@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from mynaemu.issuance.store.custody import migrate_custody
 from mynaemu.issuance.store.audit_chain import V5 as AUDIT_CHAIN_V5, V6 as AUDIT_RETENTION_V6
+from mynaemu.issuance.store.kiosk_history import V7 as KIOSK_HISTORY_V7
 from mynaemu.issuance.store.staff import V4 as STAFF_V4
 from mynaemu.issuance.store.values import CARD_STATES, CERT_EVENTS
 
@@ -190,6 +191,7 @@ MIGRATIONS: list[tuple[int, str, list]] = [
     (5, "audit chain: every audit record sealed into one hash chain (SEC-8)", AUDIT_CHAIN_V5),
     (6, "audit retention: the deletion history, the chain's anchor after a purge (SEC-8, SEC-12)",
      AUDIT_RETENTION_V6),
+    (7, "kiosk history: every document issued at a kiosk, no personal data (CVS-18 item 3)", KIOSK_HISTORY_V7),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

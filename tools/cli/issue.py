@@ -40,6 +40,7 @@ LAZY_ISSUE = {
     "ocsp-serve": "mynaemu.tools.cli.issue_revocation:cmd_ocsp_serve",
     "init": "mynaemu.tools.cli.staff:cmd_init",       # staff accounts (issue 13)
     "staff": "mynaemu.tools.cli.staff:staff",
+    "kiosk-history": "mynaemu.tools.cli.issue_kiosk:cmd_kiosk_history",   # CVS-18 item 3 (issue 13)
 }
 
 

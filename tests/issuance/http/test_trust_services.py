@@ -30,6 +30,7 @@ from mynaemu.issuance.kiosk.wire import request_mac
 from mynaemu.issuance.identity import Identity
 from mynaemu.issuance.http.keepalive import KeepAliveServer
 from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
+from mynaemu.issuance.kiosk.records import MemoryCentreTrail, MemoryKioskHistory
 from mynaemu.issuance.kiosk.municipality import MunicipalityServer
 from mynaemu.issuance.numbering import individual_number_from_juminhyo_code
 from mynaemu.issuance.pki.ocsp import OcspHTTPServer, OcspResponder
@@ -60,7 +61,8 @@ def ocsp_body(pki):
 
 def _centre_server(pki, **options) -> CentreHTTPServer:
     centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=MemoryResidentDirectory(),
-                    municipalities={}, kiosk_keys={KIOSK_ID: KIOSK_KEY}, clock=SettableClock(AT))
+                    municipalities={}, kiosk_keys={KIOSK_ID: KIOSK_KEY}, clock=SettableClock(AT),
+                    trail=MemoryCentreTrail())
     return CentreHTTPServer(("127.0.0.1", 0), centre, **options)
 
 
@@ -397,7 +399,7 @@ def test_cli_refuses_a_pdf_signed_by_another_municipality(tmp_path):
     kiyose = load_or_create_signer(home, "13221")
     other = lgpki.load_or_create_signer(home, "13222", name="TEST市13222", mayor="見本\u3000次郎")
     assert other.root == kiyose.root
-    genuine = MunicipalityServer("13221", kiyose, _resident_directory()).produce_for_certificate(
+    genuine = MunicipalityServer("13221", kiyose, _resident_directory(), history=MemoryKioskHistory()).produce_for_certificate(
         7, "zei", with_number=False, at=AT).pdf
     content = documents.inspect_pdf(genuine)["content"]
     forged = documents.render_pdf(content, lgpki.Signer("13221", other.key, other.certificate, other.root)).pdf
@@ -416,7 +418,8 @@ def test_cli_refuses_a_pdf_signed_by_another_municipality(tmp_path):
 def test_expired_sessions_are_dropped_as_new_ones_open(pki):
     clock = SettableClock(AT)
     centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=MemoryResidentDirectory(),
-                    municipalities={}, kiosk_keys={KIOSK_ID: KIOSK_KEY}, clock=clock)
+                    municipalities={}, kiosk_keys={KIOSK_ID: KIOSK_KEY}, clock=clock,
+                    trail=MemoryCentreTrail())
     for _ in range(500):
         centre.open_session(KIOSK_ID, "shin")
     clock.advance(30)

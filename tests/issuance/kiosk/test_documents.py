@@ -19,6 +19,7 @@ from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
 from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
 from mynaemu.issuance.kiosk.wire import Refusal
 from mynaemu.issuance.identity import Identity
+from mynaemu.issuance.kiosk.records import MemoryKioskHistory
 from mynaemu.issuance.kiosk.municipality import (
     MunicipalityServer, fiscal_year_available, tax_record,
 )
@@ -61,7 +62,7 @@ def adult():
 def muni(key, adult):
     directory = MemoryResidentDirectory()
     directory.add(adult, auth_serials=[1001])
-    return MunicipalityServer("13221", key, directory)
+    return MunicipalityServer("13221", key, directory, history=MemoryKioskHistory())
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +278,7 @@ def test_a_document_signed_by_another_municipality_is_refused(key, office, adult
     a document naming 13221 but signed by the mayor of 13222, under the same root, fails."""
     other = lgpki.load_or_create_signer(office, "13222", name="TEST市13222", mayor="見本　次郎")
     assert other.root == key.root
-    content = documents.inspect_pdf(MunicipalityServer("13221", key, _directory(adult))
+    content = documents.inspect_pdf(MunicipalityServer("13221", key, _directory(adult), history=MemoryKioskHistory())
                                     .produce_for_certificate(1001, "juminhyo", with_number=False, at=AT).pdf)["content"]
     forged_signer = lgpki.Signer("13221", other.key, other.certificate, other.root)  # a lie about its code
     forged = documents.render_pdf(content, forged_signer).pdf
@@ -325,7 +326,7 @@ def test_cli_verify_pdf(pdfs, tmp_path):
     directory = MemoryResidentDirectory()
     directory.add(synthesize_resident(_identity(_dt.date(1990, 1, 1), "33333333333"), on=AT.date()),
                   auth_serials=[7])
-    pdf = MunicipalityServer("13221", signer, directory).produce_for_certificate(7, "zei", with_number=False,
+    pdf = MunicipalityServer("13221", signer, directory, history=MemoryKioskHistory()).produce_for_certificate(7, "zei", with_number=False,
                                                                                 at=AT).pdf
     good, bad = tmp_path / "good.pdf", tmp_path / "bad.pdf"
     good.write_bytes(pdf)

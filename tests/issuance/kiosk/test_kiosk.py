@@ -29,6 +29,7 @@ from mynaemu.issuance.kiosk import documents
 from mynaemu.issuance.pki.ca import TestCA, default_test_pki
 from mynaemu.issuance.clock import SettableClock
 from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
+from mynaemu.issuance.kiosk.records import MemoryCentreTrail, MemoryKioskHistory
 from mynaemu.issuance.kiosk.municipality import MunicipalityServer
 from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
 from mynaemu.issuance.kiosk.services import start_services
@@ -65,12 +66,15 @@ class Stack:
         self.directory = MemoryResidentDirectory()
         self._home = tempfile.TemporaryDirectory()
         self.muni_key = load_or_create_signer(self._home.name, MUNI)   # the mayor's TEST LGPKI signer
-        self.municipality = MunicipalityServer(MUNI, self.muni_key, self.directory)
+        self.history = MemoryKioskHistory()    # an in-process stack: no store (records.py)
+        self.trail = MemoryCentreTrail()
+        self.municipality = MunicipalityServer(MUNI, self.muni_key, self.directory, history=self.history)
         self.kiosk_key = secrets.token_bytes(32)
         self.clock = SettableClock(KIOSK_AT)
         self.services = start_services(pki=self.pki, source=self.source, directory=self.directory,
                                        municipalities={MUNI: self.municipality},
-                                       kiosk_keys={KIOSK_ID: self.kiosk_key}, clock=self.clock)
+                                       kiosk_keys={KIOSK_ID: self.kiosk_key}, clock=self.clock,
+                                       trail=self.trail)
         self.trusted = [self.muni_key.root]
         self.registered = {}
 
@@ -393,7 +397,7 @@ def crl_only(stack):
     """A second centre whose OCSP URL is dead but whose CRL URL works."""
     services = start_services(pki=stack.pki, source=stack.source, directory=stack.directory,
                               municipalities={MUNI: stack.municipality}, kiosk_keys={KIOSK_ID: stack.kiosk_key},
-                              clock=stack.clock, validity=False, ocsp_url=_dead_url(),
+                              clock=stack.clock, trail=stack.trail, validity=False, ocsp_url=_dead_url(),
                               crl_url=stack.services.crl_url, validity_timeout=1)
     yield services
     services.stop()
@@ -418,7 +422,7 @@ def test_crl_fallback_still_sees_a_hold(stack, crl_only):
 def test_ocsp_and_crl_unreachable_is_refused(stack, adult):
     services = start_services(pki=stack.pki, source=stack.source, directory=stack.directory,
                               municipalities={MUNI: stack.municipality}, kiosk_keys={KIOSK_ID: stack.kiosk_key},
-                              clock=stack.clock, validity=False, ocsp_url=_dead_url(),
+                              clock=stack.clock, trail=stack.trail, validity=False, ocsp_url=_dead_url(),
                               crl_url=_dead_url() + "/crl/auth.crl", validity_timeout=1)
     try:
         card, client = _session(adult[0])
@@ -444,12 +448,13 @@ def test_outside_service_hours_is_refused_before_touching_the_card(stack, adult)
 
 def test_municipality_hours_inside_the_national_window(stack, adult):
     """CVS-6: a municipality may set narrower hours; its server refuses outside them."""
-    narrow = MunicipalityServer(MUNI, stack.muni_key, stack.directory, hours=(_dt.time(8, 30), _dt.time(17, 15)))
+    narrow = MunicipalityServer(MUNI, stack.muni_key, stack.directory, history=stack.history, hours=(_dt.time(8, 30), _dt.time(17, 15)))
     with pytest.raises(ValueError):
-        MunicipalityServer(MUNI, stack.muni_key, stack.directory, hours=(_dt.time(6, 0), _dt.time(23, 0)))
+        MunicipalityServer(MUNI, stack.muni_key, stack.directory, history=stack.history, hours=(_dt.time(6, 0), _dt.time(23, 0)))
     evening = SettableClock(_dt.datetime(2026, 3, 2, 20, 0, tzinfo=JST))
     services = start_services(pki=stack.pki, source=stack.source, directory=stack.directory,
-                              municipalities={MUNI: narrow}, kiosk_keys={KIOSK_ID: stack.kiosk_key}, clock=evening)
+                              municipalities={MUNI: narrow}, kiosk_keys={KIOSK_ID: stack.kiosk_key}, clock=evening,
+                              trail=stack.trail)
     try:
         card, client = _session(adult[0])
         refusal = _refusal(stack.kiosk(centre=stack.centre(url=services.centre_url), clock=evening).issue,
@@ -612,12 +617,12 @@ def test_genko_unknown_user_id_is_refused(stack, adult):
 
 
 def test_municipality_keeps_a_history_without_personal_data(stack, adult):
-    before = len(stack.municipality.history)
+    before = len(stack.municipality.history.entries())
     card, client = _session(adult[0])
     result = stack.kiosk().issue(client, pin=PIN, document="juminhyo", with_number=True)
-    entry = stack.municipality.history[before]
+    entry = stack.municipality.history.entries()[before]
     assert entry["verification_code"] == result.verification_code
-    text = json.dumps(stack.municipality.history, ensure_ascii=False)
+    text = json.dumps(stack.municipality.history.entries(), ensure_ascii=False)
     assert adult[1].identity.individual_number not in text and adult[1].identity.name not in text
 
 

@@ -25,6 +25,7 @@ from mynaemu.issuance.kiosk import wire
 from mynaemu.issuance.clock import SettableClock
 from mynaemu.issuance.kiosk.centre_http import HTTP_STATUS
 from mynaemu.issuance.kiosk.keyfiles import load_or_create_signer
+from mynaemu.issuance.kiosk.records import MemoryCentreTrail, MemoryKioskHistory
 from mynaemu.issuance.kiosk.municipality import MunicipalityServer
 from mynaemu.issuance.kiosk.residents import MemoryResidentDirectory, synthesize_resident
 from mynaemu.issuance.kiosk.services import start_services
@@ -158,9 +159,11 @@ class RecordingCentreClient(CentreClient):
 def live():
     pki, source, directory = default_test_pki(), MemoryRevocationSource(), MemoryResidentDirectory()
     with tempfile.TemporaryDirectory() as home:
-        municipality = MunicipalityServer(MUNI, load_or_create_signer(home, MUNI), directory)
+        municipality = MunicipalityServer(MUNI, load_or_create_signer(home, MUNI), directory,
+                                          history=MemoryKioskHistory())
         key = secrets.token_bytes(32)
         services = start_services(pki=pki, source=source, directory=directory, municipalities={MUNI: municipality},
+                                  trail=MemoryCentreTrail(),
                                   kiosk_keys={wire.DEFAULT_KIOSK_ID: key},
                                   clock=SettableClock(_dt.datetime(2026, 3, 2, 12, 0, tzinfo=JST)))
         image, info = build_persona("adult", at=ISSUE_AT)

@@ -191,6 +191,7 @@ def test_migration_binds_old_cards_and_deletes_the_keys_of_delivered_ones(home, 
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP INDEX audit_chain")      # nor v5's audit chain (issue 13)
         conn.execute("DROP TABLE audit_head")
+        conn.execute("DROP TABLE kiosk_history")    # nor v7's kiosk history (issue 13)
         for column in ("chain_seq", "prev_hash", "row_hash"):
             conn.execute(f"ALTER TABLE audit DROP COLUMN {column}")
         conn.execute("DROP TABLE audit_purges")     # nor v6's deletion history (issue 13)

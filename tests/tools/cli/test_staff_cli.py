@@ -46,6 +46,7 @@ def argv(operation: str, tmp) -> list[str]:
         "staff grant": ["staff", "grant", "nobody", "viewer"], "staff revoke": ["staff", "revoke", "nobody"],
         "staff list": ["staff", "list"], "staff rights": ["staff", "rights"],
         "staff passwd": ["staff", "passwd", "--new-password", "short"],
+        "kiosk-history": ["kiosk-history", "--municipality", "13221"],
     }[operation]
 
 
