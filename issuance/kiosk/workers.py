@@ -32,7 +32,6 @@ def kiosk_stack_pool(home, *, db: str | None, clock: Callable, host: str, centre
     directory = StoreDirectory(home, db=db)            # StoreError when there is no store
     with Store(directory.path) as store:              # the schema, made or migrated here
         store_pki(store)                               # the store's own CAs, created here if new
-        store.prepare_challenge_table()                # where the workers spend challenges
     for code in directory.municipality_codes() or ["13221"]:
         load_or_create_signer(home, code)
     load_or_create_kiosk_key(home, DEFAULT_KIOSK_ID)

@@ -9,10 +9,9 @@ PostgreSQL's unique index). Rows are dropped `KEEP_AFTER_EXPIRY` after their cha
 by then a replay is refused as expired anyway (the token carries its expiry), and the margin
 covers a clock stepped back by less than that.
 
-Decision: the table is not one of the schema's migrations (schema.py) but is created, if missing,
-by the serving parent before it forks (`prepare_challenge_table`): it holds only short-lived
-runtime state (nothing in it matters an hour later, nothing else refers to it), so it does not
-version the store's durable record.
+The table is schema v8 (schema.py). Until then the serving parent created it before forking, if
+missing; the migration creates it only where that has not happened (IF NOT EXISTS), so such a
+store migrates like any other and the table is there for every worker from the first open.
 
 Each redemption opens its own short connection (StoreSpentChallenges in database.py, like
 StoreRevocationSource): the workers are
@@ -22,13 +21,11 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from mynaemu.issuance.store import postgres
-
 TABLE = "centre_spent_challenges"
 KEEP_AFTER_EXPIRY = _dt.timedelta(minutes=10)
 
-# The table and its expiry index (INTEGER is BIGINT on PostgreSQL: postgres.ddl).
-DDL = [
+# The table and its expiry index (INTEGER is BIGINT on PostgreSQL: postgres.ddl): schema v8.
+V8 = [
     f"""CREATE TABLE IF NOT EXISTS {TABLE} (
         token TEXT PRIMARY KEY,
         expires_ms INTEGER NOT NULL)""",
@@ -43,12 +40,6 @@ def _ms(instant: _dt.datetime) -> int:
 class ChallengesTable:
     """Table group `centre_spent_challenges` (composed into Store, database.py)."""
 
-    def prepare_challenge_table(self) -> None:
-        """Create the table if missing (the serving parent, before it forks its workers)."""
-        with self.transaction() as conn:
-            for statement in DDL:
-                conn.execute(postgres.ddl(statement) if self.is_pg else statement)
-
     def spend_challenge(self, token: bytes, expires: _dt.datetime, now: _dt.datetime) -> bool:
         """Record `token` as used: True if this call is the first to spend it, else False. Drops
         the rows of challenges expired more than KEEP_AFTER_EXPIRY before `now`."""
@@ -61,4 +52,4 @@ class ChallengesTable:
         return self.conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
 
 
-__all__ = ["ChallengesTable", "DDL", "TABLE", "KEEP_AFTER_EXPIRY"]
+__all__ = ["ChallengesTable", "V8", "TABLE", "KEEP_AFTER_EXPIRY"]

@@ -75,9 +75,6 @@ class StoreSpentChallenges:
         return with_short_store(self.location, self.busy_timeout if self.busy_timeout is not None else BUSY_TIMEOUT_S,
                                 fn)
 
-    def prepare(self) -> None:
-        self._with_store(lambda store: store.prepare_challenge_table())
-
     def spend(self, token: bytes, expires: _dt.datetime, now: _dt.datetime) -> bool:
         return self._with_store(lambda store: store.spend_challenge(token, expires, now))
 

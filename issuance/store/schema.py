@@ -1,6 +1,7 @@
 """The store's schema: ordered migrations, shared by SQLite and PostgreSQL (postgres.ddl translates)."""
 from __future__ import annotations
 
+from mynaemu.issuance.store.challenges import V8 as SPENT_CHALLENGES_V8
 from mynaemu.issuance.store.custody import migrate_custody
 from mynaemu.issuance.store.audit_chain import V5 as AUDIT_CHAIN_V5, V6 as AUDIT_RETENTION_V6
 from mynaemu.issuance.store.kiosk_history import V7 as KIOSK_HISTORY_V7
@@ -192,6 +193,7 @@ MIGRATIONS: list[tuple[int, str, list]] = [
     (6, "audit retention: the deletion history, the chain's anchor after a purge (SEC-8, SEC-12)",
      AUDIT_RETENTION_V6),
     (7, "kiosk history: every document issued at a kiosk, no personal data (CVS-18 item 3)", KIOSK_HISTORY_V7),
+    (8, "the centre's spent challenges (made by the serving parent before, if missing)", SPENT_CHALLENGES_V8),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -243,7 +243,6 @@ def test_zero_errors_at_200_clients_with_workers(served):
 def test_shared_challenges_refuse_forgery_other_kiosk_replay_and_expiry(tmp_path):
     Store.open(tmp_path).close()
     spent = StoreSpentChallenges(tmp_path / "issuance.sqlite3")
-    spent.prepare()
     secret = SharedChallenges.new_secret()
     book, other_book = SharedChallenges(secret, spent), SharedChallenges(SharedChallenges.new_secret(), spent)
     now = _dt.datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -275,8 +274,7 @@ def test_shared_challenges_refuse_forgery_other_kiosk_replay_and_expiry(tmp_path
 def location(request, tmp_path):
     """A fresh store's location: the SQLite file, or a schema of the private PostgreSQL server."""
     if request.param == "sqlite":
-        Store.open(tmp_path).close()
-        StoreSpentChallenges(tmp_path / "issuance.sqlite3").prepare()
+        Store.open(tmp_path).close()            # the spent set is schema v8
         yield tmp_path / "issuance.sqlite3"
         return
     pytest.importorskip("psycopg")
@@ -287,8 +285,6 @@ def location(request, tmp_path):
     except pgserver.PgServerError as exc:
         pytest.fail(f"PostgreSQL for the tests: {exc}")
     Store(url).close()
-    StoreSpentChallenges(url).prepare()
-    StoreSpentChallenges(url).prepare()     # idempotent
     yield url
     pgserver.drop_schema(url)
 

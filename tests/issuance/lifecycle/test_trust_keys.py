@@ -195,6 +195,7 @@ def test_migration_binds_old_cards_and_deletes_the_keys_of_delivered_ones(home, 
         for column in ("chain_seq", "prev_hash", "row_hash"):
             conn.execute(f"ALTER TABLE audit DROP COLUMN {column}")
         conn.execute("DROP TABLE audit_purges")     # nor v6's deletion history (issue 13)
+        conn.execute("DROP TABLE centre_spent_challenges")   # nor v8's spent challenges
         conn.execute("DELETE FROM schema_version WHERE version >= ?", (CUSTODY,))
     with Store.open(home) as store:                         # migrates through v3 to the current version
         assert store.schema_version() == SCHEMA_VERSION > CUSTODY
