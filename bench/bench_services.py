@@ -81,9 +81,8 @@ def _serve(service: str, max_workers: int | None = None, processes: int | None =
         key = secrets.token_bytes(32)
         # As `kiosk serve` runs it: the challenges shared by the workers, spent in a store.
         secret = SharedChallenges.new_secret()
-        Store.open(tmp.name).close()
+        Store.open(tmp.name).close()                      # the spent set is schema v8
         spent = StoreSpentChallenges(Path(tmp.name) / "issuance.sqlite3")
-        spent.prepare()
 
         def worker(listeners, index):
             centre = Centre(trust_anchor=pki.auth_ca.certificate, directory=MemoryResidentDirectory(),
