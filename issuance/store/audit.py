@@ -6,7 +6,7 @@ import json
 
 from mynaemu.issuance import clock
 from mynaemu.issuance.store import audit_chain
-from mynaemu.issuance.store.values import iso, scrub
+from mynaemu.issuance.store.values import iso, scrub, where
 
 
 # what `issue audit` shows of a record (the chain columns are for `issue audit --verify`)
@@ -41,19 +41,9 @@ class AuditTable:
                    operation: str | None = None) -> list[dict]:
         """The records, oldest first: all, or those matching every filter given (the officer's
         monthly review, SEC-8): target, step instant in [since, until), operator, outcome, operation."""
-        where, params = [], []
-        for column, value in (("target", target), ("operator", operator), ("outcome", outcome),
-                              ("operation", operation)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("at >= ?")
-            params.append(iso(since))
-        if until is not None:
-            where.append("at < ?")
-            params.append(iso(until))
-        sql = f"SELECT {_SHOWN} FROM audit" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        clause, params = where({"target": target, "operator": operator, "outcome": outcome, "operation": operation},
+                               since=since, until=until)
+        sql = f"SELECT {_SHOWN} FROM audit{clause} ORDER BY id"
         return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
 
     def set_audit_detail(self, audit_id: int, detail: dict) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 
-from mynaemu.issuance.store.values import iso
+from mynaemu.issuance.store.values import iso, where
 
 TABLE = "kiosk_history"
 OPERATION = "kiosk issue"          # the audit operation of an issued document
@@ -106,20 +106,9 @@ class KioskHistoryTable:
                       until: _dt.datetime | None = None) -> list[dict]:
         """The history in issue order: of one municipality when given, issued at or after
         `since` and before `until` (aware instants) when given."""
-        where, params = [], []
-        if municipality is not None:
-            where.append("municipality_code = ?")
-            params.append(municipality)
-        if since is not None:
-            where.append("at >= ?")
-            params.append(iso(since))
-        if until is not None:
-            where.append("at < ?")
-            params.append(iso(until))
-        sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self.conn.execute(sql + " ORDER BY at, id", tuple(params)).fetchall()
+        clause, params = where({"municipality_code": municipality}, since=since, until=until)
+        rows = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE}{clause} ORDER BY at, id",
+                                 tuple(params)).fetchall()
         return [{**dict(r), "with_number": bool(r["with_number"])} for r in rows]
 
 

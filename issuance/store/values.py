@@ -48,3 +48,20 @@ def iso(instant: _dt.datetime) -> str:
 
 def parse_iso(text: str) -> _dt.datetime:
     return _dt.datetime.fromisoformat(text)
+
+
+def where(equal: dict, *, since: _dt.datetime | None = None, until: _dt.datetime | None = None,
+          column: str = "at") -> tuple[str, list]:
+    """A WHERE clause ("" when nothing is asked) and its parameters: each column of `equal` whose
+    value is not None equal to it, and `column` in [since, until) (aware instants, stored as iso).
+    The column names are the caller's own constants, never input."""
+    clauses, params = [], []
+    for name, value in equal.items():
+        if value is not None:
+            clauses.append(f"{name} = ?")
+            params.append(value)
+    for op, instant in ((">=", since), ("<", until)):
+        if instant is not None:
+            clauses.append(f"{column} {op} ?")
+            params.append(iso(instant))
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

@@ -275,21 +275,15 @@ def test_a_document_serial_never_reads_as_an_individual_number(monkeypatch):
 
 def test_a_postgresql_backed_stack_keeps_the_history_there(tmp_path):
     """--db: the history and the services' records go into PostgreSQL, in one verified chain."""
-    pytest.importorskip("psycopg")
     import itertools
     import random
 
     from mynaemu.issuance.lifecycle.workflow import Workflow
     from mynaemu.issuance.personas import DEFAULT_PINS, synthetic_identity
     from mynaemu.issuance.pki.keys import generate_rsa_key
-    from mynaemu.tools.harness import pgserver
+    from tests.support.pg import fresh_pg_url
 
-    try:
-        server = pgserver.shared_server()
-    except pgserver.PgServerError as exc:
-        pytest.fail(f"PostgreSQL for the tests: {exc}")
-    url = pgserver.fresh_schema_url(server.url)
-    try:
+    with fresh_pg_url() as url:
         card = tmp_path / "pg-card.json"
         pool = itertools.cycle([generate_rsa_key(2048) for _ in range(3)])
         with Store(url) as store:
@@ -313,5 +307,3 @@ def test_a_postgresql_backed_stack_keeps_the_history_there(tmp_path):
             assert store.verify_audit_chain()[1] is None
         assert [(r["serial"], r["application_id"], r["document"]) for r in rows] == [(result.serial, app_id, "zei")]
         assert [(r["target"], r["operation"]) for r in record] == [(app_id, "kiosk issue")]
-    finally:
-        pgserver.drop_schema(url)

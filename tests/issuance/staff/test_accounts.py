@@ -4,14 +4,13 @@ their instants, the `number` right, refusals audited with nothing else changed."
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 
 import pytest
 
 from mynaemu.issuance.staff import passwords
 from mynaemu.issuance.staff.accounts import Accounts, StaffInputError, StaffRefused, UnknownStaff
 from mynaemu.issuance.staff.authorise import WRONG_CREDENTIALS, AuthRefused, authorise
-from mynaemu.issuance.store import Store
+from tests.support.pg import BACKENDS, open_store
 from tests.support.staff import CHEAP
 
 JST = dt.timezone(dt.timedelta(hours=9))
@@ -24,25 +23,10 @@ def jst(*args) -> dt.datetime:
     return dt.datetime(*args, tzinfo=JST)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        with Store.open(tmp_path / "home") as s:
-            yield s
-        return
-    pytest.importorskip("psycopg")
-    from mynaemu.tools.harness import pgserver
-
-    try:
-        server = pgserver.shared_server()
-    except pgserver.PgServerError as exc:
-        pytest.fail(f"PostgreSQL for the tests: {exc}")
-    url = pgserver.fresh_schema_url(server.url)
-    try:
-        with Store(url) as s:
-            yield s
-    finally:
-        pgserver.drop_schema(url)
+    with open_store(request.param, tmp_path) as s:
+        yield s
 
 
 @pytest.fixture

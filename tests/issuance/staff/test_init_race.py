@@ -14,13 +14,13 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from mynaemu.issuance.clock import JST
 from mynaemu.issuance.staff.accounts import Accounts, StaffRefused
 from mynaemu.issuance.store import Store
 from tests.support import REPO
 from tests.support.staff import CHEAP
+from tests.support.pg import fresh_pg_url
 
 RACERS = 6
 AT = dt.datetime(2026, 10, 1, 9, 0, tzinfo=JST)
@@ -80,20 +80,9 @@ def test_forked_inits_at_a_barrier_make_one_officer_sqlite(tmp_path):
 
 
 def test_forked_inits_at_a_barrier_make_one_officer_postgresql():
-    pytest.importorskip("psycopg")
-    from mynaemu.tools.harness import pgserver
-
-    try:
-        server = pgserver.shared_server()
-    except pgserver.PgServerError as exc:
-        pytest.fail(f"PostgreSQL for the tests: {exc}")
-    url = pgserver.fresh_schema_url(server.url)
-    try:
-        with Store(url):
-            pass
+    with fresh_pg_url() as url:
+        Store(url).close()
         _check(_race(url), url)
-    finally:
-        pgserver.drop_schema(url)
 
 
 def test_the_command_line_started_at_once_on_a_new_store(tmp_path):

@@ -15,6 +15,7 @@ from mynaemu.issuance.clock import JST
 from mynaemu.issuance.lifecycle.workflow import Workflow
 from mynaemu.issuance.staff.retention import RetentionRefused, keep_from, purge
 from mynaemu.issuance.store import Store, audit_chain
+from tests.support.pg import BACKENDS, open_store
 
 NOW = dt.datetime(2026, 12, 6, 10, 0, tzinfo=dt.timezone.utc)     # "the machine's clock" in these tests
 
@@ -23,25 +24,10 @@ def jst(*args) -> dt.datetime:
     return dt.datetime(*args, tzinfo=JST)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        with Store.open(tmp_path / "home") as s:
-            yield s
-        return
-    pytest.importorskip("psycopg")
-    from mynaemu.tools.harness import pgserver
-
-    try:
-        server = pgserver.shared_server()
-    except pgserver.PgServerError as exc:
-        pytest.fail(f"PostgreSQL for the tests: {exc}")
-    url = pgserver.fresh_schema_url(server.url)
-    try:
-        with Store(url) as s:
-            yield s
-    finally:
-        pgserver.drop_schema(url)
+    with open_store(request.param, tmp_path) as s:
+        yield s
 
 
 def write(store, monkeypatch, *, at: dt.datetime, written: dt.datetime, n: int = 1, operation: str = "x") -> None:

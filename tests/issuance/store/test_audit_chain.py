@@ -11,6 +11,7 @@ import pytest
 
 from mynaemu.issuance.store import DB_NAME, Store
 from tests.support.cli import run_issue
+from tests.support.pg import fresh_pg_url
 
 T0 = dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)
 
@@ -93,15 +94,7 @@ def test_concurrent_writers_never_fork_the_chain_sqlite(tmp_path):
 
 
 def test_concurrent_writers_never_fork_the_chain_postgresql():
-    pytest.importorskip("psycopg")
-    from mynaemu.tools.harness import pgserver
-
-    try:
-        server = pgserver.shared_server()
-    except pgserver.PgServerError as exc:
-        pytest.fail(f"PostgreSQL for the tests: {exc}")
-    url = pgserver.fresh_schema_url(server.url)
-    try:
+    with fresh_pg_url() as url:
         Store(url).close()
         ctx = multiprocessing.get_context("fork")
         procs = [ctx.Process(target=_writer, args=(url, f"w{k}", 30)) for k in range(6)]
@@ -115,8 +108,6 @@ def test_concurrent_writers_never_fork_the_chain_postgresql():
             store.conn.execute("UPDATE audit SET target = 'forged' WHERE chain_seq = 77")
             checked, problem = store.verify_audit_chain()
             assert checked == 76 and "edited" in problem
-    finally:
-        pgserver.drop_schema(url)
 
 
 def test_issue_audit_verify_exit_codes(home):

@@ -33,17 +33,11 @@ def location(request, tmp_path):
         Store.open(tmp_path / "s").close()
         yield tmp_path / "s" / DB_NAME
         return
-    pytest.importorskip("psycopg")
-    from mynaemu.tools.harness import pgserver
+    from tests.support.pg import fresh_pg_url
 
-    try:
-        server = pgserver.shared_server()
-    except pgserver.PgServerError as exc:
-        pytest.fail(f"PostgreSQL for the tests: {exc}")
-    url = pgserver.fresh_schema_url(server.url)
-    Store(url).close()
-    yield url
-    pgserver.drop_schema(url)
+    with fresh_pg_url() as url:
+        Store(url).close()
+        yield url
 
 
 def test_a_record_is_a_history_row_and_an_audit_record_in_one_chain(location):

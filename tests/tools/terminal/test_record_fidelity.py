@@ -292,15 +292,7 @@ def test_store_serials_sqlite(tmp_path, key_pool):
 
 
 def test_store_serials_postgresql(key_pool):
-    pytest.importorskip("psycopg")
-    from mynaemu.tools.harness import pgserver
-    try:
-        server = pgserver.shared_server()
-    except pgserver.PgServerError as exc:
-        pytest.fail(f"PostgreSQL for the tests: {exc}")
-    url = pgserver.fresh_schema_url(server.url)
-    try:
-        with Store(url) as store:
-            _check_store_serials(store, key_pool)
-    finally:
-        pgserver.drop_schema(url)
+    from tests.support.pg import fresh_pg_url
+
+    with fresh_pg_url() as url, Store(url) as store:
+        _check_store_serials(store, key_pool)
