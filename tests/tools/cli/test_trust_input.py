@@ -24,6 +24,7 @@ from mynaemu.issuance.personalise import KEYS_PER_CARD
 from mynaemu.issuance.store import DB_NAME, Store
 from mynaemu.issuance.lifecycle.workflow import BadInput, Basic4, Workflow
 from mynaemu.tools.cli import main
+from tests.support.store_rows import dump   # every row of every table: the store's whole state
 
 JST = dt.timezone(dt.timedelta(hours=9))
 PERSON = ["--sex", "1", "--birth", "1990-04-02"]
@@ -69,16 +70,6 @@ def office(template, tmp_path, monkeypatch, issue_staff):
     monkeypatch.delenv("MYNAEMU_DEBUG", raising=False)
     monkeypatch.chdir(tmp_path)
     return home, ids
-
-
-def dump(home) -> dict:
-    """Every row of every table, in storage order: the store's whole state."""
-    conn = sqlite3.connect(home / DB_NAME)
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        return {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in tables}
-    finally:
-        conn.close()
 
 
 def invoke(args, env=None):
