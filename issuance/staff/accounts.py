@@ -17,6 +17,7 @@ import re
 from mynaemu.issuance.staff import audit, passwords
 from mynaemu.issuance.staff.rights import RIGHTS, ROLES
 from mynaemu.issuance.store import iso, parse_iso
+from mynaemu.issuance.store.values import scrub
 from mynaemu.issuance.store.staff import StaffTable
 from mynaemu.issuance.validate import InputError, shown
 
@@ -51,7 +52,7 @@ def check_staff_id(text) -> str:
     if not STAFF_ID_PATTERN.match(staff_id):
         raise StaffInputError(f"bad staff ID {shown(text, 40)}: 1-32 of a-z 0-9 . _ -, starting with a letter "
                               "or digit")
-    if re.search(r"(?<![0-9])[0-9]{12}(?![0-9])", staff_id):
+    if scrub(staff_id) != staff_id:
         # it would read as a 個人番号: the audit masks such runs (values.scrub), so the trail could
         # no longer tell who acted (SEC-8), and a number must not serve as a staff ID (SEC-1)
         raise StaffInputError("a staff ID must not hold a run of exactly 12 digits (it reads as a 個人番号)")

@@ -70,7 +70,7 @@ class AuditTable:
         (operation ``audit-purge``, naming the span and the new anchor); returns the span
         (audit_chain.purgeable). dry_run: nothing is deleted, the read is recorded."""
         with self.transaction() as conn:
-            audit_chain.lock(conn, lambda: self.lock_name(audit_chain.CHAIN_LOCK))
+            self.lock_name(audit_chain.CHAIN_LOCK)   # PostgreSQL; SQLite's BEGIN IMMEDIATE excludes every writer
             span = audit_chain.purgeable(conn, before=iso(before), recorded_before=iso(recorded_before))
             detail = {k: span[k] for k in ("first_seq", "last_seq", "records", "oldest_at", "newest_at", "last_hash")}
             detail["last_hash"] = audit_chain.hash_text(span["last_hash"])

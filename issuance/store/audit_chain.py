@@ -155,18 +155,12 @@ def purgeable(conn, *, before: str, recorded_before: str) -> dict:
     return out
 
 
-def lock(conn, take) -> None:
-    """Take the chain's lock for a purge (`take`: the PostgreSQL advisory lock; SQLite's BEGIN
-    IMMEDIATE already excludes every other writer)."""
-    take()
-
-
 def purge_prefix(conn, span: dict, *, at: str, recorded_at: str, operator: str, before: str,
                  audit_id: int) -> None:
     """Inside a transaction: delete chain positions span[first_seq]..span[last_seq] (from
     `purgeable`), clear the pointers at them, and record the purge with its anchor. `audit_id`:
     the purge's own audit record (written in this transaction, naming the same anchor). The
-    caller holds the chain's lock (`lock`) since it planned the span."""
+    caller holds the chain's lock (CHAIN_LOCK) since it planned the span."""
     if anchor(conn)[0] != span["first_seq"] - 1:
         raise RuntimeError("the chain's anchor moved since the purge was planned")
     doomed = "SELECT id FROM audit WHERE chain_seq >= ? AND chain_seq <= ?"

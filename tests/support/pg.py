@@ -11,14 +11,17 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 @contextlib.contextmanager
-def fresh_pg_url():
-    """The URL of a new, empty schema on the private PostgreSQL server; dropped afterwards."""
+def fresh_pg_url(*, skip_without: bool = False):
+    """The URL of a new, empty schema on the private PostgreSQL server; dropped afterwards. No
+    server: the test fails (skip_without=True: it is skipped, for tests that choose so)."""
     pytest.importorskip("psycopg")
     from mynaemu.tools.harness import pgserver
 
     try:
         server = pgserver.shared_server()
     except pgserver.PgServerError as exc:
+        if skip_without:
+            pytest.skip(f"no PostgreSQL server: {exc}")
         pytest.fail(f"PostgreSQL for the tests: {exc}")
     url = pgserver.fresh_schema_url(server.url)
     try:

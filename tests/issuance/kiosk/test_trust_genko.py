@@ -232,24 +232,18 @@ def test_jorei_card_serial_layout():
 
 
 def test_genko_and_enrol_honour_the_card_state_on_postgresql(tmp_path, monkeypatch, issue_staff):
-    pytest.importorskip("psycopg")
-    from mynaemu.tools.harness import pgserver
+    from tests.support.pg import fresh_pg_url
 
-    try:
-        server = pgserver.shared_server()
-    except pgserver.PgServerError as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    url = pgserver.fresh_schema_url(server.url)
-    home = tmp_path / "home"
-    monkeypatch.delenv("MYNAEMU_DB", raising=False)
-    issue_staff(db=url)  # every issue command authenticates (issue 13)
+    with fresh_pg_url(skip_without=True) as url:
+        home = tmp_path / "home"
+        monkeypatch.delenv("MYNAEMU_DB", raising=False)
+        issue_staff(db=url)  # every issue command authenticates (issue 13)
 
-    def run(*args, code=0):
-        result = CliRunner().invoke(main, list(args), env={"MYNAEMU_HOME": str(home)})
-        assert result.exit_code == code, (args, result.output)
-        return result
+        def run(*args, code=0):
+            result = CliRunner().invoke(main, list(args), env={"MYNAEMU_HOME": str(home)})
+            assert result.exit_code == code, (args, result.output)
+            return result
 
-    try:
         cards = []
         for name in ("番号\u3000一郎", "番号\u3000二郎"):
             app_id = json.loads(run("issue", "--db", url, "apply", "--name", name, "--birth", "1985-07-07", "--sex",
@@ -272,5 +266,3 @@ def test_genko_and_enrol_honour_the_card_state_on_postgresql(tmp_path, monkeypat
         refused = run("kiosk", "enrol", "--db", url, "--card", str(plain), "--pin", GENKO_PIN,
                       "--at", "2026-05-12T12:00:00+09:00", code=5)
         assert "cert-hold" in refused.output and plain.read_bytes() == before
-    finally:
-        pgserver.drop_schema(url)

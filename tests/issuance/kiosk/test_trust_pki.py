@@ -327,15 +327,10 @@ def test_racing_creators_agree_on_one_pki_sqlite(tmp_path):
 
 
 def test_postgresql_stores_keep_their_own_pki_in_the_database_and_racers_agree():
-    pytest.importorskip("psycopg")
-    from mynaemu.tools.harness import pgserver
+    from tests.support.pg import fresh_pg_url
 
-    try:
-        server = pgserver.shared_server()
-    except pgserver.PgServerError as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    urls = [pgserver.fresh_schema_url(server.url) for _ in range(2)]
-    try:
+    with fresh_pg_url(skip_without=True) as url_a, fresh_pg_url(skip_without=True) as url_b:
+        urls = [url_a, url_b]
         for url in urls:
             Store(url).close()
         keys = _race(urls[0])
@@ -345,9 +340,6 @@ def test_postgresql_stores_keep_their_own_pki_in_the_database_and_racers_agree()
             assert _pki_keys(store_pki(first)) != _pki_keys(store_pki(second))
             row = first.conn.execute("SELECT value FROM settings WHERE key = 'test_pki'").fetchone()
             assert "PRIVATE KEY" in row[0]   # kept inside the database, not in a file next to it
-    finally:
-        for url in urls:
-            pgserver.drop_schema(url)
 
 
 def test_a_damaged_pki_row_is_a_one_line_store_error_not_new_cas(tmp_path):

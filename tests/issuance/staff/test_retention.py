@@ -195,3 +195,29 @@ def test_a_gap_in_the_history_is_found(purged):
     _sql(purged, "UPDATE audit_purges SET first_seq = 2, records = 3")
     checked, problem = purged.verify_audit_chain()
     assert problem is not None and "purges before it end at position 0" in problem
+
+
+def _purger(location, results):
+    with Store(location) as store:
+        result = purge(store, actor="sato", terminal="t", at=NOW, before=dt.date(2020, 1, 1), now=NOW)
+        results.put(result.records)
+
+
+def test_two_purges_at_once_delete_each_record_once(store, monkeypatch):
+    """Two officers purging at the same moment: the chain's lock makes them one after the other,
+    so the records go once, the history has no overlap and the chain verifies."""
+    import multiprocessing
+
+    write(store, monkeypatch, at=jst(2018, 1, 1), written=jst(2018, 1, 1), n=50)
+    location = store.path          # the SQLite file or the postgresql:// URL
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_purger, args=(location, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert sorted(results.get(timeout=5) for _ in procs) == [0, 0, 0, 50]
+    assert [(h["first_seq"], h["last_seq"]) for h in store.audit_purges()] == [(1, 50)]
+    assert store.verify_audit_chain() == (4, None)
